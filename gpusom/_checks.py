@@ -1,0 +1,127 @@
+"""Input validation shared by every public function.
+
+Everything a user passes is checked here, in plain Python, before any jitted code runs, so that a
+mistake surfaces as a ``TypeError``/``ValueError`` naming the argument rather than as a numba
+typing error or a silently NaN map.
+"""
+
+import numbers
+import os
+
+import numpy as np
+
+
+def as_float_array(value, name, ndim):
+    """``value`` as a finite float array of ``ndim`` dimensions, never empty.
+
+    float32 and float64 are kept; other numeric types become float64. The caller's array is never
+    written to (a view is returned where no conversion is needed).
+    """
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if array.dtype == object:
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must hold numbers only (got non-numeric values)") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got an array of dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D array, got {array.ndim}-D with shape {array.shape}"
+        )
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    return array
+
+
+def as_data(data, name="data"):
+    """A ``(n_samples, dim)`` finite float array."""
+    return as_float_array(data, name, 2)
+
+
+def as_lattice(lattice, name="lattice"):
+    """A ``(rows, cols, dim)`` finite float array."""
+    return as_float_array(lattice, name, 3)
+
+
+def check_same_dim(data, lattice, data_name="data"):
+    """Raise unless the data's feature count matches the lattice's vectors."""
+    if data.shape[1] != lattice.shape[-1]:
+        raise ValueError(
+            f"{data_name} has {data.shape[1]} features per sample but the lattice vectors have "
+            f"{lattice.shape[-1]}"
+        )
+
+
+def as_positive_int(value, name):
+    """``value`` as a positive Python int; bools and non-integral numbers are rejected."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def as_positive_float(value, name):
+    """``value`` as a finite float greater than zero."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number greater than 0, got {value}")
+    return float(value)
+
+
+def as_som_size(som_size, name="som_size"):
+    """``(rows, cols)`` as two positive ints."""
+    try:
+        rows, cols = som_size
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (rows, cols), got {som_size!r}") from None
+    return as_positive_int(rows, f"{name}[0] (rows)"), as_positive_int(cols, f"{name}[1] (cols)")
+
+
+def as_choice(value, name, choices):
+    """The registry code of option ``value``; the error lists the valid names."""
+    if not isinstance(value, str) or value not in choices:
+        valid = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {valid}; got {value!r}")
+    return choices[value]
+
+
+def as_labels(labels, n_samples, name="additional_list"):
+    """``labels`` as a list with one entry per sample, or None."""
+    if labels is None:
+        return None
+    try:
+        labels = list(labels)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence with one entry per sample") from None
+    if len(labels) != n_samples:
+        raise ValueError(f"{name} has {len(labels)} entries but data has {n_samples} samples")
+    return labels
+
+
+def available_memory():
+    """Physical memory of this machine in bytes, or None where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(n_bytes, what, available=None):
+    """Raise a ``ValueError`` when ``n_bytes`` will not fit in ``available`` memory."""
+    available = available_memory() if available is None else available
+    if available is not None and n_bytes > available:
+        raise ValueError(
+            f"{what} needs about {n_bytes / 2**30:.2f} GiB ({n_bytes} bytes) but this machine has "
+            f"{available / 2**30:.2f} GiB; use a smaller lattice, fewer samples or dtype='float32'"
+        )

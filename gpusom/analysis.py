@@ -1,0 +1,288 @@
+"""What a trained lattice says about data: BMUs, projections, u-matrix, activations, errors.
+
+Every function here works on a plain ``(rows, cols, dim)`` lattice, whichever backend trained it,
+and processes samples in blocks so memory stays bounded for millions of samples.
+"""
+
+from timeit import default_timer as timer
+
+import numpy as np
+from numba import njit
+
+from . import _checks, _config, cpu
+from .som import normalize_features
+
+
+def _prepare(data, lattice, normalize=False, data_name="data"):
+    """Validated ``(data, lattice, scaled data)``; the scaled data is what gets compared."""
+    data = _checks.as_data(data, data_name)
+    lattice = _checks.as_lattice(lattice)
+    _checks.check_same_dim(data, lattice, data_name)
+    scaled = normalize_features(data) if normalize else data
+    return data, lattice, scaled
+
+
+def _bmus(data, lattice, k=1):
+    """Exact flat BMU indices ``(n, k)`` and squared distances of already validated inputs."""
+    return cpu.find_bmus(data, lattice.reshape(-1, lattice.shape[-1]), k)
+
+
+def _say(verbose, message, start):
+    if verbose:
+        print(f"{message} took: {timer() - start:f} seconds.")
+
+
+def find_bmus(data, lattice):
+    """Best matching unit of every sample.
+
+    Parameters
+    ----------
+    data : array_like of shape (n_samples, dim)
+    lattice : array_like of shape (rows, cols, dim)
+
+    Returns
+    -------
+    ndarray of int64, shape (n_samples, 2)
+        ``(row, col)`` of the cell closest to each sample (Euclidean distance; ties go to the
+        lowest flat index ``row * cols + col``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lattice = np.zeros((2, 3, 1)); lattice[1, 2] = 5.0
+    >>> find_bmus([[4.0], [0.1]], lattice).tolist()
+    [[1, 2], [0, 0]]
+    """
+    data, lattice, _ = _prepare(data, lattice)
+    index, _ = _bmus(data, lattice)
+    return np.stack(np.divmod(index[:, 0], lattice.shape[1]), axis=1)
+
+
+def quantization_error(data, lattice):
+    """Mean Euclidean distance between each sample and its best matching unit.
+
+    Parameters
+    ----------
+    data : array_like of shape (n_samples, dim)
+    lattice : array_like of shape (rows, cols, dim)
+
+    Returns
+    -------
+    float
+    """
+    data, lattice, _ = _prepare(data, lattice)
+    _, distance = _bmus(data, lattice)
+    return float(np.sqrt(distance[:, 0]).mean())
+
+
+def topographic_error(data, lattice, is_torus=False):
+    """Fraction of samples whose best and second-best units are not lattice neighbours.
+
+    Neighbours are the 8 surrounding cells (wrapping on a torus). A lattice of one cell has no
+    second unit; its error is 0.
+
+    Parameters
+    ----------
+    data : array_like of shape (n_samples, dim)
+    lattice : array_like of shape (rows, cols, dim)
+    is_torus : bool, default False
+
+    Returns
+    -------
+    float
+    """
+    data, lattice, _ = _prepare(data, lattice)
+    rows, cols = lattice.shape[:2]
+    if rows * cols == 1:
+        return 0.0
+    index, _ = _bmus(data, lattice, k=2)
+    (r1, c1), (r2, c2) = np.divmod(index[:, 0], cols), np.divmod(index[:, 1], cols)
+    dr, dc = np.abs(r1 - r2), np.abs(c1 - c2)
+    if is_torus:
+        dr, dc = np.minimum(dr, rows - dr), np.minimum(dc, cols - dc)
+    return float(np.mean((dr > 1) | (dc > 1)))
+
+
+def project_on_lattice(data, lattice, additional_list=None, normalize=False, *, verbose=True):
+    """Group samples by the lattice cell they land on.
+
+    Parameters
+    ----------
+    data : array_like of shape (n_samples, dim)
+    lattice : array_like of shape (rows, cols, dim)
+    additional_list : sequence, optional
+        One label per sample; when given, the cells hold labels instead of sample vectors.
+    normalize : bool, default False
+        Min-max scale ``data`` per feature before comparing (the cells still hold the
+        original vectors).
+    verbose : bool, default True
+        Print the timing line.
+
+    Returns
+    -------
+    dict
+        ``{(row, col): [...]}`` for every cell, in row-major order; an empty list where no sample
+        landed, else the samples (or labels) in data order.
+    """
+    start = timer()
+    data, lattice, scaled = _prepare(data, lattice, normalize)
+    labels = _checks.as_labels(additional_list, data.shape[0])
+    rows, cols = lattice.shape[:2]
+    index, _ = _bmus(scaled, lattice)
+    projection = {(r, c): [] for r in range(rows) for c in range(cols)}
+    cells = list(projection)
+    items = labels if labels is not None else data
+    for i, flat in enumerate(index[:, 0].tolist()):
+        projection[cells[flat]].append(items[i])
+    _say(verbose, "Projecting on SOM", start)
+    return projection
+
+
+def lattice_closest_vectors(data, lattice, additional_list=None, normalized=False, *, verbose=True):
+    """The sample closest to each lattice cell.
+
+    Parameters
+    ----------
+    data : array_like of shape (n_samples, dim)
+    lattice : array_like of shape (rows, cols, dim)
+    additional_list : sequence, optional
+        One label per sample; when given, each cell maps to ``[label]`` of its closest sample.
+    normalized : bool, default False
+        Min-max scale ``data`` per feature before comparing.
+    verbose : bool, default True
+        Print the timing line.
+
+    Returns
+    -------
+    dict
+        ``{(row, col): vector}`` (the original sample) or ``{(row, col): [label]}`` for every
+        cell, in row-major order.
+    """
+    start = timer()
+    data, lattice, scaled = _prepare(data, lattice, normalized)
+    labels = _checks.as_labels(additional_list, data.shape[0])
+    cols, dim = lattice.shape[1:]
+    # The same search with the roles swapped: cells are the queries, samples the codebook.
+    closest, _ = cpu.find_bmus(lattice.reshape(-1, dim), scaled)
+    result = {}
+    for flat, sample in enumerate(closest[:, 0].tolist()):
+        cell = divmod(flat, cols)
+        result[cell] = [labels[sample]] if labels is not None else data[sample]
+    _say(verbose, "Finding closest data points", start)
+    return result
+
+
+def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=True):
+    """How strongly each sample activates each cell, scaled to [0, 1].
+
+    The activation is ``(D - d) ** exponent`` with ``d`` the squared Euclidean distance between
+    sample and cell and ``D`` the largest such distance over all samples and cells, then min-max
+    scaled over the whole result (as the original library). Where every distance is equal the
+    activations are all 1.
+
+    Parameters
+    ----------
+    data : array_like of shape (n_samples, dim)
+    lattice : array_like of shape (rows, cols, dim)
+    normalize : bool, default False
+        Min-max scale ``data`` per feature before comparing.
+    exponent : float, default 1
+        Values above 1 sharpen the peaks, below 1 flatten them.
+    verbose : bool, default True
+        Print the timing line.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_samples, rows, cols)
+    """
+    start = timer()
+    data, lattice, scaled = _prepare(data, lattice, normalize)
+    exponent = _checks.as_positive_float(exponent, "exponent")
+    rows, cols, dim = lattice.shape
+    n = data.shape[0]
+    _checks.check_memory(8 * n * rows * cols, f"activations of {n} samples on {rows}x{cols} cells")
+    out = squared_distances(scaled, lattice.reshape(-1, dim)).reshape(n, rows, cols)
+    np.subtract(out.max(), out, out=out)
+    if exponent != 1:
+        np.power(out, exponent, out=out)
+    low, high = out.min(), out.max()
+    if high > low:
+        out -= low
+        out /= high - low
+    else:
+        out[...] = 1.0
+    _say(verbose, "Computing SOM activations", start)
+    return out
+
+
+def squared_distances(data, codebook):
+    """``(n_samples, n_cells)`` float64 squared Euclidean distances, one block at a time.
+
+    Uses the expansion ``|x|^2 - 2 x.w + |w|^2`` on centred inputs (the BLAS product), clipped at
+    zero; accurate to rounding relative to the data's spread.
+    """
+    centre = codebook.mean(axis=0, dtype=np.float64)
+    centred_cb = codebook - centre
+    cb_sq = np.einsum("ij,ij->i", centred_cb, centred_cb)
+    out = np.empty((data.shape[0], codebook.shape[0]))
+    block = max(1, _config.ANALYSIS_BLOCK_BYTES // (8 * codebook.shape[0]))
+    for first in range(0, data.shape[0], block):
+        chunk = data[first : first + block] - centre
+        part = out[first : first + block]
+        np.matmul(chunk, centred_cb.T, out=part)
+        part *= -2.0
+        part += cb_sq
+        part += np.einsum("ij,ij->i", chunk, chunk)[:, None]
+        np.maximum(part, 0.0, out=part)
+    return out
+
+
+def u_matrix(lattice, is_torus=False):
+    """Mean Euclidean distance of every cell to its lattice neighbours (Ultsch's U-matrix).
+
+    Neighbours are the up to 8 surrounding cells; on a torus the lattice wraps, and a cell that
+    is reached through several offsets (maps narrower than 3 cells) counts once.
+
+    Parameters
+    ----------
+    lattice : array_like of shape (rows, cols, dim)
+    is_torus : bool, default False
+
+    Returns
+    -------
+    ndarray of float64, shape (rows, cols)
+        0 for a lattice of a single cell.
+    """
+    lattice = _checks.as_lattice(lattice)
+    return _u_matrix(np.ascontiguousarray(lattice, dtype=np.float64), bool(is_torus))
+
+
+@njit(cache=True)
+def _u_matrix(lattice, is_torus):
+    rows, cols, dim = lattice.shape
+    out = np.zeros((rows, cols))
+    seen = np.empty(9, np.int64)
+    for r in range(rows):
+        for c in range(cols):
+            total = 0.0
+            count = 0
+            for dr in range(-1, 2):
+                for dc in range(-1, 2):
+                    rr, cc = r + dr, c + dc
+                    if is_torus:
+                        rr, cc = rr % rows, cc % cols
+                    elif rr < 0 or rr >= rows or cc < 0 or cc >= cols:
+                        continue
+                    flat = rr * cols + cc
+                    if flat == r * cols + c or flat in seen[:count]:
+                        continue
+                    seen[count] = flat
+                    count += 1
+                    d = 0.0
+                    for k in range(dim):
+                        diff = lattice[r, c, k] - lattice[rr, cc, k]
+                        d += diff * diff
+                    total += np.sqrt(d)
+            if count:
+                out[r, c] = total / count
+    return out

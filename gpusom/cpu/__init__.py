@@ -1,0 +1,93 @@
+"""The CPU backend: numba ``@njit`` kernels behind the interface every backend offers.
+
+Interface (mirrored by ``gpusom.cuda``):
+
+``to_device(codebook, data)``
+    Internal copies of a ``(n_cells, dim)`` codebook and ``(n_samples, dim)`` data.
+``train_online(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate)``
+    Run one slice of online steps in place; returns the BMU of every step.
+``to_host(codebook, dim)``
+    The ``(n_cells, dim)`` numpy codebook.
+``find_bmus(data, codebook, k)``
+    Exact ``k`` best matching units (``k`` = 1 or 2) of each sample: ``(index, squared distance)``.
+"""
+
+import numpy as np
+
+from .. import _config
+from .kernels import padded_dim, rerank
+from .kernels import train_online as _train_online
+
+NAME = "cpu"
+
+
+def to_device(codebook, data):
+    """Padded structure-of-arrays codebook and C-ordered data, both in the codebook's dtype."""
+    n_cells, dim = codebook.shape
+    internal = np.zeros((padded_dim(dim), n_cells), dtype=codebook.dtype)
+    internal[:dim] = codebook.T
+    return internal, np.ascontiguousarray(data, dtype=codebook.dtype)
+
+
+def train_online(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate):
+    """Run ``len(order)`` online steps on the internal codebook; returns the BMU indices."""
+    bmus = np.empty(order.size, dtype=np.int64)
+    _train_online(
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, bmus
+    )
+    return bmus
+
+
+def to_host(codebook, dim):
+    """The ``(n_cells, dim)`` view of the internal codebook as a new numpy array."""
+    return np.ascontiguousarray(codebook[:dim].T)
+
+
+def find_bmus(data, codebook, k=1):
+    """Exact best matching units, computed in blocks.
+
+    Scores come from one float32 matrix product per block on centred data (the BLAS does the
+    heavy lifting); every candidate within the product's rounding bound of the best is then
+    re-ranked with float64 direct differences, so the result equals brute force (ties to the
+    lowest index) while memory stays at one ``block x n_cells`` score matrix.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_samples, dim)
+    codebook : ndarray, shape (n_cells, dim)
+    k : {1, 2}
+        How many best units to return per sample.
+
+    Returns
+    -------
+    index : ndarray of int64, shape (n_samples, k)
+    squared_distance : ndarray of float64, shape (n_samples, k)
+    """
+    n, dim = data.shape
+    n_cells = codebook.shape[0]
+    centre = codebook.mean(axis=0, dtype=np.float64)
+    centred_cb = (codebook - centre).astype(np.float32)
+    cb_sq = np.einsum("ij,ij->i", centred_cb, centred_cb, dtype=np.float64)
+    cb_norm_max = np.sqrt(cb_sq.max())
+    # Rounding bound of |x|^2 - 2 x.w + |w|^2 in float32 (inputs rounded, then a dot product of
+    # length dim), doubled because two scores are compared, with a safety factor of 2.
+    unit = np.finfo(np.float32).eps / 2
+    bound_scale = 8.0 * (dim + 4) * unit
+    out_index = np.empty((n, k), dtype=np.int64)
+    out_distance = np.empty((n, k), dtype=np.float64)
+    block = max(1, min(n, _config.ANALYSIS_BLOCK_BYTES // (8 * max(n_cells, 1))))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        chunk = data[start:stop]
+        centred = (chunk - centre).astype(np.float32)
+        scores = centred @ centred_cb.T
+        scores *= -2.0
+        scores += cb_sq.astype(np.float32)
+        x_norm = np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64))
+        tolerance = bound_scale * (x_norm + cb_norm_max) ** 2
+        # Candidates that exist only because of float32 overflow are ranked exactly anyway.
+        tolerance[~np.isfinite(tolerance)] = np.inf
+        rerank(
+            scores, tolerance, chunk, codebook, k, out_index[start:stop], out_distance[start:stop]
+        )
+    return out_index, out_distance
