@@ -1,0 +1,191 @@
+"""BMUs, projection, closest vectors, activations, u-matrix and errors against brute force."""
+
+import naive
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import gpusom
+from gpusom import (
+    find_bmus,
+    lattice_activations,
+    lattice_closest_vectors,
+    project_on_lattice,
+    quantization_error,
+    topographic_error,
+    u_matrix,
+)
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=64)
+
+
+@st.composite
+def data_and_lattice(draw):
+    dim = draw(st.integers(1, 6))
+    rows, cols = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    data = draw(arrays(np.float64, (draw(st.integers(1, 30)), dim), elements=finite))
+    lattice = draw(arrays(np.float64, (rows, cols, dim), elements=finite))
+    return data, lattice
+
+
+def brute_force_is_argmin(data, lattice, flat):
+    """Each chosen cell's distance equals the minimum; the lowest index among exact ties."""
+    d2 = naive.all_distances_sq(data, lattice.reshape(-1, lattice.shape[-1]))
+    chosen = d2[np.arange(len(data)), flat]
+    np.testing.assert_allclose(chosen, d2.min(axis=1), rtol=1e-12, atol=1e-9)
+    exact_first = np.argmin(d2, axis=1)
+    runner_up = np.sort(d2, axis=1)[:, 1] if d2.shape[1] > 1 else np.inf
+    clear = runner_up - d2.min(axis=1) > 1e-9 * (1 + d2.min(axis=1))
+    ties = d2 == d2.min(axis=1, keepdims=True)
+    np.testing.assert_array_equal(flat[clear], exact_first[clear])
+    assert all(flat[i] == np.flatnonzero(ties[i])[0] for i in np.flatnonzero(ties.sum(1) > 1))
+
+
+@given(data_and_lattice())
+@settings(max_examples=150, deadline=None)
+def test_find_bmus_equals_brute_force(case):
+    data, lattice = case
+    rows_cols = find_bmus(data, lattice)
+    assert rows_cols.shape == (len(data), 2)
+    brute_force_is_argmin(data, lattice, rows_cols[:, 0] * lattice.shape[1] + rows_cols[:, 1])
+
+
+def test_find_bmus_ties_go_to_the_lowest_index():
+    lattice = np.zeros((2, 3, 2))
+    lattice[0, 2] = lattice[1, 1] = [1.0, 1.0]
+    np.testing.assert_array_equal(find_bmus([[1.0, 1.0], [5.0, 5.0]], lattice), [[0, 2], [0, 2]])
+
+
+def test_find_bmus_is_exact_on_offset_float32_data(rng):
+    # Large common offset: the norm expansion alone would pick wrong cells here.
+    lattice = (rng.random((20, 20, 8)) + 100.0).astype(np.float32)
+    data = (rng.random((500, 8)) + 100.0).astype(np.float32)
+    flat = find_bmus(data, lattice) @ [20, 1]
+    brute_force_is_argmin(data, lattice, flat)
+
+
+def test_blocks_do_not_change_the_result(rng, monkeypatch):
+    data, lattice = rng.random((300, 4)), rng.random((6, 7, 4))
+    whole = find_bmus(data, lattice)
+    monkeypatch.setattr(gpusom._config, "ANALYSIS_BLOCK_BYTES", 8 * 42 * 7)
+    np.testing.assert_array_equal(find_bmus(data, lattice), whole)
+
+
+@given(data_and_lattice(), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_errors_equal_brute_force(case, is_torus):
+    data, lattice = case
+    rows, cols = lattice.shape[:2]
+    d2 = naive.all_distances_sq(data, lattice.reshape(rows * cols, -1))
+    expected_qe = np.sqrt(d2.min(axis=1)).mean()
+    assert quantization_error(data, lattice) == pytest.approx(expected_qe, rel=1e-9, abs=1e-9)
+    te = topographic_error(data, lattice, is_torus)
+    if rows * cols == 1:
+        assert te == 0.0
+        return
+    order = np.argsort(d2, axis=1, kind="stable")
+    gaps = np.take_along_axis(d2, order[:, 1:3], axis=1)
+    settled = (gaps[:, 1] - gaps[:, 0] > 1e-9 * (1 + gaps[:, 0])) if rows * cols > 2 else True
+    (r1, c1), (r2, c2) = np.divmod(order[:, 0], cols), np.divmod(order[:, 1], cols)
+    dr, dc = np.abs(r1 - r2), np.abs(c1 - c2)
+    if is_torus:
+        dr, dc = np.minimum(dr, rows - dr), np.minimum(dc, cols - dc)
+    bad = (dr > 1) | (dc > 1)
+    if np.all(settled):
+        assert te == pytest.approx(bad.mean())
+    assert 0.0 <= te <= 1.0
+
+
+def test_topographic_error_counts_non_neighbours():
+    lattice = np.zeros((1, 5, 1))
+    lattice[0, :, 0] = [0.0, 1.0, 2.0, 3.0, 0.4]  # second-best of x=0.1 is the far cell 4
+    assert topographic_error([[0.1], [2.9]], lattice) == 0.5
+    assert topographic_error([[0.1], [2.9]], lattice, is_torus=True) == 0.0  # 0 and 4 touch
+
+
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 4)),
+        elements=finite,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=80, deadline=None)
+def test_u_matrix_equals_brute_force(lattice, is_torus):
+    np.testing.assert_allclose(
+        u_matrix(lattice, is_torus=is_torus),
+        naive.u_matrix(lattice, is_torus),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+def test_u_matrix_wraps_on_a_torus():
+    lattice = np.zeros((3, 3, 1))
+    lattice[0, 0] = 9.0
+    plane, torus = u_matrix(lattice), u_matrix(lattice, is_torus=True)
+    assert plane[2, 2] == 0.0  # not a neighbour of (0, 0) on the plane
+    assert torus[2, 2] == pytest.approx(9.0 / 8)  # one of its 8 neighbours on the torus
+    assert plane[0, 0] == pytest.approx(9.0) and torus[0, 0] == pytest.approx(9.0)
+
+
+def test_projection_holds_every_cell_and_every_sample(rng):
+    data, lattice = rng.random((50, 3)), rng.random((4, 5, 3))
+    projection = project_on_lattice(data, lattice, verbose=False)
+    assert list(projection) == [(r, c) for r in range(4) for c in range(5)]
+    bmus = find_bmus(data, lattice)
+    for i, (r, c) in enumerate(bmus):
+        assert any(v is data[i] or np.array_equal(v, data[i]) for v in projection[(r, c)])
+    assert sum(len(v) for v in projection.values()) == 50
+
+
+def test_projection_with_labels_and_normalize(rng):
+    data = rng.random((20, 2)) * [10.0, 1000.0]
+    lattice = rng.random((3, 3, 2))
+    labels = [f"s{i}" for i in range(20)]
+    projection = project_on_lattice(
+        data, lattice, additional_list=labels, normalize=True, verbose=False
+    )
+    scaled = (data - data.min(0)) / np.ptp(data, axis=0)
+    for i, (r, c) in enumerate(find_bmus(scaled, lattice)):
+        assert labels[i] in projection[(r, c)]
+
+
+def test_closest_vectors_equal_brute_force(rng):
+    data, lattice = rng.random((30, 3)), rng.random((5, 4, 3))
+    closest = lattice_closest_vectors(data, lattice, verbose=False)
+    labelled = lattice_closest_vectors(
+        data, lattice, additional_list=list(range(30)), verbose=False
+    )
+    d2 = naive.all_distances_sq(lattice.reshape(20, 3), data)
+    for flat, sample in enumerate(np.argmin(d2, axis=1)):
+        cell = divmod(flat, 4)
+        np.testing.assert_array_equal(closest[cell], data[sample])
+        assert labelled[cell] == [sample]
+
+
+@pytest.mark.parametrize("exponent", [1, 8, 0.5])
+def test_activations_equal_brute_force(rng, exponent):
+    data, lattice = rng.random((7, 3)), rng.random((4, 6, 3))
+    got = lattice_activations(data, lattice, exponent=exponent, verbose=False)
+    d2 = naive.all_distances_sq(data, lattice.reshape(24, 3)).reshape(7, 4, 6)
+    scaled = (d2.max() - d2) ** exponent
+    expected = (scaled - scaled.min()) / (scaled.max() - scaled.min())
+    assert got.shape == (7, 4, 6)
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    assert got.min() == 0.0 and got.max() == 1.0
+
+
+def test_activations_of_identical_distances_are_one():
+    got = lattice_activations([[1.0, 2.0]], np.ones((1, 1, 2)), verbose=False)
+    np.testing.assert_array_equal(got, [[[1.0]]])
+
+
+def test_analysis_handles_many_samples_in_bounded_blocks(rng, monkeypatch):
+    monkeypatch.setattr(gpusom._config, "ANALYSIS_BLOCK_BYTES", 1 << 16)
+    data, lattice = rng.random((5000, 8)), rng.random((10, 10, 8))
+    flat = find_bmus(data, lattice) @ [10, 1]
+    brute_force_is_argmin(data, lattice, flat)

@@ -1,0 +1,238 @@
+"""Online training against the plain-numpy oracle, and the properties of the contract."""
+
+import naive
+import numpy as np
+import pytest
+from conftest import TOLERANCES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gpusom
+from gpusom import SOM, cpu
+from gpusom._math import NEIGHBORHOODS
+from gpusom.schedules import exponential_decay, sample_order
+from gpusom.som import INITS, initial_codebook
+
+
+def run_backend(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate):
+    """Train with the CPU backend's interface; returns the host codebook and the BMUs."""
+    device_codebook, device_data = cpu.to_device(codebook, data)
+    bmus = cpu.train_online(
+        device_codebook,
+        device_data,
+        order,
+        sigmas,
+        lrs,
+        rows,
+        cols,
+        is_torus,
+        NEIGHBORHOODS[neighborhood],
+        truncate,
+    )
+    return cpu.to_host(device_codebook, codebook.shape[1]), bmus
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("is_torus", [False, True])
+@pytest.mark.parametrize("neighborhood", ["gaussian", "bubble"])
+@pytest.mark.parametrize(
+    ("rows", "cols", "dim", "sigma"),
+    [(6, 7, 3, 2.0), (1, 9, 2, 1.5), (5, 1, 5, 3.0), (4, 4, 16, 10.0), (3, 8, 64, 1.0)],
+)
+def test_backend_matches_oracle(rng, dtype, is_torus, neighborhood, rows, cols, dim, sigma):
+    steps = 60
+    data = rng.normal(size=(40, dim))
+    codebook = rng.normal(size=(rows * cols, dim)).astype(dtype)
+    order = rng.integers(0, len(data), steps)
+    sigmas = exponential_decay(sigma, 0.3, np.arange(steps), steps)
+    lrs = exponential_decay(0.5, 0.05, np.arange(steps), steps)
+    args = (order, sigmas, lrs, rows, cols, is_torus, neighborhood, 3.0)
+    expected, expected_bmus = naive.online_som(codebook, data.astype(dtype), *args)
+    got, bmus = run_backend(codebook, data.astype(dtype), *args)
+    np.testing.assert_array_equal(bmus, expected_bmus)
+    np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("init", sorted(INITS))
+@pytest.mark.parametrize("is_torus", [False, True])
+def test_som_train_follows_contract(rng, init, is_torus):
+    """SOM.train = initial codebook, host-side order and schedules, then the oracle's steps."""
+    rows, cols, steps = 5, 6, 300
+    data = rng.random((30, 4))
+    som = SOM(
+        (rows, cols),
+        is_torus,
+        sigma=2.5,
+        sigma_end=0.4,
+        learning_rate=0.4,
+        learning_rate_end=0.02,
+        init=init,
+        dtype="float64",
+        seed=7,
+        verbose=False,
+    )
+    lattice = som.train(data, steps)
+
+    gen = np.random.default_rng(7)
+    codebook = initial_codebook(data, rows * cols, cols, INITS[init], gen)
+    order = sample_order(gen, len(data), steps)
+    t = np.arange(steps)
+    expected, _ = naive.online_som(
+        codebook,
+        data,
+        order,
+        exponential_decay(2.5, 0.4, t, steps),
+        exponential_decay(0.4, 0.02, t, steps),
+        rows,
+        cols,
+        is_torus,
+    )
+    assert lattice.shape == (rows, cols, 4)
+    assert som.lattice is som.lattice_
+    assert som.backend_ == "cpu"
+    np.testing.assert_allclose(lattice.reshape(-1, 4), expected, **TOLERANCES[np.float64])
+
+
+def test_long_runs_are_sliced_without_changing_the_result(rng, monkeypatch):
+    data = rng.random((20, 3))
+    whole = SOM((4, 5), seed=3, verbose=False).train(data, 500)
+    monkeypatch.setattr(gpusom._config, "STEPS_PER_SLICE", 64)
+    sliced = SOM((4, 5), seed=3, verbose=False).train(data, 500)
+    # Each slice draws its order from the same generator in sequence, so slicing is invisible.
+    np.testing.assert_array_equal(whole, sliced)
+
+
+def test_same_seed_same_lattice_and_different_seed_differs(rng):
+    data = rng.random((50, 3))
+    first = SOM((6, 6), seed=11, verbose=False).train(data, 2000)
+    again = SOM((6, 6), seed=11, verbose=False).train(data, 2000)
+    other = SOM((6, 6), seed=12, verbose=False).train(data, 2000)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("is_torus", [False, True])
+def test_zero_learning_rate_changes_nothing(rng, is_torus):
+    data = rng.random((10, 3))
+    codebook = rng.random((12, 3)).astype(np.float32)
+    steps = 50
+    got, _ = run_backend(
+        codebook,
+        data.astype(np.float32),
+        rng.integers(0, 10, steps),
+        np.full(steps, 5.0),
+        np.zeros(steps),
+        3,
+        4,
+        is_torus,
+        "gaussian",
+        3.0,
+    )
+    np.testing.assert_array_equal(got, codebook)
+
+
+@given(
+    rows=st.integers(1, 7),
+    cols=st.integers(1, 7),
+    bmu_seed=st.integers(0, 10_000),
+    sigma=st.floats(0.2, 20.0),
+    truncate=st.floats(0.5, 4.0),
+)
+@settings(max_examples=60, deadline=None)
+def test_torus_window_wraps_and_updates_each_cell_once(rows, cols, bmu_seed, sigma, truncate):
+    """One step with lr = 1 sets w_n = h * x for w = 0: the weight each cell got, exactly once."""
+    n_cells = rows * cols
+    codebook = np.zeros((n_cells, 1))
+    bmu = bmu_seed % n_cells
+    codebook[bmu] = -1.0  # the only cell close to x = -1, so it is the BMU
+    data = np.array([[-1.0]])
+    got, bmus = run_backend(
+        codebook,
+        data,
+        np.zeros(1, np.int64),
+        [sigma],
+        [1.0],
+        rows,
+        cols,
+        True,
+        "gaussian",
+        truncate,
+    )
+    assert bmus[0] == bmu
+    d2 = naive.grid_distance_sq(rows, cols, bmu, True)
+    weight = np.where(d2 <= (truncate * sigma) ** 2, np.exp(-d2 / (2 * sigma**2)), 0.0)
+    expected = -weight  # w_n = 0 + h * (x - 0); the BMU has h = 1 and stays at -1
+    np.testing.assert_allclose(got[:, 0], expected, rtol=1e-12, atol=1e-15)
+
+
+def test_torus_neighbourhood_reaches_across_the_edge():
+    rows, cols = 4, 6
+    codebook = np.zeros((rows * cols, 1))
+    codebook[0] = -1.0  # BMU in the corner
+    common = (np.zeros(1, np.int64), np.ones(1), np.ones(1), rows, cols)
+    plane, _ = run_backend(codebook, np.array([[-1.0]]), *common, False, "gaussian", 3.0)
+    torus, _ = run_backend(codebook, np.array([[-1.0]]), *common, True, "gaussian", 3.0)
+    far_corner = (rows - 1) * cols + (cols - 1)  # one diagonal step away on the torus
+    assert torus[far_corner, 0] == pytest.approx(-np.exp(-1.0))
+    assert plane[far_corner, 0] == 0.0  # 5.8 cells away on the plane: outside the window
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_is_kept_end_to_end(rng, dtype):
+    lattice = SOM((3, 4), dtype=dtype, seed=0, verbose=False).train(rng.random((10, 2)), 100)
+    assert lattice.dtype == np.dtype(dtype)
+    assert gpusom.u_matrix(lattice).shape == (3, 4)
+
+
+def test_init_random_stays_within_feature_ranges(rng):
+    data = rng.random((40, 3)) * [1, 10, 100] - [0, 5, 50]
+    codebook = initial_codebook(data, 500, 25, INITS["random"], np.random.default_rng(0))
+    assert (codebook >= data.min(axis=0)).all()
+    assert (codebook <= data.max(axis=0)).all()
+
+
+def test_init_pca_spans_the_principal_plane(rng):
+    # Data on a line along (1, 1, 0): the grid must lie on that line through the mean.
+    t = rng.normal(size=200)
+    data = np.stack([t, t, np.zeros_like(t)], axis=1) + [1.0, 2.0, 3.0]
+    codebook = initial_codebook(data, 20, 4, INITS["pca"], None)
+    centred = codebook - data.mean(axis=0)
+    np.testing.assert_allclose(centred[:, 0], centred[:, 1], atol=1e-9)
+    np.testing.assert_allclose(centred[:, 2], 0.0, atol=1e-9)
+    assert np.ptp(centred[:, 0]) == pytest.approx(4 * t.std(ddof=1), rel=1e-6)
+
+
+def test_init_sample_uses_training_vectors(rng):
+    data = rng.random((15, 2))
+    codebook = initial_codebook(data, 30, 5, INITS["sample"], np.random.default_rng(1))
+    assert all((np.all(row == data, axis=1)).any() for row in codebook)
+
+
+def test_normalize_scales_features_and_keeps_callers_data(rng):
+    data = rng.random((30, 3)) * [1.0, 100.0, 0.0] + [0.0, -50.0, 7.0]
+    before = data.copy()
+    lattice = SOM((4, 4), seed=0, verbose=False).train(data, 3000, normalize=True)
+    np.testing.assert_array_equal(data, before)
+    assert lattice.min() >= 0.0 and lattice.max() <= 1.0
+    np.testing.assert_array_equal(lattice[..., 2], 0.0)  # the constant feature
+
+
+def test_verbose_prints_the_timing_lines_and_quiet_prints_nothing(rng, capsys):
+    data = rng.random((10, 3))
+    SOM((3, 3), seed=0).train(data, 10, normalize=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" took:")[0] for line in lines] == ["Data scaling", "SOM training"]
+    assert all(line.endswith(" seconds.") for line in lines)
+    SOM((3, 3), seed=0, verbose=False).train(data, 10, normalize=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_training_orders_the_map_and_reduces_quantization_error(rng):
+    data = rng.random((200, 3))
+    som = SOM((10, 10), seed=0, verbose=False)
+    initial = initial_codebook(data, 100, 10, INITS["random"], np.random.default_rng(0))
+    lattice = som.train(data, 5000)
+    initial = initial.reshape(10, 10, 3)
+    assert gpusom.quantization_error(data, lattice) < 0.9 * gpusom.quantization_error(data, initial)
+    assert gpusom.topographic_error(data, initial) > 0.5  # a random codebook has no order
+    assert gpusom.topographic_error(data, lattice) < 0.1

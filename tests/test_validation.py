@@ -1,0 +1,179 @@
+"""Bad input gets a clear TypeError/ValueError naming the argument, before any numba code runs."""
+
+import numpy as np
+import pytest
+
+from gpusom import (
+    SOM,
+    find_bmus,
+    lattice_activations,
+    lattice_closest_vectors,
+    plot_u_matrix,
+    project_on_lattice,
+    quantization_error,
+    save_lattice,
+    topographic_error,
+    u_matrix,
+)
+from gpusom._checks import check_memory
+
+LATTICE = np.random.default_rng(0).random((3, 4, 2))
+GOOD = np.random.default_rng(1).random((5, 2))
+
+BAD_DATA = [
+    (np.array([[1.0, np.nan]]), ValueError, "NaN"),
+    (np.array([[1.0, np.inf]]), ValueError, "infinite"),
+    (np.empty((0, 2)), ValueError, "empty"),
+    (np.ones(4), ValueError, "2-D"),
+    (np.ones((2, 2, 2)), ValueError, "2-D"),
+    ([["a", "b"]], TypeError, "numeric"),
+    (np.array([[1 + 2j, 0j]]), TypeError, "numeric"),
+    ([[1.0, None]], ValueError, "NaN"),  # None becomes NaN: a missing value
+    ([[1.0, "x"]], TypeError, "numeric"),
+    (np.ones((4, 3)), ValueError, "features"),
+]
+
+DATA_FUNCTIONS = {
+    "train": lambda d: SOM((3, 4), verbose=False).train(d, 10),
+    "find_bmus": lambda d: find_bmus(d, LATTICE),
+    "quantization_error": lambda d: quantization_error(d, LATTICE),
+    "topographic_error": lambda d: topographic_error(d, LATTICE),
+    "project_on_lattice": lambda d: project_on_lattice(d, LATTICE, verbose=False),
+    "lattice_closest_vectors": lambda d: lattice_closest_vectors(d, LATTICE, verbose=False),
+    "lattice_activations": lambda d: lattice_activations(d, LATTICE, verbose=False),
+}
+
+
+@pytest.mark.parametrize("function", sorted(DATA_FUNCTIONS))
+@pytest.mark.parametrize(("data", "error", "words"), BAD_DATA)
+def test_bad_data_is_rejected(function, data, error, words):
+    if function == "train" and words == "features":
+        pytest.skip("train has no lattice to mismatch")
+    with pytest.raises(error, match=words) as caught:
+        DATA_FUNCTIONS[function](data)
+    assert "data" in str(caught.value)
+
+
+BAD_LATTICES = [
+    (np.ones((3, 4)), ValueError, "3-D"),
+    (np.full((2, 2, 2), np.nan), ValueError, "NaN"),
+    (np.empty((0, 2, 2)), ValueError, "empty"),
+    (np.array([[["x"]]]), TypeError, "numeric"),
+]
+
+
+@pytest.mark.parametrize(("lattice", "error", "words"), BAD_LATTICES)
+@pytest.mark.parametrize(
+    "function",
+    [
+        lambda lat: u_matrix(lat),
+        lambda lat: find_bmus(GOOD, lat),
+        lambda lat: lattice_activations(GOOD, lat, verbose=False),
+        lambda lat: save_lattice(lat, "never-written"),
+    ],
+)
+def test_bad_lattice_is_rejected(function, lattice, error, words, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=words) as caught:
+        function(lattice)
+    assert "lattice" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("som_size", "error"),
+    [
+        ((0, 5), ValueError),
+        ((5, -1), ValueError),
+        ((2.5, 3), TypeError),
+        ((True, 3), TypeError),
+        (5, TypeError),
+        ((1, 2, 3), TypeError),
+        ("ab", TypeError),
+    ],
+)
+def test_bad_som_size(som_size, error):
+    with pytest.raises(error, match="som_size"):
+        SOM(som_size, verbose=False).train(GOOD, 10)
+
+
+@pytest.mark.parametrize(
+    ("iterations", "error"),
+    [(0, ValueError), (-3, ValueError), (2.0, TypeError), (None, TypeError)],
+)
+def test_bad_num_iterations(iterations, error):
+    with pytest.raises(error, match="num_iterations"):
+        SOM((2, 2), verbose=False).train(GOOD, iterations)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "error"),
+    [
+        ("sigma", 0.0, ValueError),
+        ("sigma", np.nan, ValueError),
+        ("sigma_end", -1.0, ValueError),
+        ("learning_rate", "fast", TypeError),
+        ("learning_rate_end", np.inf, ValueError),
+        ("truncate", 0, ValueError),
+        ("neighborhood", "mexican", ValueError),
+        ("init", "zeros", ValueError),
+        ("dtype", "float16", ValueError),
+        ("backend", "tpu", ValueError),
+        ("is_torus", "yes", TypeError),
+    ],
+)
+def test_bad_settings_name_the_setting(setting, value, error):
+    som = SOM((2, 2), verbose=False)
+    setattr(som, setting, value)
+    with pytest.raises(error, match=setting):
+        som.train(GOOD, 10)
+
+
+def test_bad_choice_lists_the_valid_names():
+    with pytest.raises(ValueError, match="'gaussian', 'bubble'"):
+        SOM((2, 2), neighborhood="hat", verbose=False).train(GOOD, 10)
+
+
+@pytest.mark.parametrize("labels", [["a"] * 4, ["a"] * 6])
+def test_wrong_length_additional_list(labels):
+    with pytest.raises(ValueError, match="additional_list"):
+        project_on_lattice(GOOD, LATTICE, additional_list=labels, verbose=False)
+    with pytest.raises(ValueError, match="additional_list"):
+        lattice_closest_vectors(GOOD, LATTICE, additional_list=labels, verbose=False)
+
+
+def test_bad_exponent():
+    with pytest.raises(ValueError, match="exponent"):
+        lattice_activations(GOOD, LATTICE, exponent=0, verbose=False)
+
+
+def test_lattice_too_large_for_memory_is_refused_up_front():
+    with pytest.raises(ValueError, match=r"som_size|lattice.*bytes"):
+        SOM((200_000, 200_000), verbose=False).train(np.ones((2, 64)), 1)
+    with pytest.raises(ValueError, match="3 bytes"):
+        check_memory(3, "something", available=2)
+
+
+def test_plot_rejects_non_matrix():
+    with pytest.raises(ValueError, match="um"):
+        plot_u_matrix(np.ones(3))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]],
+        np.arange(6).reshape(3, 2),
+        np.arange(6, dtype=np.float32).reshape(3, 2),
+        np.asfortranarray(np.random.default_rng(0).random((3, 2))),
+        np.random.default_rng(0).random((6, 4))[::2, 1:3],
+        np.array([[True, False], [False, True]]),
+    ],
+    ids=["list", "int", "float32", "fortran", "strided", "bool"],
+)
+def test_accepted_input_kinds_and_callers_arrays_untouched(data):
+    before = np.array(data, copy=True)
+    lattice = SOM((2, 3), seed=0, verbose=False).train(data, 50, normalize=True)
+    assert lattice.shape == (2, 3, 2)
+    assert find_bmus(data, lattice).shape == (len(before), 2)
+    np.testing.assert_array_equal(np.asarray(data), before)
