@@ -236,7 +236,7 @@ TRAINERS = {
 }
 
 
-def numpy_bmus(data, lattice, chunk=8192):
+def numpy_bmus(data, lattice, chunk=2048):
     """Reference BMU search: ||x||^2 - 2 x.w + ||w||^2 in float64, argmin per chunk."""
     cells = np.asarray(lattice, dtype=np.float64).reshape(-1, lattice.shape[-1])
     cell_sq = np.einsum("ij,ij->i", cells, cells)
@@ -399,6 +399,7 @@ def machine_info(gpusom, gpusom_error):
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "load_average_1_5_15": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "gpu": gpu_names(),
         "python": platform.python_version(),
         "numpy": np.__version__,
