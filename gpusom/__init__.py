@@ -15,7 +15,14 @@ from .analysis import (
     u_matrix,
 )
 from .io import load_lattice, save_lattice
-from .plot import plot_u_matrix
+from .plot import (
+    plot_activations,
+    plot_component_planes,
+    plot_hit_map,
+    plot_labels_map,
+    plot_lattice,
+    plot_u_matrix,
+)
 from .som import SOM
 
 try:
@@ -29,6 +36,11 @@ __all__ = [
     "lattice_activations",
     "lattice_closest_vectors",
     "load_lattice",
+    "plot_activations",
+    "plot_component_planes",
+    "plot_hit_map",
+    "plot_labels_map",
+    "plot_lattice",
     "plot_u_matrix",
     "project_on_lattice",
     "quantization_error",

@@ -1,39 +1,428 @@
-"""matplotlib pictures of a lattice."""
+"""matplotlib pictures of a lattice and of data on it.
+
+Every function returns the matplotlib Figure (made with pyplot, so it shows where matplotlib is
+interactive, e.g. in a notebook; call ``plt.show()`` in a script) and saves it when given
+``save_to=`` a path. matplotlib is imported when a picture is drawn, not when gpusom is imported.
+"""
+
+import math
+import os
+
+import numpy as np
 
 from . import _checks
+from .analysis import find_bmus, lattice_activations
+
+#: Smallest font (points) used to write a label inside a labels-map cell; below it, no text.
+_MIN_CELL_FONT = 5.0
 
 
-def plot_u_matrix(um, fig_size=(4, 4), colormap="viridis_r"):
+def _fig_size(rows, cols, width=6.0, extra_width=1.2, extra_height=0.9):
+    """Inches for one lattice image ``width`` wide, plus room for a colour bar and a title."""
+    height = min(max(width * rows / cols, 1.5), 2.0 * width)
+    return (width + extra_width, height + extra_height)
+
+
+def _draw(fig, ax, image, title, *, cmap=None, label=None, colorbar=True, **imshow_kwargs):
+    """``imshow`` one lattice-shaped ``image`` on ``ax`` with its title and colour bar."""
+    from matplotlib.ticker import MaxNLocator
+
+    shown = ax.imshow(image, interpolation="nearest", cmap=cmap, **imshow_kwargs)
+    ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if colorbar:
+        rows, cols = np.shape(image)[:2]
+        fig.colorbar(
+            shown, ax=ax, fraction=0.046 * min(1.0, rows / max(cols, 1)), pad=0.04, label=label
+        )
+    return shown
+
+
+def _single(image, title, *, fig_size, save_to, **draw_kwargs):
+    """A figure of one lattice image with axis labels, saved when ``save_to`` is given."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=fig_size)
+    _draw(fig, ax, image, title, **draw_kwargs)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    return _finish(fig, save_to)
+
+
+def _finish(fig, save_to):
+    if save_to is not None:
+        fig.savefig(os.fspath(save_to), bbox_inches="tight")
+    return fig
+
+
+def _data_and_lattice(data, lattice, data_name="data"):
+    data = _checks.as_data(data, data_name)
+    lattice = _checks.as_lattice(lattice)
+    _checks.check_same_dim(data, lattice, data_name)
+    return data, lattice
+
+
+def _color_limits(image):
+    """``(vmin, vmax)`` of an image; a plane flat up to rounding noise gets a band around it.
+
+    A feature that is constant in the data stays constant in the lattice only up to rounding
+    (values below the smallest normal float, say); drawn with its own min and max that noise
+    would look like structure.
+    """
+    low, high = float(image.min()), float(image.max())
+    info = np.finfo(image.dtype)
+    if high - low > max(8 * info.eps * max(abs(low), abs(high)), info.tiny):
+        return low, high
+    middle = (low + high) / 2
+    half = 0.1 * max(abs(middle), 1.0)
+    return middle - half, middle + half
+
+
+def _unit_range(values):
+    """Min-max scale each column to [0, 1]; a column that does not vary becomes 0.5."""
+    low = values.min(axis=0)
+    span = values.max(axis=0) - low
+    return np.where(span > 0, (values - low) / np.where(span > 0, span, 1.0), 0.5)
+
+
+def _lattice_colors(lattice):
+    """The ``(rows, cols, 3)`` RGB image in [0, 1] that :func:`plot_lattice` draws."""
+    lattice = _checks.as_lattice(lattice)
+    rows, cols, dim = lattice.shape
+    codebook = lattice.reshape(-1, dim).astype(np.float64)
+    if dim == 1:
+        rgb = np.repeat(_unit_range(codebook), 3, axis=1)
+    elif dim == 2:
+        rgb = np.concatenate([_unit_range(codebook), np.zeros((codebook.shape[0], 1))], axis=1)
+    elif dim == 3:
+        rgb = _unit_range(codebook)
+    else:
+        centred = codebook - codebook.mean(axis=0)
+        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        components = components[:3]
+        # Fix each component's arbitrary sign: its largest loading is positive.
+        largest = components[np.arange(len(components)), np.abs(components).argmax(axis=1)]
+        components = components * np.where(largest < 0, -1.0, 1.0)[:, None]
+        scores = centred @ components.T
+        if scores.shape[1] < 3:  # fewer cells than 3: the missing components do not vary
+            scores = np.pad(scores, ((0, 0), (0, 3 - scores.shape[1])))
+        rgb = _unit_range(scores)
+    return rgb.reshape(rows, cols, 3)
+
+
+def plot_lattice(lattice, *, save_to=None):
+    """Draw the lattice as colours.
+
+    A 3-D lattice (``dim == 3``) is drawn directly, each feature min-max scaled to [0, 1] and used
+    as red, green and blue. With more features the colours are the first three principal
+    components of the codebook (the ``rows * cols`` cell vectors), each scaled to [0, 1], so
+    similar colours mean similar vectors. One feature is drawn as grey levels; two features as red
+    and green with no blue. A channel that does not vary across the lattice is drawn at 0.5.
+
+    Parameters
+    ----------
+    lattice : array_like of shape (rows, cols, dim)
+    save_to : str or path-like, optional
+        Also save the figure there (the format follows the suffix, e.g. ``.png``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes holding a ``(rows, cols, 3)`` RGB image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_lattice(np.random.default_rng(0).random((10, 20, 3)))
+    >>> fig.axes[0].images[0].get_array().shape
+    (10, 20, 3)
+    """
+    rgb = _lattice_colors(lattice)
+    dim = np.shape(lattice)[-1]
+    how = "features as RGB" if dim <= 3 else "first 3 principal components as RGB"
+    return _single(
+        rgb,
+        f"lattice colours ({how})",
+        fig_size=_fig_size(*rgb.shape[:2], extra_width=0.4),
+        save_to=save_to,
+        colorbar=False,
+    )
+
+
+def plot_u_matrix(um, fig_size=(4, 4), colormap="viridis_r", *, save_to=None):
     """Draw a U-matrix as an image with a colour bar.
 
     Parameters
     ----------
     um : array_like of shape (rows, cols)
-        Output of :func:`gpusom.u_matrix`.
+        Output of :func:`gpusom.u_matrix` (pass ``is_torus=True`` there for a torus).
     fig_size : tuple of float, default (4, 4)
         Figure size in inches.
     colormap : str, default "viridis_r"
         Any matplotlib colormap name; dark (with the default) means far from the neighbours.
+    save_to : str or path-like, optional
+        Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        The figure (made with pyplot, so it shows where matplotlib is interactive, e.g. in a
-        notebook; call ``plt.show()`` in a script or ``fig.savefig(...)`` to keep it).
+        The image axes and its colour bar.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpusom import u_matrix
+    >>> fig = plot_u_matrix(u_matrix(np.random.default_rng(0).random((10, 20, 3))))
+    >>> fig.axes[0].get_title()
+    'U-matrix'
+    """
+    um = _checks.as_float_array(um, "um", 2)
+    return _single(
+        um,
+        "U-matrix",
+        fig_size=fig_size,
+        save_to=save_to,
+        cmap=colormap,
+        label="mean distance to neighbours",
+    )
+
+
+def plot_component_planes(lattice, feature_names=None, *, save_to=None):
+    """Draw one panel per feature: that feature's value in every cell.
+
+    Each panel has its own colour scale (features may have different ranges) and colour bar; a
+    feature that is constant up to rounding is drawn as one flat colour.
+
+    Parameters
+    ----------
+    lattice : array_like of shape (rows, cols, dim)
+    feature_names : sequence of str, optional
+        One name per feature, used as the panel titles; default ``"feature 0"``, ``"feature 1"``...
+    save_to : str or path-like, optional
+        Also save the figure there (the format follows the suffix, e.g. ``.png``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``dim`` image axes, row by row in a near-square grid, each with a colour bar.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_component_planes(np.zeros((4, 5, 2)), feature_names=["x", "y"])
+    >>> [ax.get_title() for ax in fig.axes if ax.images]
+    ['x', 'y']
     """
     import matplotlib.pyplot as plt
 
-    um = _checks.as_float_array(um, "um", 2)
-    fig, ax = plt.subplots(figsize=fig_size)
-    image = ax.imshow(um, interpolation="nearest", cmap=colormap)
-    ax.set_title("U-matrix")
-    ax.set_xlabel("column")
-    ax.set_ylabel("row")
-    fig.colorbar(
-        image,
-        ax=ax,
-        fraction=0.046 * min(1.0, um.shape[0] / max(um.shape[1], 1)),
-        pad=0.04,
-        label="mean distance to neighbours",
+    lattice = _checks.as_lattice(lattice)
+    rows, cols, dim = lattice.shape
+    if feature_names is None:
+        names = [f"feature {k}" for k in range(dim)]
+    else:
+        names = _checks.as_labels(feature_names, dim, "feature_names")
+        names = [str(name) for name in names]
+    grid_cols = math.ceil(math.sqrt(dim))
+    grid_rows = math.ceil(dim / grid_cols)
+    panel = 2.4 if dim > 4 else 3.5
+    width, height = _fig_size(rows, cols, width=panel, extra_width=0.7, extra_height=0.5)
+    fig, axes = plt.subplots(
+        grid_rows, grid_cols, figsize=(grid_cols * width, grid_rows * height), squeeze=False
     )
-    return fig
+    axes = axes.ravel()
+    for k, ax in enumerate(axes[:dim]):
+        vmin, vmax = _color_limits(lattice[..., k])
+        _draw(fig, ax, lattice[..., k], names[k], vmin=vmin, vmax=vmax)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[dim:]:
+        fig.delaxes(ax)
+    fig.suptitle("component planes")
+    fig.tight_layout()
+    return _finish(fig, save_to)
+
+
+def _hit_counts(data, lattice):
+    """Number of samples whose best matching unit is each cell, shape ``(rows, cols)``."""
+    data, lattice = _data_and_lattice(data, lattice)
+    rows, cols = lattice.shape[:2]
+    bmus = np.asarray(find_bmus(data, lattice))
+    return np.bincount(bmus[:, 0] * cols + bmus[:, 1], minlength=rows * cols).reshape(rows, cols)
+
+
+def plot_hit_map(data, lattice, *, save_to=None):
+    """Draw how many samples land on each cell (their best matching unit).
+
+    Parameters
+    ----------
+    data : array_like of shape (n_samples, dim)
+        In the same scale as the lattice (scale it as the training data was).
+    lattice : array_like of shape (rows, cols, dim)
+    save_to : str or path-like, optional
+        Also save the figure there (the format follows the suffix, e.g. ``.png``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The image of the integer counts and its colour bar.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lattice = np.zeros((2, 3, 1)); lattice[1, 2] = 5.0
+    >>> fig = plot_hit_map([[4.0], [0.1], [6.0]], lattice)
+    >>> fig.axes[0].images[0].get_array().tolist()
+    [[1, 0, 0], [0, 0, 2]]
+    """
+    counts = _hit_counts(data, lattice)
+    return _single(
+        counts,
+        f"hit map ({int(counts.sum())} samples)",
+        fig_size=_fig_size(*counts.shape),
+        save_to=save_to,
+        cmap="Blues",
+        label="samples",
+    )
+
+
+def _labels_map(data, labels, lattice):
+    """The most frequent label of the samples landing on each cell.
+
+    Returns ``(codes, classes)``: ``classes`` the distinct labels in sorted order and ``codes`` a
+    ``(rows, cols)`` float array holding the index into ``classes`` of each cell's label, NaN where
+    no sample lands. Ties go to the label that comes first in ``classes``.
+    """
+    data, lattice = _data_and_lattice(data, lattice)
+    labels = np.asarray(_checks.as_labels(labels, data.shape[0], "labels"))
+    if labels.ndim != 1:
+        raise ValueError("labels must hold one label (a number or a string) per sample")
+    classes, inverse = np.unique(labels, return_inverse=True)
+    rows, cols = lattice.shape[:2]
+    bmus = np.asarray(find_bmus(data, lattice))
+    votes = np.zeros((rows * cols, classes.size), dtype=np.int64)
+    np.add.at(votes, (bmus[:, 0] * cols + bmus[:, 1], inverse.ravel()), 1)
+    codes = np.where(votes.any(axis=1), votes.argmax(axis=1), np.nan)
+    return codes.reshape(rows, cols), classes
+
+
+def _label_colormap(n):
+    import matplotlib
+
+    if n <= 10:
+        return matplotlib.colors.ListedColormap(matplotlib.colormaps["tab10"].colors[:n])
+    if n <= 20:
+        return matplotlib.colors.ListedColormap(matplotlib.colormaps["tab20"].colors[:n])
+    return matplotlib.colormaps["turbo"].resampled(n)
+
+
+def plot_labels_map(data, labels, lattice, *, save_to=None):
+    """Draw the most frequent label of the samples landing on each cell.
+
+    Each label has a colour (shown in the legend); cells no sample lands on stay blank. Where the
+    cells are large enough, each occupied cell also shows its label as text. Ties between equally
+    frequent labels go to the lowest label in sorted order.
+
+    Parameters
+    ----------
+    data : array_like of shape (n_samples, dim)
+        In the same scale as the lattice (scale it as the training data was).
+    labels : sequence of length n_samples
+        One label (number or string) per sample.
+    lattice : array_like of shape (rows, cols, dim)
+    save_to : str or path-like, optional
+        Also save the figure there (the format follows the suffix, e.g. ``.png``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes whose image holds, per cell, the index of its label among the sorted distinct
+        labels (NaN for an empty cell), with a legend of the labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lattice = np.zeros((1, 3, 1)); lattice[0, 2] = 5.0
+    >>> fig = plot_labels_map([[4.0], [0.1], [6.0]], ["b", "a", "b"], lattice)
+    >>> fig.axes[0].images[0].get_array().filled(np.nan).tolist()
+    [[0.0, nan, 1.0]]
+    """
+    from matplotlib.patches import Patch
+
+    codes, classes = _labels_map(data, labels, lattice)
+    rows, cols = codes.shape
+    cmap = _label_colormap(classes.size)
+    fig_size = _fig_size(rows, cols, extra_width=0.4)
+    fig = _single(
+        codes,
+        "labels map (most frequent label per cell)",
+        fig_size=fig_size,
+        save_to=None,
+        cmap=cmap,
+        colorbar=False,
+        vmin=-0.5,
+        vmax=classes.size - 0.5,
+    )
+    ax = fig.axes[0]
+    handles = [Patch(color=cmap(k), label=str(label)) for k, label in enumerate(classes)]
+    ax.legend(
+        handles=handles,
+        title="label",
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        ncols=math.ceil(classes.size / 20),
+        fontsize="small",
+    )
+    # Cell size in points, from the axes box: the text must fit inside a cell.
+    box = ax.get_position()
+    cell = 72.0 * min(box.width * fig_size[0] / cols, box.height * fig_size[1] / rows)
+    longest = max(len(str(label)) for label in classes)
+    font = min(10.0, 0.9 * cell / max(1.0, 0.6 * longest))
+    if font >= _MIN_CELL_FONT:
+        for (row, col), code in np.ndenumerate(codes):
+            if not np.isnan(code):
+                ax.text(col, row, str(classes[int(code)]), ha="center", va="center", fontsize=font)
+    return _finish(fig, save_to)
+
+
+def plot_activations(sample, lattice, exponent=1, *, save_to=None):
+    """Draw how strongly one sample activates each cell (1 at its best matching unit).
+
+    The values are :func:`gpusom.lattice_activations` of this sample alone.
+
+    Parameters
+    ----------
+    sample : array_like of shape (dim,)
+        One vector, in the same scale as the lattice.
+    lattice : array_like of shape (rows, cols, dim)
+    exponent : float, default 1
+        Values above 1 sharpen the peak, below 1 flatten it.
+    save_to : str or path-like, optional
+        Also save the figure there (the format follows the suffix, e.g. ``.png``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The ``(rows, cols)`` activation image in [0, 1] and its colour bar.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_activations([0.0, 0.0, 1.0], np.random.default_rng(0).random((10, 20, 3)))
+    >>> fig.axes[0].images[0].get_array().shape
+    (10, 20)
+    """
+    sample = _checks.as_float_array(sample, "sample", 1)
+    data, lattice = _data_and_lattice(sample[None, :], lattice, "sample")
+    activations = np.asarray(lattice_activations(data, lattice, exponent=exponent, verbose=False))
+    title = "activations of the sample" + (f" (exponent {exponent:g})" if exponent != 1 else "")
+    return _single(
+        activations[0],
+        title,
+        fig_size=_fig_size(*activations.shape[1:]),
+        save_to=save_to,
+        cmap="inferno",
+        label="activation",
+        vmin=0.0,
+        vmax=1.0,
+    )

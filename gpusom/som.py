@@ -24,11 +24,13 @@ class SOM:
     sigma : float, optional
         Neighbourhood radius (in cells) at the first step. Default ``max(rows, cols) / 4``.
     sigma_end : float, optional
-        Radius at the last step. Default ``0.5``.
+        Radius at the last step. Default 0.5 when there are at least as many training samples
+        as cells, falling geometrically to 0.3 at one sample per ten cells (see Notes).
     learning_rate : float, optional
-        Learning rate at the first step. Default ``0.5``.
+        Learning rate at the first step. Default 0.5.
     learning_rate_end : float, optional
-        Learning rate at the last step. Default ``0.01``.
+        Learning rate at the last step. Default 0.02 with at least one sample per cell, rising
+        geometrically to 0.2 at one sample per ten cells (see Notes).
     neighborhood : {"gaussian", "bubble"}, default "gaussian"
         ``h(d) = exp(-d^2 / (2 sigma_t^2))`` for ``d <= truncate * sigma_t``, or ``h = 1`` for
         ``d <= sigma_t`` (bubble); ``d`` is the Euclidean distance between grid positions.
@@ -65,6 +67,13 @@ class SOM:
     ``lr_t = learning_rate * (learning_rate_end / learning_rate) ** f`` with
     ``f = t / max(T - 1, 1)``. On a torus each axis uses the minimum-image distance and every cell
     is updated at most once per step, even when the window is wider than the map.
+
+    The default end points were chosen by measurement (``benchmarks/``): with many samples per
+    cell a small final radius or a large final rate crumples the map (topographic error rises),
+    while with fewer samples than cells a large final rate lets cells settle onto the samples
+    (quantization error falls towards 0) without harming the order. With ``rho`` samples per
+    cell and ``s = clip(log10(1 / rho), 0, 1)``: ``sigma_end = 0.5 * 0.6 ** s`` and
+    ``learning_rate_end = 0.02 * 10 ** s``.
 
     Examples
     --------
@@ -112,7 +121,7 @@ class SOM:
         """The trained ``(rows, cols, dim)`` lattice, or None before training."""
         return getattr(self, "lattice_", None)
 
-    def _settings(self):
+    def _settings(self, n_samples):
         """Validated settings with the documented defaults filled in."""
         rows, cols = _checks.as_som_size(self.som_size)
         if not isinstance(self.is_torus, (bool, np.bool_)):
@@ -121,15 +130,18 @@ class SOM:
         def positive(value, name, default):
             return default if value is None else _checks.as_positive_float(value, name)
 
+        sparsity = float(np.clip(np.log10(rows * cols / n_samples), 0.0, 1.0))
         sigma = positive(self.sigma, "sigma", max(rows, cols) / 4.0)
         return {
             "rows": rows,
             "cols": cols,
             "is_torus": bool(self.is_torus),
             "sigma": sigma,
-            "sigma_end": positive(self.sigma_end, "sigma_end", min(0.5, sigma)),
+            "sigma_end": positive(self.sigma_end, "sigma_end", min(0.5 * 0.6**sparsity, sigma)),
             "learning_rate": positive(self.learning_rate, "learning_rate", 0.5),
-            "learning_rate_end": positive(self.learning_rate_end, "learning_rate_end", 0.01),
+            "learning_rate_end": positive(
+                self.learning_rate_end, "learning_rate_end", 0.02 * 10.0**sparsity
+            ),
             "neighborhood": _checks.as_choice(self.neighborhood, "neighborhood", NEIGHBORHOODS),
             "truncate": _checks.as_positive_float(self.truncate, "truncate"),
             "init": _checks.as_choice(self.init, "init", INITS),
@@ -142,7 +154,8 @@ class SOM:
         Parameters
         ----------
         data : array_like of shape (n_samples, dim)
-            Training vectors (finite numbers).
+            Training vectors (finite numbers). A GPU array (cupy) makes ``backend="auto"`` train
+            on the GPU and keeps a device copy of the lattice as ``som.lattice_device``.
         num_iterations : int
             Number of online steps, one sample each.
         normalize : bool, default False
@@ -153,9 +166,13 @@ class SOM:
         lattice : ndarray of shape (rows, cols, dim)
             The trained codebook in the SOM's ``dtype``; also kept as ``som.lattice_``.
         """
-        settings = self._settings()
         num_iterations = _checks.as_positive_int(num_iterations, "num_iterations")
-        data = _checks.as_data(data)
+        on_device = _backend.is_device_array(data)
+        xp = _backend.array_namespace(data)
+        # Validation, scaling and the initial codebook are host code: a GPU array is copied to the
+        # host once, and the backend uploads the checked data for training.
+        data = _checks.as_data(_backend.resolve("cuda").to_numpy(data) if on_device else data)
+        settings = self._settings(data.shape[0])
         if normalize:
             start = timer()
             data = normalize_features(data)
@@ -167,7 +184,7 @@ class SOM:
             2 * rows * cols * data.shape[1] * itemsize + data.size * itemsize,
             f"a {rows}x{cols} lattice of {data.shape[1]}-d vectors",
         )
-        backend = _backend.resolve(self.backend)
+        backend = _backend.resolve(self.backend, prefer_device=on_device)
 
         start = timer()
         rng = np.random.default_rng(self.seed)
@@ -190,6 +207,7 @@ class SOM:
                 settings["truncate"],
             )
         self.lattice_ = backend.to_host(device_codebook, data.shape[1]).reshape(rows, cols, -1)
+        self.lattice_device = xp.asarray(self.lattice_) if on_device else None
         self.backend_ = backend.NAME
         self._say(f"SOM training took: {timer() - start:f} seconds.")
         return self.lattice_

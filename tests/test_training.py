@@ -236,3 +236,23 @@ def test_training_orders_the_map_and_reduces_quantization_error(rng):
     assert gpusom.quantization_error(data, lattice) < 0.9 * gpusom.quantization_error(data, initial)
     assert gpusom.topographic_error(data, initial) > 0.5  # a random codebook has no order
     assert gpusom.topographic_error(data, lattice) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "sigma_end", "lr_end"),
+    [
+        (1000, 0.5, 0.02),
+        (100, 0.5, 0.02),
+        (10, 0.3, 0.2),
+        (1, 0.3, 0.2),
+        (30, 0.5 * 0.6**0.5229, 0.02 * 10**0.5229),
+    ],
+)
+def test_default_schedule_end_points_follow_samples_per_cell(n_samples, sigma_end, lr_end):
+    settings = SOM((10, 10))._settings(n_samples)
+    assert settings["sigma"] == 2.5
+    assert settings["learning_rate"] == 0.5
+    assert settings["sigma_end"] == pytest.approx(sigma_end, rel=1e-4)
+    assert settings["learning_rate_end"] == pytest.approx(lr_end, rel=1e-4)
+    # never a growing radius, whatever the map size
+    assert SOM((1, 1))._settings(n_samples)["sigma_end"] == 0.25
