@@ -24,7 +24,7 @@ class SOM:
     sigma : float, optional
         Neighbourhood radius (in cells) at the first step. Default ``max(rows, cols) / 4``.
     sigma_end : float, optional
-        Radius at the last step. Default 0.5 when there are at least as many training samples
+        Radius at the last step. Default 0.55 when there are at least as many training samples
         as cells, falling geometrically to 0.3 at one sample per ten cells (see Notes).
     learning_rate : float, optional
         Learning rate at the first step. Default 0.5.
@@ -34,9 +34,11 @@ class SOM:
     neighborhood : {"gaussian", "bubble"}, default "gaussian"
         ``h(d) = exp(-d^2 / (2 sigma_t^2))`` for ``d <= truncate * sigma_t``, or ``h = 1`` for
         ``d <= sigma_t`` (bubble); ``d`` is the Euclidean distance between grid positions.
-    truncate : float, default 3.0
+    truncate : float, default 2.0
         The Gaussian is cut at ``truncate * sigma_t`` cells, where it has fallen to
-        ``exp(-truncate^2 / 2)`` (1.1% at 3): the window is what keeps late steps cheap.
+        ``exp(-truncate^2 / 2)`` (13.5% at 2): the window is what keeps steps cheap. On the
+        benchmark workloads 2.0 gave a lower quantization error than the uncut Gaussian and a
+        topographic error within 0.004 of it, at half the cells per step of 3.0.
     init : {"random", "sample", "pca"}, default "random"
         Initial codebook: uniform within each feature's range, random training samples, or a
         grid on the plane of the data's first two principal components (+-2 standard deviations).
@@ -72,7 +74,7 @@ class SOM:
     cell a small final radius or a large final rate crumples the map (topographic error rises),
     while with fewer samples than cells a large final rate lets cells settle onto the samples
     (quantization error falls towards 0) without harming the order. With ``rho`` samples per
-    cell and ``s = clip(log10(1 / rho), 0, 1)``: ``sigma_end = 0.5 * 0.6 ** s`` and
+    cell and ``s = clip(log10(1 / rho), 0, 1)``: ``sigma_end = 0.55 * (0.3 / 0.55) ** s`` and
     ``learning_rate_end = 0.02 * 10 ** s``.
 
     Examples
@@ -95,7 +97,7 @@ class SOM:
         learning_rate=None,
         learning_rate_end=None,
         neighborhood="gaussian",
-        truncate=3.0,
+        truncate=2.0,
         init="random",
         dtype="float32",
         backend="auto",
@@ -137,7 +139,9 @@ class SOM:
             "cols": cols,
             "is_torus": bool(self.is_torus),
             "sigma": sigma,
-            "sigma_end": positive(self.sigma_end, "sigma_end", min(0.5 * 0.6**sparsity, sigma)),
+            "sigma_end": positive(
+                self.sigma_end, "sigma_end", min(0.55 * (0.3 / 0.55) ** sparsity, sigma)
+            ),
             "learning_rate": positive(self.learning_rate, "learning_rate", 0.5),
             "learning_rate_end": positive(
                 self.learning_rate_end, "learning_rate_end", 0.02 * 10.0**sparsity

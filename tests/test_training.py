@@ -86,6 +86,7 @@ def test_som_train_follows_contract(rng, init, is_torus):
         rows,
         cols,
         is_torus,
+        truncate=som.truncate,
     )
     assert lattice.shape == (rows, cols, 4)
     assert som.lattice is som.lattice_
@@ -241,11 +242,11 @@ def test_training_orders_the_map_and_reduces_quantization_error(rng):
 @pytest.mark.parametrize(
     ("n_samples", "sigma_end", "lr_end"),
     [
-        (1000, 0.5, 0.02),
-        (100, 0.5, 0.02),
+        (1000, 0.55, 0.02),
+        (100, 0.55, 0.02),
         (10, 0.3, 0.2),
         (1, 0.3, 0.2),
-        (30, 0.5 * 0.6**0.5229, 0.02 * 10**0.5229),
+        (30, 0.55 * (0.3 / 0.55) ** 0.5229, 0.02 * 10**0.5229),
     ],
 )
 def test_default_schedule_end_points_follow_samples_per_cell(n_samples, sigma_end, lr_end):
