@@ -1,9 +1,21 @@
 """``@njit`` kernels of the CPU backend: online training and exact BMU re-ranking.
 
-Layout: the codebook is kept as a structure of arrays, ``codebook[k, n]`` = feature ``k`` of cell
-``n``, with the feature axis padded with zero rows to a multiple of four. Distances then vectorise
-across cells for any ``dim`` (DESIGN.md section 6), and four features are summed per pass so the
-accumulator is read and written ``dim / 4`` times instead of ``dim`` times.
+Layout. The codebook is split by feature at ``split`` (see ``split_dim``):
+
+- ``head[k, n]``, features ``k < split`` as a structure of arrays, so distances vectorise across
+  cells (DESIGN.md section 6); four features are summed per pass, so the accumulator is read and
+  written ``split / 4`` times instead of ``split`` times.
+- ``tail[n, k]``, features ``split + k`` as an array of structures (one contiguous row per cell,
+  zero-padded to a multiple of ``TAIL_LANES``), so updating a small window is a few long vector
+  loops per cell instead of ``dim`` short loops per grid row.
+
+Small ``dim`` keeps every feature in ``head`` (``tail`` has no columns) and the BMU is a plain
+argmin over all cells. Large ``dim`` uses a partial distance search: ``head`` gives every cell's
+partial distance in one vectorised pass; only cells whose partial distance is not above the best
+full distance found so far read their ``tail``. Floating-point addition of non-negative terms
+never decreases a sum, so a cell whose partial distance already exceeds some cell's full distance
+cannot be (or tie) the argmin: the search is exact, the BMU the same as without pruning. On
+clustered data a handful of head features already rule out the cells of the other clusters.
 """
 
 import numpy as np
@@ -11,24 +23,53 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from .._config import FASTMATH
+from .._config import FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
 from .._math import axis_delta, axis_weight, half_width, window_radius
 
-#: Features summed per distance pass; the internal codebook pads ``dim`` to a multiple of this.
+#: Features summed per pass over the distance accumulator.
 LANES = 4
 
+#: Cells whose partial distances the partial distance search skips with one test.
+PRUNE_CHUNK = 32
 
-def padded_dim(dim):
-    """Rows of the internal codebook for ``dim`` features."""
-    return -(-dim // LANES) * LANES
+#: The tail is padded with zero features to a multiple of this: LLVM vectorises its loops 32
+#: floats at a time, and a scalar remainder would cost more than the zeros.
+TAIL_LANES = 32
+
+#: The tail's distance is a per-cell reduction: reassociation lets LLVM vectorise it. It is
+#: deterministic for a compiled kernel, which is all the exactness argument needs.
+TAIL_FASTMATH = FASTMATH | {"reassoc"}
+
+
+def split_dim(dim):
+    """How many leading features the structure-of-arrays ``head`` holds for ``dim`` features."""
+    return dim if dim < PDS_MIN_DIM else PDS_HEAD_DIM
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def squared_distances(codebook, x, out):
-    """``out[n] = sum_k (codebook[k, n] - x[k])^2`` for the padded SoA codebook."""
-    n_cells = codebook.shape[1]
-    for k in range(0, codebook.shape[0], LANES):
-        w0, w1, w2, w3 = codebook[k], codebook[k + 1], codebook[k + 2], codebook[k + 3]
+def squared_distances(head, x, out):
+    """``out[n] = sum_k (head[k, n] - x[k])^2`` over the ``head`` features."""
+    n_rows, n_cells = head.shape
+    first = n_rows % LANES
+    # The first pass covers the leftover 1-3 features (no zero padding to read) or, when there
+    # are none, the first group of four; it initialises ``out``.
+    if first == 1:
+        w0, x0 = head[0], x[0]
+        for n in range(n_cells):
+            d0 = w0[n] - x0
+            out[n] = d0 * d0
+    elif first == 2:
+        w0, w1, x0, x1 = head[0], head[1], x[0], x[1]
+        for n in range(n_cells):
+            d0, d1 = w0[n] - x0, w1[n] - x1
+            out[n] = d0 * d0 + d1 * d1
+    elif first == 3:
+        w0, w1, w2, x0, x1, x2 = head[0], head[1], head[2], x[0], x[1], x[2]
+        for n in range(n_cells):
+            d0, d1, d2 = w0[n] - x0, w1[n] - x1, w2[n] - x2
+            out[n] = (d0 * d0 + d1 * d1) + d2 * d2
+    for k in range(first, n_rows, LANES):
+        w0, w1, w2, w3 = head[k], head[k + 1], head[k + 2], head[k + 3]
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
         if k == 0:
             for n in range(n_cells):
@@ -73,6 +114,90 @@ def _argmin_first_jit(distances):
     return two_pass_min
 
 
+@njit(cache=True, fastmath=TAIL_FASTMATH)
+def tail_distance(cell, x):
+    """``sum_k (cell[k] - x[k])^2`` for one cell's ``tail`` row."""
+    total = cell.dtype.type(0.0)
+    for k in range(cell.size):
+        d = cell[k] - x[k]
+        total += d * d
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def tail_update(cell, x, g):
+    """``cell += g * (x - cell)`` for one cell's ``tail`` row."""
+    for k in range(cell.size):
+        cell[k] += g * (x[k] - cell[k])
+
+
+def ordered_bits(distances):
+    """The same-width integer view of non-negative floats; integer order is float order."""
+    return distances.view(np.int32 if distances.dtype == np.float32 else np.int64)
+
+
+@overload(ordered_bits, jit_options={"cache": True})
+def _ordered_bits_jit(distances):
+    if distances.dtype == types.float32:
+        return lambda distances: distances.view(np.int32)
+    return lambda distances: distances.view(np.int64)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def pruned_argmin(partial, tail, x_tail, guess, chunk_min, best_box):
+    """Exact BMU from ``head`` partial distances, reading ``tail`` only where it can matter.
+
+    The full distance of a cell is ``partial[n] + tail_distance(tail[n], x_tail)``, the same
+    expression for every cell, and never less than ``partial[n]``. So once some cell's full
+    distance ``best`` is known, a cell whose partial distance is strictly greater cannot be (or
+    tie) the argmin. The first bound is the better of ``guess`` (any cell; the sample's last BMU)
+    and the cell with the smallest partial distance. Cells are then visited in index order, whole
+    chunks of ``PRUNE_CHUNK`` skipped by their smallest partial distance (an integer min over the
+    bit patterns, which LLVM vectorises), so the scalar test runs only near surviving cells.
+    Scratch: ``chunk_min`` (one per chunk) and ``best_box`` (one element, the dtype).
+    Returns the lowest index among the smallest full distances.
+    """
+    bits = ordered_bits(partial)
+    best_bits = ordered_bits(best_box)
+    chunk_bits = ordered_bits(chunk_min)
+    n_cells = partial.size
+    n_full = n_cells // PRUNE_CHUNK
+    for i in range(n_full):
+        chunk = bits[i * PRUNE_CHUNK : (i + 1) * PRUNE_CHUNK]
+        smallest = chunk[0]
+        for j in range(1, PRUNE_CHUNK):
+            smallest = min(smallest, chunk[j])
+        chunk_bits[i] = smallest
+    # The last, partial chunk gets the smallest possible bound: it is always scanned.
+    chunk_min[n_full:] = 0.0
+    # The cell with the smallest partial distance: in the chunk with the smallest minimum.
+    first = 0
+    for i in range(chunk_bits.size):
+        if chunk_bits[i] < chunk_bits[first]:
+            first = i
+    lowest = first * PRUNE_CHUNK
+    for n in range(first * PRUNE_CHUNK, min((first + 1) * PRUNE_CHUNK, n_cells)):
+        if partial[n] < partial[lowest]:
+            lowest = n
+    best_n = guess
+    best = partial[guess] + tail_distance(tail[guess], x_tail)
+    d = partial[lowest] + tail_distance(tail[lowest], x_tail)
+    if d < best or (d == best and lowest < best_n):
+        best, best_n = d, lowest
+    best_box[0] = best
+    for i in range(chunk_bits.size):
+        if chunk_bits[i] > best_bits[0]:
+            continue
+        for n in range(i * PRUNE_CHUNK, min((i + 1) * PRUNE_CHUNK, n_cells)):
+            p = partial[n]
+            if p <= best:
+                d = p + tail_distance(tail[n], x_tail)
+                if d < best or (d == best and n < best_n):
+                    best, best_n = d, n
+                    best_box[0] = best
+    return best_n
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _axis_window(centre, reach, size, is_torus, starts, stops):
     """Runs of positions within ``reach`` of ``centre`` on one axis; returns how many (0-2)."""
@@ -97,9 +222,9 @@ def _axis_window(centre, reach, size, is_torus, starts, stops):
 
 @njit(cache=True, fastmath=FASTMATH)
 def update_window(
-    codebook,
+    head,
+    tail,
     x,
-    dim,
     bmu,
     sigma,
     lr,
@@ -110,13 +235,17 @@ def update_window(
     truncate,
     weight_by_delta,
     col_weight,
+    gain,
     runs,
 ):
     """One online update: ``w_n += lr * h(d(bmu, n)) * (x - w_n)`` over the truncated disk.
 
-    Scratch: ``weight_by_delta`` (``max(rows, cols) + 1``) and ``col_weight`` (``cols``) in the
-    codebook's dtype, ``runs`` a ``(4, 2)`` int64 array.
+    ``x`` is the sample, zero-padded to the codebook's ``split + tail.shape[1]`` features.
+    Scratch: ``weight_by_delta`` (``max(rows, cols) + 1``), ``col_weight`` and ``gain``
+    (``cols``) in the codebook's dtype, ``runs`` a ``(4, 2)`` int64 array.
     """
+    split = head.shape[0]
+    x_tail = x[split:]
     b_row, b_col = bmu // cols, bmu % cols
     radius = window_radius(neighborhood, sigma, truncate)
     radius_sq = radius * radius
@@ -133,43 +262,73 @@ def update_window(
         for r in range(row_starts[row_run], row_stops[row_run]):
             d_row = axis_delta(r, b_row, rows, is_torus)
             reach = half_width(radius_sq, float(d_row * d_row), limit)
-            row_gain = codebook.dtype.type(lr) * weight_by_delta[d_row]
+            row_gain = head.dtype.type(lr) * weight_by_delta[d_row]
             base = r * cols
             for run in range(_axis_window(b_col, reach, cols, is_torus, col_starts, col_stops)):
                 lo, hi = col_starts[run], col_stops[run]
+                g = gain[: hi - lo]
                 weights = col_weight[lo:hi]
-                for k in range(dim):
-                    w = codebook[k, base + lo : base + hi]
+                for c in range(hi - lo):
+                    g[c] = row_gain * weights[c]
+                for k in range(split):
+                    w = head[k, base + lo : base + hi]
                     xk = x[k]
                     for c in range(hi - lo):
-                        w[c] += row_gain * weights[c] * (xk - w[c])
+                        w[c] += g[c] * (xk - w[c])
+                if tail.shape[1] > 0:
+                    for c in range(hi - lo):
+                        tail_update(tail[base + lo + c], x_tail, g[c])
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def train_online(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, bmus
+    head,
+    tail,
+    data,
+    guesses,
+    order,
+    sigmas,
+    lrs,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    bmus,
 ):
     """Run ``order.size`` online steps in place; record each step's BMU in ``bmus``.
 
-    ``codebook`` is the padded SoA codebook ``(padded_dim, rows * cols)``; ``data`` is
-    ``(n_samples, dim)`` in the codebook's dtype.
+    ``head`` ``(split, n_cells)`` and ``tail`` ``(n_cells, dim - split`` rounded up to a multiple
+    of ``TAIL_LANES``) are the split codebook (module docstring); ``data`` is ``(n_samples, dim)``
+    in their dtype.
+    ``guesses[i]`` is the BMU sample ``i`` had when last drawn: the first bound of the partial
+    distance search, updated here. Any value in ``[0, n_cells)`` is correct; better is faster.
     """
     dim = data.shape[1]
-    dtype = codebook.dtype
-    x = np.zeros(codebook.shape[0], dtype)
-    distances = np.empty(codebook.shape[1], dtype)
+    split = head.shape[0]
+    dtype = head.dtype
+    x = np.zeros(split + tail.shape[1], dtype)
+    distances = np.empty(head.shape[1], dtype)
+    chunk_min = np.empty(-(-head.shape[1] // PRUNE_CHUNK), dtype)
+    best_box = np.empty(1, dtype)
     weight_by_delta = np.empty(max(rows, cols) + 1, dtype)
     col_weight = np.empty(cols, dtype)
+    gain = np.empty(cols, dtype)
     runs = np.empty((4, 2), np.int64)
     for t in range(order.size):
-        x[:dim] = data[order[t]]
-        squared_distances(codebook, x, distances)
-        bmu = argmin_first(distances)
+        sample = order[t]
+        x[:dim] = data[sample]
+        squared_distances(head, x, distances)
+        if tail.shape[1] == 0:
+            bmu = argmin_first(distances)
+        else:
+            bmu = pruned_argmin(distances, tail, x[split:], guesses[sample], chunk_min, best_box)
+            guesses[sample] = bmu
         bmus[t] = bmu
         update_window(
-            codebook,
+            head,
+            tail,
             x,
-            dim,
             bmu,
             sigmas[t],
             lrs[t],
@@ -180,6 +339,7 @@ def train_online(
             truncate,
             weight_by_delta,
             col_weight,
+            gain,
             runs,
         )
 
