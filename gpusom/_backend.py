@@ -7,6 +7,8 @@ numba's CUDA target.
 import importlib
 import os
 
+import numpy as np
+
 BACKENDS = ("auto", "cpu", "cuda")
 ENV_VAR = "GPUSOM_BACKEND"
 
@@ -39,6 +41,21 @@ def _cuda_usable():
     from numba.core import config
 
     return bool(config.ENABLE_CUDASIM) or cuda_device_present()
+
+
+def is_device_array(value):
+    """True for an array in GPU memory (cupy, numba, ...): it has ``__cuda_array_interface__``.
+
+    Asks the object only, so it imports nothing.
+    """
+    return hasattr(value, "__cuda_array_interface__")
+
+
+def array_namespace(array):
+    """The module whose functions apply to ``array``: numpy, or the CUDA backend's (cupy)."""
+    if is_device_array(array):
+        return resolve("cuda").array_module()
+    return np
 
 
 def resolve(name, prefer_device=False):

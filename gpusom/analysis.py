@@ -1,7 +1,8 @@
 """What a trained lattice says about data: BMUs, projections, u-matrix, activations, errors.
 
 Every function here works on a plain ``(rows, cols, dim)`` lattice, whichever backend trained it,
-and processes samples in blocks so memory stays bounded for millions of samples.
+and processes samples in blocks so memory stays bounded for millions of samples. When the data or
+the lattice is a GPU array (cupy), the distance work runs on the GPU and array results stay there.
 """
 
 from timeit import default_timer as timer
@@ -9,14 +10,22 @@ from timeit import default_timer as timer
 import numpy as np
 from numba import njit
 
-from . import _checks, _config, cpu
+from . import _backend, _checks, _config, cpu
 from .som import normalize_features
 
 
 def _prepare(data, lattice, normalize=False, data_name="data"):
-    """Validated ``(data, lattice, scaled data)``; the scaled data is what gets compared."""
-    data = _checks.as_data(data, data_name)
-    lattice = _checks.as_lattice(lattice)
+    """Validated ``(data, lattice, scaled data)``; the scaled data is what gets compared.
+
+    When either array lives on a GPU, both are moved there.
+    """
+    if _backend.is_device_array(data) or _backend.is_device_array(lattice):
+        device = _backend.resolve("cuda")
+        data = device.as_device_array(data, data_name, 2)
+        lattice = device.as_device_array(lattice, "lattice", 3)
+    else:
+        data = _checks.as_data(data, data_name)
+        lattice = _checks.as_lattice(lattice)
     _checks.check_same_dim(data, lattice, data_name)
     scaled = normalize_features(data) if normalize else data
     return data, lattice, scaled
@@ -24,7 +33,20 @@ def _prepare(data, lattice, normalize=False, data_name="data"):
 
 def _bmus(data, lattice, k=1):
     """Exact flat BMU indices ``(n, k)`` and squared distances of already validated inputs."""
-    return cpu.find_bmus(data, lattice.reshape(-1, lattice.shape[-1]), k)
+    return _search(data, lattice.reshape(-1, lattice.shape[-1]), k)
+
+
+def _search(queries, codebook, k=1):
+    """``find_bmus`` of the backend where the arrays live; the ``(n, k)`` results as numpy."""
+    if _backend.is_device_array(queries):
+        device = _backend.resolve("cuda")
+        return tuple(device.to_numpy(result) for result in device.find_bmus(queries, codebook, k))
+    return cpu.find_bmus(queries, codebook, k)
+
+
+def _host(array):
+    """``array`` as numpy, copied from the GPU where it lives there."""
+    return _backend.resolve("cuda").to_numpy(array) if _backend.is_device_array(array) else array
 
 
 def _say(verbose, message, start):
@@ -44,7 +66,7 @@ def find_bmus(data, lattice):
     -------
     ndarray of int64, shape (n_samples, 2)
         ``(row, col)`` of the cell closest to each sample (Euclidean distance; ties go to the
-        lowest flat index ``row * cols + col``).
+        lowest flat index ``row * cols + col``); a GPU array when an input was one.
 
     Examples
     --------
@@ -55,7 +77,8 @@ def find_bmus(data, lattice):
     """
     data, lattice, _ = _prepare(data, lattice)
     index, _ = _bmus(data, lattice)
-    return np.stack(np.divmod(index[:, 0], lattice.shape[1]), axis=1)
+    cells = np.stack(np.divmod(index[:, 0], lattice.shape[1]), axis=1)
+    return _backend.array_namespace(data).asarray(cells)
 
 
 def quantization_error(data, lattice):
@@ -131,7 +154,7 @@ def project_on_lattice(data, lattice, additional_list=None, normalize=False, *, 
     index, _ = _bmus(scaled, lattice)
     projection = {(r, c): [] for r in range(rows) for c in range(cols)}
     cells = list(projection)
-    items = labels if labels is not None else data
+    items = labels if labels is not None else _host(data)
     for i, flat in enumerate(index[:, 0].tolist()):
         projection[cells[flat]].append(items[i])
     _say(verbose, "Projecting on SOM", start)
@@ -163,7 +186,8 @@ def lattice_closest_vectors(data, lattice, additional_list=None, normalized=Fals
     labels = _checks.as_labels(additional_list, data.shape[0])
     cols, dim = lattice.shape[1:]
     # The same search with the roles swapped: cells are the queries, samples the codebook.
-    closest, _ = cpu.find_bmus(lattice.reshape(-1, dim), scaled)
+    closest, _ = _search(lattice.reshape(-1, dim), scaled)
+    data = _host(data)
     result = {}
     for flat, sample in enumerate(closest[:, 0].tolist()):
         cell = divmod(flat, cols)
@@ -194,17 +218,20 @@ def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=T
     Returns
     -------
     ndarray of float64, shape (n_samples, rows, cols)
+        A GPU array when an input was one.
     """
     start = timer()
     data, lattice, scaled = _prepare(data, lattice, normalize)
     exponent = _checks.as_positive_float(exponent, "exponent")
     rows, cols, dim = lattice.shape
     n = data.shape[0]
-    _checks.check_memory(8 * n * rows * cols, f"activations of {n} samples on {rows}x{cols} cells")
+    xp = _backend.array_namespace(data)
+    memory = _backend.resolve("cuda") if _backend.is_device_array(data) else _checks
+    memory.check_memory(8 * n * rows * cols, f"activations of {n} samples on {rows}x{cols} cells")
     out = squared_distances(scaled, lattice.reshape(-1, dim)).reshape(n, rows, cols)
-    np.subtract(out.max(), out, out=out)
+    xp.subtract(out.max(), out, out=out)
     if exponent != 1:
-        np.power(out, exponent, out=out)
+        xp.power(out, exponent, out=out)
     low, high = out.min(), out.max()
     if high > low:
         out -= low
@@ -219,21 +246,22 @@ def squared_distances(data, codebook):
     """``(n_samples, n_cells)`` float64 squared Euclidean distances, one block at a time.
 
     Uses the expansion ``|x|^2 - 2 x.w + |w|^2`` on centred inputs (the BLAS product), clipped at
-    zero; accurate to rounding relative to the data's spread.
+    zero; accurate to rounding relative to the data's spread. GPU arrays in, GPU array out.
     """
+    xp = _backend.array_namespace(data)
     centre = codebook.mean(axis=0, dtype=np.float64)
     centred_cb = codebook - centre
-    cb_sq = np.einsum("ij,ij->i", centred_cb, centred_cb)
-    out = np.empty((data.shape[0], codebook.shape[0]))
+    cb_sq = xp.einsum("ij,ij->i", centred_cb, centred_cb)
+    out = xp.empty((data.shape[0], codebook.shape[0]))
     block = max(1, _config.ANALYSIS_BLOCK_BYTES // (8 * codebook.shape[0]))
     for first in range(0, data.shape[0], block):
         chunk = data[first : first + block] - centre
         part = out[first : first + block]
-        np.matmul(chunk, centred_cb.T, out=part)
+        xp.matmul(chunk, centred_cb.T, out=part)
         part *= -2.0
         part += cb_sq
-        part += np.einsum("ij,ij->i", chunk, chunk)[:, None]
-        np.maximum(part, 0.0, out=part)
+        part += xp.einsum("ij,ij->i", chunk, chunk)[:, None]
+        xp.maximum(part, 0.0, out=part)
     return out
 
 

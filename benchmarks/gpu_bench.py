@@ -1,0 +1,145 @@
+"""GPU against CPU: microseconds per online step, next to the GPU's memory-bandwidth floor.
+
+Run on a machine with an NVIDIA GPU, from the repository root (``ci/gpu-check.sh`` does)::
+
+    python benchmarks/gpu_bench.py                    # both workloads, 100,000 steps on the big map
+    python benchmarks/gpu_bench.py --steps 20000 --out table.md
+    python benchmarks/gpu_bench.py --sanitize         # tiny training for compute-sanitizer
+
+Workloads (gpusom's default schedules, float32, seed 0):
+
+- ``walk-through``: 200 samples uniform in [0, 1)^3, 50x100 lattice (plane), 15,000 steps.
+- ``1000x1000x64``: 10,000 samples uniform in [0, 1)^64, 1000x1000 lattice, ``--steps`` steps.
+
+Each row times ``SOM.train`` (``verbose=False``, ``backend`` and, for CUDA, the driver set):
+per step = (time of the run - time of a one-step run) / (steps - 1), so initialisation, uploads
+and the kernels' compilation (a warm-up run first) are not counted. A CPU step on the big map
+costs tens of milliseconds, so its row times a run of ``--cpu-steps`` steps: the schedule is a
+function of t / (T - 1), so that run samples the same radii and rates evenly.
+
+The floor is the time to read the codebook once per step (every step's BMU search must) at the
+device-to-device copy bandwidth measured here; early steps also write the cells of a wide window.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from gpusom import SOM, _backend  # noqa: E402
+
+#: ``steps`` None: ``--steps``; ``cpu_steps``: the CPU row runs ``--cpu-steps`` steps instead.
+WORKLOADS = {
+    "walk-through": {"shape": (50, 100), "dim": 3, "samples": 200, "steps": 15_000},
+    "1000x1000x64": {"shape": (1000, 1000), "dim": 64, "samples": 10_000, "cpu_steps": True},
+}
+
+
+def train_seconds(backend, data, shape, steps, dtype="float32"):
+    """Wall time of ``SOM(shape).train(data, steps)`` on ``backend``."""
+    som = SOM(shape, backend=backend, dtype=dtype, seed=0, verbose=False)
+    start = time.perf_counter()
+    som.train(data, steps)
+    return time.perf_counter() - start
+
+
+def per_step_us(backend, data, shape, steps):
+    """Microseconds per step of a ``steps``-step run, set-up excluded."""
+    train_seconds(backend, data[:8], (2, 3), 5)  # compiles whatever this backend runs
+    overhead = train_seconds(backend, data, shape, 1)
+    return (train_seconds(backend, data, shape, steps) - overhead) / (steps - 1) * 1e6
+
+
+def copy_bandwidth(cuda, n_bytes=1 << 30, repeat=5):
+    """Device-to-device copy bandwidth in bytes per second (bytes read plus bytes written)."""
+    source = cuda.device_array(n_bytes, dtype=np.uint8)
+    target = cuda.device_array(n_bytes, dtype=np.uint8)
+    target.copy_to_device(source)
+    cuda.synchronize()
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        target.copy_to_device(source)
+        cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n_bytes / best
+
+
+def bench(args):
+    gpu = _backend.resolve("cuda")
+    from numba import cuda
+
+    device = cuda.get_current_device()
+    bandwidth = copy_bandwidth(cuda)
+    rows_out = []
+    for name, spec in WORKLOADS.items():
+        rows, cols = spec["shape"]
+        data = np.random.default_rng(0).random((spec["samples"], spec["dim"]), dtype=np.float32)
+        floor_us = rows * cols * spec["dim"] * 4 / bandwidth * 1e6
+        steps = spec.get("steps") or args.steps
+        for label, backend, driver in [
+            ("cuda persistent", "cuda", "persistent"),
+            ("cuda per-step", "cuda", "per_step"),
+            ("cpu", "cpu", None),
+        ]:
+            if driver:
+                gpu.config.DRIVER = driver
+            run_steps = args.cpu_steps if backend == "cpu" and spec.get("cpu_steps") else steps
+            us = per_step_us(backend, data, spec["shape"], run_steps)
+            ratio = f"{us / floor_us:.1f}" if backend == "cuda" else "-"
+            rows_out.append(
+                (name, label, f"{run_steps:,}", f"{us:,.1f}", f"{floor_us:,.1f}", ratio)
+            )
+            print(f"{name} {label}: {run_steps} steps, {us:.1f} us/step", flush=True)
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    header = ("workload", "backend", "steps", "us/step", "floor us/step", "x floor")
+    lines = [
+        f"{name}, device-to-device copy {bandwidth / 1e12:.2f} TB/s, {time.strftime('%Y-%m-%d')}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(" --- " for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows_out]
+    table = "\n".join(lines)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    print(table)
+
+
+def sanitize():
+    """A tiny training with every kernel variant, for compute-sanitizer's memcheck/racecheck."""
+    gpu = _backend.resolve("cuda")
+    gpu.config.THREADS_PER_BLOCK = 64  # a 9x10 map then spans two blocks
+    data = np.random.default_rng(0).random((30, 5))
+    for dtype in ("float32", "float64"):
+        for driver in ("persistent", "per_step"):
+            gpu.config.DRIVER = driver
+            train_seconds("cuda", data, (9, 10), 40, dtype)
+    try:
+        index = gpu.find_bmus(data, data[:7], 2)[0]
+    except _backend.BackendUnavailableError as error:  # no cupy: training only
+        print("find_bmus skipped:", error)
+        return
+    print("ok", gpu.to_numpy(index)[:3, 0])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=100_000, help="steps on the big map")
+    parser.add_argument("--cpu-steps", type=int, default=200, help="CPU steps timed on the big map")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--sanitize", action="store_true", help="tiny run for compute-sanitizer")
+    args = parser.parse_args(argv)
+    if args.sanitize:
+        sanitize()
+    else:
+        bench(args)
+
+
+if __name__ == "__main__":
+    main()

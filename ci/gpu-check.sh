@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Real-GPU check, for a machine with an NVIDIA GPU and gpusom installed with its GPU extra
+# (pip install -e '.[test,cuda12]' or '.[test,cuda13]'). Finishes in under 8 minutes:
+#
+#   1. the test suite on the device (GPUSOM_TEST_CUDASIM=0: no simulator),
+#   2. a tiny training under compute-sanitizer, memcheck and racecheck,
+#   3. GPU against CPU per-step times (benchmarks/gpu_bench.py), next to the bandwidth floor.
+#
+# Usage: ci/gpu-check.sh [--steps N] [--out FILE]
+#   --steps N   steps on the 1000x1000x64 map (default 100000)
+#   --out FILE  also write the benchmark table (markdown) to FILE
+# Environment: PYTHON (default python3), COMPUTE_SANITIZER (path of compute-sanitizer).
+# Exit status: non-zero when a stage failed. The last thing printed is the benchmark table.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+STEPS=100000
+OUT=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --steps) STEPS=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+LOGS=$(mktemp -d)
+SUMMARY=()
+FAILED=0
+
+# Time limits per stage (190 + 2 x 70 + 130 s) keep the whole script under 8 minutes.
+# stage NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NAME.log, record the outcome.
+stage() {
+    local name=$1 limit=$2 start status
+    shift 2
+    echo "== $name: $*"
+    start=$(date +%s)
+    if timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1; then
+        status=pass
+    else
+        status="FAIL (exit $?)"
+        FAILED=1
+        tail -n 40 "$LOGS/$name.log"
+    fi
+    SUMMARY+=("$(printf '%-12s %-14s %4ss' "$name" "$status" $(($(date +%s) - start)))")
+}
+
+# The test suite on the device; the simulator tests then run on real hardware.
+stage tests 190 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider tests
+tail -n 3 "$LOGS/tests.log"
+
+# compute-sanitizer: given, on PATH, in a CUDA toolkit, or from the nvidia-cuda-sanitizer-api wheel.
+SANITIZER=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer || true)}
+for candidate in /usr/local/cuda/bin/compute-sanitizer \
+    "$("$PYTHON" -c 'import nvidia.cuda_sanitizer_api as m; print(m.__path__[0])' 2>/dev/null)/bin/compute-sanitizer"; do
+    if [ -z "$SANITIZER" ] && [ -f "$candidate" ]; then
+        # The wheel ships the binary without its execute bit.
+        [ -x "$candidate" ] || chmod +x "$candidate"
+        SANITIZER=$candidate
+    fi
+done
+if [ -n "$SANITIZER" ]; then
+    for tool in memcheck racecheck; do
+        stage "$tool" 70 "$SANITIZER" --tool "$tool" --error-exitcode 1 \
+            "$PYTHON" benchmarks/gpu_bench.py --sanitize
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOGS/$tool.log" || true
+    done
+else
+    SUMMARY+=("sanitizer    skipped: no compute-sanitizer (pip install nvidia-cuda-sanitizer-api-cu12)")
+fi
+
+stage benchmark 130 "$PYTHON" benchmarks/gpu_bench.py --steps "$STEPS" --out "$LOGS/table.md"
+if [ -n "$OUT" ] && [ -f "$LOGS/table.md" ]; then
+    cp "$LOGS/table.md" "$OUT"
+fi
+
+echo
+echo "== summary (logs in $LOGS)"
+printf '%s\n' "${SUMMARY[@]}"
+echo
+if [ -f "$LOGS/table.md" ]; then
+    cat "$LOGS/table.md"
+else
+    echo "no benchmark table (see $LOGS/benchmark.log)"
+fi
+exit "$FAILED"

@@ -1,0 +1,19 @@
+"""Launch settings of the CUDA backend.
+
+The host drivers read these at every call (never at import), so tests and benchmarks can patch
+them (STYLE.md item 7): every kernel uses grid-stride loops and is correct for any launch size.
+"""
+
+#: Threads per block of every kernel; at most ``gpusom.cuda.kernels.MAX_THREADS``.
+THREADS_PER_BLOCK = 256
+
+#: Most blocks of one launch of the per-step training kernel and of the BMU re-rank.
+MAX_BLOCKS = 1024
+
+#: Training driver: ``"persistent"`` (one launch per slice of steps, grid-wide synchronisation
+#: between steps) or ``"per_step"`` (one launch per step, the simple reference).
+DRIVER = "persistent"
+
+#: Blocks of the persistent kernel; None means as many as the device can run at once (its
+#: cooperative-launch limit). numba's simulator always gets one (see ``gpusom.cuda``).
+PERSISTENT_BLOCKS = None

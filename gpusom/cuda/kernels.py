@@ -1,0 +1,377 @@
+"""``@cuda.jit`` kernels of the CUDA backend: online training and exact BMU re-ranking.
+
+Layout: the codebook is a structure of arrays, ``codebook[k, n]`` = feature ``k`` of cell ``n``,
+so the threads of a warp read consecutive cells (coalesced). Its feature axis is padded with zero
+rows to a multiple of ``LANES``: distances are summed four features per pass (four independent
+loads in flight per thread, and the CPU kernel's grouping), and zero lanes add exactly nothing.
+The training data is ``(n_samples, padded_dim)``, zero-padded alike.
+
+One online step needs the whole grid to agree on one thing only: the BMU. Training therefore
+runs in *phases*; phase ``t`` of a slice of ``T`` steps
+
+1. resolves the BMU of step ``t - 1`` from what every block published in phase ``t - 1``;
+2. lets each thread, for the cells it owns, apply the update of step ``t - 1`` and compute the
+   distance of the updated vector (still in registers) to the sample of step ``t``;
+3. reduces (distance, index) over the block and publishes the block's best for step ``t``.
+
+A thread owns the same cells (a grid-stride loop) in every phase, so nobody reads a vector that
+another thread is updating, and one grid-wide barrier per step is enough: a kernel boundary in
+the per-step driver (:func:`train_phase`), ``grid.sync()`` in the persistent one
+(:func:`train_persistent`). The codebook is read once per step and, inside the window, written
+once.
+
+Global BMU stage: float32 distances are non-negative, so their bit patterns order like integers
+and ``key = bits << 32 | index`` orders by distance, then by index (DESIGN.md section 6): one
+64-bit ``atomic.min`` per block and step gives the lowest-index BMU. A float64 distance fills a
+key on its own, so float64 takes two stages: each block writes its best (distance, index) pair,
+and after the barrier every block reduces those pairs itself. The kernels tell the two apart by
+``part_d is None`` (float32 passes no pair arrays): numba prunes that branch when compiling, so
+each variant carries only its own code (fewer registers, more resident threads).
+
+Block reductions use shared memory only (no warp shuffles), which numba's simulator can run.
+Kernels are compiled without fastmath: its flush-to-zero and approximate division would change
+results against the CPU path; multiply-adds are contracted into FMAs regardless.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from .._math import axis_delta, axis_weight, half_width, window_radius
+
+#: Features summed per pass; the feature axis is padded to a multiple of this.
+LANES = 4
+
+#: Largest block the kernels support: the size of their static shared-memory buffers.
+MAX_THREADS = 256
+
+#: Index of an empty (distance, index) slot; larger than every real index and packed key.
+NO_INDEX = np.iinfo(np.int64).max
+
+#: Low 32 bits of a packed key: the cell index.
+INDEX_MASK = 0xFFFFFFFF
+
+INF = math.inf
+
+
+def padded_dim(dim):
+    """Rows of the device codebook (and columns of the device data) for ``dim`` features."""
+    return -(-dim // LANES) * LANES
+
+
+@cuda.jit(device=True)
+def _before(d1, i1, d2, i2):
+    """True when pair ``(d1, i1)`` ranks before ``(d2, i2)``: smaller distance, then index."""
+    return d1 < d2 or (d1 == d2 and i1 < i2)
+
+
+@cuda.jit(device=True)
+def _merge_top2(a1d, a1i, a2d, a2i, b1d, b1i, b2d, b2i):
+    """The two best of two sorted pairs of (distance, index) pairs, sorted."""
+    if _before(b1d, b1i, a1d, a1i):
+        if _before(a1d, a1i, b2d, b2i):
+            return b1d, b1i, a1d, a1i
+        return b1d, b1i, b2d, b2i
+    if _before(b1d, b1i, a2d, a2i):
+        return a1d, a1i, b1d, b1i
+    return a1d, a1i, a2d, a2i
+
+
+@cuda.jit(device=True)
+def _block_top2(shared_d, shared_i, a1d, a1i, a2d, a2i):
+    """The two best (distance, index) pairs over the block; every thread receives them.
+
+    Tree reduction in shared memory (``shared_d``/``shared_i`` of shape ``(2, MAX_THREADS)``);
+    any block size works. All threads of the block must call it.
+    """
+    tid = cuda.threadIdx.x
+    size = cuda.blockDim.x
+    shared_d[0, tid], shared_i[0, tid] = a1d, a1i
+    shared_d[1, tid], shared_i[1, tid] = a2d, a2i
+    half = 1
+    while half < size:
+        half *= 2
+    half //= 2
+    cuda.syncthreads()
+    while half > 0:
+        other = tid + half
+        if tid < half and other < size:
+            m1d, m1i, m2d, m2i = _merge_top2(
+                shared_d[0, tid],
+                shared_i[0, tid],
+                shared_d[1, tid],
+                shared_i[1, tid],
+                shared_d[0, other],
+                shared_i[0, other],
+                shared_d[1, other],
+                shared_i[1, other],
+            )
+            shared_d[0, tid], shared_i[0, tid] = m1d, m1i
+            shared_d[1, tid], shared_i[1, tid] = m2d, m2i
+        cuda.syncthreads()
+        half //= 2
+    r1d, r1i, r2d, r2i = shared_d[0, 0], shared_i[0, 0], shared_d[1, 0], shared_i[1, 0]
+    # The buffers are reused by the next reduction: nobody may write before all have read.
+    cuda.syncthreads()
+    return r1d, r1i, r2d, r2i
+
+
+@cuda.jit(device=True)
+def _packed_key(distance, index):
+    """``float32 bits of distance << 32 | index``: orders by distance, then by index."""
+    box = cuda.local.array(1, np.float32)
+    box[0] = distance
+    return (np.int64(box.view(np.int32)[0]) << 32) | index
+
+
+@cuda.jit(device=True)
+def _update_and_measure(codebook, data, n, inside, gain, previous, sample):
+    """Update cell ``n`` towards row ``previous`` (when ``inside``); its distance to ``sample``.
+
+    Four features per pass, summed as the CPU kernel groups them. The four loads come first:
+    they are independent, so a thread has four in flight at once.
+    """
+    total = codebook.dtype.type(0)
+    for k in range(0, codebook.shape[0], LANES):
+        w0, w1 = codebook[k, n], codebook[k + 1, n]
+        w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
+        if inside:
+            w0 += gain * (data[previous, k] - w0)
+            w1 += gain * (data[previous, k + 1] - w1)
+            w2 += gain * (data[previous, k + 2] - w2)
+            w3 += gain * (data[previous, k + 3] - w3)
+            codebook[k, n], codebook[k + 1, n] = w0, w1
+            codebook[k + 2, n], codebook[k + 3, n] = w2, w3
+        d0, d1 = w0 - data[sample, k], w1 - data[sample, k + 1]
+        d2, d3 = w2 - data[sample, k + 2], w3 - data[sample, k + 3]
+        total += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+    return total
+
+
+@cuda.jit(device=True)
+def _resolve(record, part_d, part_i, step, shared_d, shared_i):
+    """The global BMU of ``step`` from the block results published in the previous phase."""
+    if part_d is None:
+        return record[step] & INDEX_MASK
+    slot = step % 2
+    best_d, best_i = INF, NO_INDEX
+    for block in range(cuda.threadIdx.x, cuda.gridDim.x, cuda.blockDim.x):
+        if _before(part_d[slot, block], part_i[slot, block], best_d, best_i):
+            best_d, best_i = part_d[slot, block], part_i[slot, block]
+    _, bmu, _, _ = _block_top2(shared_d, shared_i, best_d, best_i, INF, NO_INDEX)
+    if cuda.blockIdx.x == 0 and cuda.threadIdx.x == 0:
+        record[step] = bmu
+    return bmu
+
+
+@cuda.jit(device=True)
+def _publish(best_key, best_d, best_i, record, part_d, part_i, step, shared_d, shared_i):
+    """Reduce the threads' best cells over the block and publish the result for ``step``."""
+    if part_d is None:
+        # Keys ride in the index slot of the pair reduction (distance 0 for all): one tree.
+        _, key, _, _ = _block_top2(shared_d, shared_i, 0.0, best_key, INF, NO_INDEX)
+        if cuda.threadIdx.x == 0:
+            cuda.atomic.min(record, step, key)
+    else:
+        # Two slots, by step parity: phase t writes slot t % 2 while every block may still be
+        # reading slot (t - 1) % 2, which is overwritten only after the next barrier.
+        d, i, _, _ = _block_top2(shared_d, shared_i, best_d, best_i, INF, NO_INDEX)
+        if cuda.threadIdx.x == 0:
+            part_d[step % 2, cuda.blockIdx.x] = d
+            part_i[step % 2, cuda.blockIdx.x] = i
+
+
+@cuda.jit(device=True)
+def _phase(
+    codebook,
+    data,
+    order,
+    sigmas,
+    lrs,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    record,
+    part_d,
+    part_i,
+    t,
+    shared_d,
+    shared_i,
+):
+    """Phase ``t`` (0 to ``order.size``): update of step ``t - 1``, BMU search of step ``t``."""
+    n_steps = order.size
+    searching = t < n_steps
+    # Phases without an update (t = 0) or a search (t = T) use a valid row and ignore it.
+    previous = order[max(t - 1, 0)]
+    sample = order[min(t, n_steps - 1)]
+    bmu_row = bmu_col = 0
+    sigma = 1.0
+    radius_sq = -1.0  # no cell is inside a window of negative squared radius
+    rate = codebook.dtype.type(0)
+    if t > 0:
+        bmu = _resolve(record, part_d, part_i, t - 1, shared_d, shared_i)
+        bmu_row, bmu_col = bmu // cols, bmu % cols
+        sigma = sigmas[t - 1]
+        radius = window_radius(neighborhood, sigma, truncate)
+        radius_sq = radius * radius
+        rate = codebook.dtype.type(lrs[t - 1])
+    limit = max(rows, cols)
+    best_key = NO_INDEX
+    best_d, best_i = INF, NO_INDEX
+    for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
+        d_row = axis_delta(n // cols, bmu_row, rows, is_torus)
+        d_col = axis_delta(n % cols, bmu_col, cols, is_torus)
+        # The CPU's window test (a run of columns per row of the disk), hence the same cells.
+        inside = d_col <= half_width(radius_sq, float(d_row * d_row), limit)
+        gain = codebook.dtype.type(0)
+        if inside:
+            # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
+            gain = (
+                rate
+                * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
+                * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
+            )
+        distance = _update_and_measure(codebook, data, n, inside, gain, previous, sample)
+        if part_d is None:
+            best_key = min(best_key, _packed_key(distance, n))
+        elif _before(np.float64(distance), n, best_d, best_i):
+            best_d, best_i = np.float64(distance), n
+    if searching:
+        _publish(best_key, best_d, best_i, record, part_d, part_i, t, shared_d, shared_i)
+
+
+@cuda.jit(cache=True)
+def train_phase(
+    codebook,
+    data,
+    order,
+    sigmas,
+    lrs,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    record,
+    part_d,
+    part_i,
+    t,
+):
+    """One phase per launch: the per-step reference driver launches phases 0 to ``order.size``.
+
+    ``codebook`` ``(padded_dim, n_cells)`` and ``data`` ``(n_samples, padded_dim)`` in one
+    dtype; ``order`` int64, ``sigmas`` and ``lrs`` float64 per step. float32: ``part_d`` and
+    ``part_i`` are None and ``record`` (int64 per step, starting at ``NO_INDEX``) collects packed
+    keys. float64: ``part_d``/``part_i`` ``(2, >= blocks)`` hold the block results and ``record``
+    receives the BMU indices.
+    """
+    shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
+    shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
+    _phase(
+        codebook,
+        data,
+        order,
+        sigmas,
+        lrs,
+        rows,
+        cols,
+        is_torus,
+        neighborhood,
+        truncate,
+        record,
+        part_d,
+        part_i,
+        t,
+        shared_d,
+        shared_i,
+    )
+
+
+@cuda.jit(cache=True)
+def train_persistent(
+    codebook,
+    data,
+    order,
+    sigmas,
+    lrs,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    record,
+    part_d,
+    part_i,
+):
+    """All phases of a slice in one cooperative launch, ``grid.sync()`` between phases.
+
+    Arguments as :func:`train_phase` without ``t``. The grid must not exceed the device's
+    cooperative limit (every block resident at once), or the barrier deadlocks.
+    """
+    shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
+    shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
+    grid = cuda.cg.this_grid()
+    n_steps = order.size
+    for t in range(n_steps + 1):
+        _phase(
+            codebook,
+            data,
+            order,
+            sigmas,
+            lrs,
+            rows,
+            cols,
+            is_torus,
+            neighborhood,
+            truncate,
+            record,
+            part_d,
+            part_i,
+            t,
+            shared_d,
+            shared_i,
+        )
+        if t < n_steps:
+            grid.sync()
+
+
+@cuda.jit(cache=True)
+def rerank(scores, tolerance, data, codebook, k, out_index, out_distance):
+    """Exact top-``k`` (1 or 2) BMUs from approximate scores; one block per sample row.
+
+    As ``gpusom.cpu.kernels.rerank``: ``scores[i, j]`` approximates ``||data[i] - codebook[j]||^2``
+    up to a per-row constant and an error below ``tolerance[i] / 2``; every ``j`` whose score is
+    within ``tolerance[i]`` of the ``k``-th smallest is ranked by its float64 squared distance
+    from direct differences, ties to the lowest index. A missing second unit is ``(-1, inf)``.
+    """
+    shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
+    shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
+    n_cells = scores.shape[1]
+    dim = data.shape[1]
+    tid, size = cuda.threadIdx.x, cuda.blockDim.x
+    for i in range(cuda.blockIdx.x, scores.shape[0], cuda.gridDim.x):
+        s1, s1i, s2, s2i = INF, NO_INDEX, INF, NO_INDEX
+        for j in range(tid, n_cells, size):
+            s1, s1i, s2, s2i = _merge_top2(
+                s1, s1i, s2, s2i, np.float64(scores[i, j]), j, INF, NO_INDEX
+            )
+        s1, _, s2, _ = _block_top2(shared_d, shared_i, s1, s1i, s2, s2i)
+        threshold = (s1 if k == 1 else s2) + tolerance[i]
+        b1, b1i, b2, b2i = INF, NO_INDEX, INF, NO_INDEX
+        for j in range(tid, n_cells, size):
+            # "not above" rather than "at most": a NaN score stays a candidate, as on the CPU.
+            if not scores[i, j] > threshold:
+                d = 0.0
+                for f in range(dim):
+                    diff = np.float64(data[i, f]) - np.float64(codebook[j, f])
+                    d += diff * diff
+                b1, b1i, b2, b2i = _merge_top2(b1, b1i, b2, b2i, d, j, INF, NO_INDEX)
+        b1, b1i, b2, b2i = _block_top2(shared_d, shared_i, b1, b1i, b2, b2i)
+        if tid == 0:
+            out_index[i, 0], out_distance[i, 0] = b1i, b1
+            if k == 2:
+                out_index[i, 1] = -1 if b2i == NO_INDEX else b2i
+                out_distance[i, 1] = b2

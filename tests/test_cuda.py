@@ -1,0 +1,359 @@
+"""The CUDA backend against the CPU backend and the oracle, in numba's simulator or on a GPU.
+
+The simulator is slow (a Python thread per CUDA thread), so maps here are tiny and blocks hold
+32 threads: an 8x8 map then spans two blocks (the global BMU stage) and one block owns two cells
+per thread (the grid-stride loops). ``GPUSOM_TEST_CUDASIM=0`` runs the same tests on a GPU.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import naive
+import numpy as np
+import pytest
+from conftest import TOLERANCES
+from numba.core import config as numba_config
+
+import gpusom
+from gpusom import _backend, cpu
+from gpusom._math import NEIGHBORHOODS
+from gpusom.schedules import exponential_decay
+
+SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
+needs_cuda = pytest.mark.skipif(
+    not (SIMULATOR or _backend.cuda_device_present()),
+    reason="needs numba's CUDA simulator or a CUDA device",
+)
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """The CUDA backend with 32-thread blocks (fast barriers in the simulator)."""
+    cuda_backend = _backend.resolve("cuda")
+    monkeypatch.setattr(cuda_backend.config, "THREADS_PER_BLOCK", 32)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)  # simulated threads meet at barriers several times sooner
+    yield cuda_backend
+    sys.setswitchinterval(interval)
+
+
+@pytest.fixture
+def gpu_arrays(gpu):
+    """The CUDA backend where its arrays work: in the simulator, or on a GPU with cupy."""
+    if not SIMULATOR:
+        pytest.importorskip("cupy")
+    return gpu
+
+
+def train_with(backend, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood):
+    """One slice of online steps through a backend's interface: (host codebook, BMUs)."""
+    device_codebook, device_data = backend.to_device(codebook, data)
+    bmus = backend.train_online(
+        device_codebook,
+        device_data,
+        order,
+        sigmas,
+        lrs,
+        rows,
+        cols,
+        is_torus,
+        NEIGHBORHOODS[neighborhood],
+        3.0,
+    )
+    return backend.to_host(device_codebook, codebook.shape[1]), bmus
+
+
+CASES = {
+    # id: (driver, rows, cols, dim, is_torus, dtype, sigma at the first step, neighbourhood)
+    "step-plane-f32": ("per_step", 4, 5, 3, False, np.float32, 2.0, "gaussian"),
+    "step-torus-f64": ("per_step", 3, 4, 5, True, np.float64, 1.5, "gaussian"),
+    "step-2blocks-torus-f32": ("per_step", 8, 8, 2, True, np.float32, 3.0, "gaussian"),
+    "step-2blocks-plane-f64": ("per_step", 8, 8, 3, False, np.float64, 3.0, "gaussian"),
+    "step-1xN-torus-f64": ("per_step", 1, 7, 3, True, np.float64, 2.0, "gaussian"),
+    "step-wide-window-f32": ("per_step", 2, 3, 3, False, np.float32, 20.0, "gaussian"),
+    "persistent-torus-f32": ("persistent", 5, 6, 3, True, np.float32, 2.0, "gaussian"),
+    "persistent-plane-f64": ("persistent", 6, 5, 4, False, np.float64, 2.0, "gaussian"),
+    "persistent-1xN-f32": ("persistent", 1, 8, 3, False, np.float32, 2.0, "gaussian"),
+    "persistent-gridstride-f32": ("persistent", 8, 8, 3, False, np.float32, 3.0, "gaussian"),
+    "persistent-wide-torus-f64": ("persistent", 3, 4, 3, True, np.float64, 20.0, "gaussian"),
+    "persistent-bubble-torus-f32": ("persistent", 4, 4, 3, True, np.float32, 2.0, "bubble"),
+}
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_training_matches_cpu_and_oracle(gpu, monkeypatch, rng, case):
+    driver, rows, cols, dim, is_torus, dtype, sigma, neighborhood = CASES[case]
+    monkeypatch.setattr(gpu.config, "DRIVER", driver)
+    steps = 16
+    data = rng.random((30, dim)).astype(dtype)
+    codebook = rng.random((rows * cols, dim)).astype(dtype)
+    args = (
+        rng.integers(0, len(data), steps),
+        exponential_decay(sigma, 0.5, np.arange(steps), steps),
+        exponential_decay(0.5, 0.05, np.arange(steps), steps),
+        rows,
+        cols,
+        is_torus,
+        neighborhood,
+    )
+    got, bmus = train_with(gpu, codebook, data, *args)
+    expected, expected_bmus = train_with(cpu, codebook, data, *args)
+    oracle, oracle_bmus = naive.online_som(codebook, data, *args)
+    np.testing.assert_array_equal(bmus, expected_bmus)
+    np.testing.assert_array_equal(bmus, oracle_bmus)
+    np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
+    np.testing.assert_allclose(got, oracle, **TOLERANCES[dtype])
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    ("driver", "dtype", "packed"),
+    [
+        ("per_step", np.float32, True),
+        ("per_step", np.float32, False),  # as a float32 map of more than 2^32 cells would
+        ("per_step", np.float64, False),
+        ("persistent", np.float64, False),
+    ],
+)
+def test_ties_go_to_the_lowest_index(gpu, monkeypatch, driver, dtype, packed):
+    """Two equal best cells in different blocks: every step picks the lower index."""
+    monkeypatch.setattr(gpu.config, "DRIVER", driver)
+    if not packed:
+        monkeypatch.setattr(gpu, "PACKED_MAX_CELLS", 0)
+    rows, cols, steps = 8, 8, 6
+    data = np.full((4, 3), 0.5)
+    codebook = np.full((rows * cols, 3), 9.0, dtype=dtype)
+    codebook[[50, 20]] = 0.25  # cell 20 in the first block of 32 threads, 50 in the second
+    sigmas = np.ones(steps)
+    lrs = np.zeros(steps)  # nothing moves, so the tie stays exact
+    got, bmus = train_with(
+        gpu, codebook, data, np.arange(steps) % 4, sigmas, lrs, rows, cols, False, "gaussian"
+    )
+    np.testing.assert_array_equal(bmus, np.full(steps, 20))
+    np.testing.assert_array_equal(got, codebook)
+
+
+@needs_cuda
+@pytest.mark.parametrize("k", [1, 2])
+def test_find_bmus_matches_cpu_and_brute_force(gpu_arrays, rng, k):
+    # Far from the origin, where an uncentred float32 norm expansion picks wrong BMUs.
+    data = 100.0 + rng.random((12, 5))
+    codebook = 100.0 + rng.random((10, 5))
+    codebook[7] = codebook[2]  # an exact tie: the lower index wins
+    data[0] = codebook[2]
+    index, distance = gpu_arrays.find_bmus(data, codebook, k)
+    expected_index, expected_distance = cpu.find_bmus(data, codebook, k)
+    np.testing.assert_array_equal(gpu_arrays.to_numpy(index), expected_index)
+    np.testing.assert_allclose(
+        gpu_arrays.to_numpy(distance), expected_distance, rtol=1e-12, atol=1e-12
+    )
+    brute = naive.all_distances_sq(data, codebook)
+    np.testing.assert_array_equal(gpu_arrays.to_numpy(index)[:, 0], brute.argmin(axis=1))
+
+
+@needs_cuda
+def test_find_bmus_of_a_single_cell_has_no_second_unit(gpu_arrays, rng):
+    index, distance = gpu_arrays.find_bmus(rng.random((3, 2)), rng.random((1, 2)), 2)
+    np.testing.assert_array_equal(gpu_arrays.to_numpy(index)[:, 1], -1)
+    assert np.isinf(gpu_arrays.to_numpy(distance)[:, 1]).all()
+
+
+@pytest.fixture
+def everything_on_device(gpu, monkeypatch):
+    """Route numpy arrays through the GPU code paths (the simulator's device memory is the host)."""
+    if not SIMULATOR:
+        pytest.skip("numpy arrays stand in for device arrays only in the simulator")
+    monkeypatch.setattr(_backend, "is_device_array", lambda value: isinstance(value, np.ndarray))
+    return gpu
+
+
+@needs_cuda
+def test_analysis_of_device_arrays_matches_cpu(rng, everything_on_device):
+    data = rng.random((10, 3))
+    lattice = rng.random((2, 3, 3))
+    with pytest.MonkeyPatch.context() as undo:
+        undo.setattr(_backend, "is_device_array", lambda value: False)
+        expected = {
+            "bmus": gpusom.find_bmus(data, lattice),
+            "qe": gpusom.quantization_error(data, lattice),
+            "te": gpusom.topographic_error(data, lattice, is_torus=True),
+            "projection": gpusom.project_on_lattice(data, lattice, verbose=False),
+            "closest": gpusom.lattice_closest_vectors(data, lattice, verbose=False),
+            "activations": gpusom.lattice_activations(data, lattice, exponent=2, verbose=False),
+        }
+    np.testing.assert_array_equal(gpusom.find_bmus(data, lattice), expected["bmus"])
+    assert gpusom.quantization_error(data, lattice) == pytest.approx(expected["qe"], rel=1e-12)
+    assert gpusom.topographic_error(data, lattice, is_torus=True) == expected["te"]
+    projection = gpusom.project_on_lattice(data, lattice, verbose=False)
+    assert {cell: len(items) for cell, items in projection.items()} == {
+        cell: len(items) for cell, items in expected["projection"].items()
+    }
+    closest = gpusom.lattice_closest_vectors(data, lattice, verbose=False)
+    for cell, vector in expected["closest"].items():
+        np.testing.assert_array_equal(closest[cell], vector)
+    np.testing.assert_allclose(
+        gpusom.lattice_activations(data, lattice, exponent=2, verbose=False),
+        expected["activations"],
+        atol=1e-12,
+    )
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        gpusom.find_bmus(np.full((2, 3), np.nan), lattice)
+
+
+@needs_cuda
+def test_som_trains_on_cuda_like_the_cpu(gpu, rng):
+    data = rng.random((25, 3))
+    settings = {"som_size": (3, 4), "is_torus": True, "seed": 3, "verbose": False}
+    cuda_som = gpusom.SOM(**settings, backend="cuda")
+    got = cuda_som.train(data, 20)
+    expected = gpusom.SOM(**settings, backend="cpu").train(data, 20)
+    assert cuda_som.backend_ == "cuda"
+    assert isinstance(got, np.ndarray)
+    assert cuda_som.lattice_device is None
+    np.testing.assert_allclose(got, expected, **TOLERANCES[np.float32])
+
+
+@needs_cuda
+def test_device_data_makes_auto_train_on_the_gpu(rng, everything_on_device):
+    som = gpusom.SOM((2, 3), seed=0, verbose=False)
+    lattice = som.train(rng.random((15, 2)), 12)
+    assert som.backend_ == "cuda"
+    assert isinstance(lattice, np.ndarray)
+    np.testing.assert_array_equal(som.lattice_device, lattice)
+
+
+@needs_cuda
+def test_device_memory_is_checked_before_allocating(gpu, monkeypatch):
+    monkeypatch.setattr(gpu.arrays, "free_memory", lambda: 1000)
+    codebook = np.zeros((100, 3), np.float32)
+    with pytest.raises(ValueError, match=r"needs 1600 bytes .* only 1000 bytes"):
+        gpu.to_device(codebook, np.zeros((0, 3)))
+
+
+@needs_cuda
+def test_bad_launch_settings_are_named(gpu, monkeypatch):
+    codebook, data = gpu.to_device(np.zeros((4, 2), np.float32), np.zeros((3, 2)))
+    args = (codebook, data, np.zeros(2, np.int64), np.ones(2), np.ones(2), 2, 2, False, 0, 3.0)
+    monkeypatch.setattr(gpu.config, "DRIVER", "warp-speed")
+    with pytest.raises(ValueError, match="'persistent', 'per_step'"):
+        gpu.train_online(*args)
+    monkeypatch.setattr(gpu.config, "THREADS_PER_BLOCK", 4096)
+    with pytest.raises(ValueError, match="THREADS_PER_BLOCK"):
+        gpu.train_online(*args)
+
+
+def run_without_simulator(script):
+    """Run ``script`` in a fresh interpreter with no CUDA simulator; skip where a GPU exists."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", PYTHONPATH=str(REPO))
+    env.pop(_backend.ENV_VAR, None)
+    prologue = "import sys\nfrom gpusom import _backend\n"
+    prologue += "if _backend.cuda_device_present():\n    print('DEVICE')\n    sys.exit(0)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prologue + textwrap.dedent(script)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    if result.stdout.strip() == "DEVICE":
+        pytest.skip("a CUDA device is present")
+    return result.stdout
+
+
+def test_auto_picks_the_cpu_without_a_device_and_never_imports_cupy():
+    out = run_without_simulator(
+        """
+        import numpy as np
+        import gpusom
+        assert "cupy" not in sys.modules and "gpusom.cuda" not in sys.modules
+        som = gpusom.SOM((3, 4), seed=0, verbose=False)
+        som.train(np.random.default_rng(0).random((20, 3)), 10)
+        print(som.backend_, "cupy" in sys.modules)
+        """
+    )
+    assert out.split() == ["cpu", "False"]
+
+
+def test_cuda_without_a_device_says_what_to_install():
+    out = run_without_simulator(
+        """
+        import numpy as np
+        import gpusom
+        try:
+            gpusom.SOM((3, 4), backend="cuda", verbose=False).train(np.zeros((5, 2)), 3)
+        except _backend.BackendUnavailableError as error:
+            print(error)
+        """
+    )
+    assert "needs a CUDA device" in out
+    assert "gpusom[cuda12]" in out
+
+
+# Real GPU only: cupy arrays, and the persistent kernel across many blocks.
+needs_gpu = pytest.mark.skipif(
+    SIMULATOR or not _backend.cuda_device_present(), reason="needs a CUDA device"
+)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_persistent_kernel_on_many_blocks(rng, monkeypatch, dtype):
+    """Grid-wide sync across 66 blocks: the same steps as one launch per step.
+
+    Both drivers run the same arithmetic, so they agree bit for bit. Against the CPU, whose
+    rounding differs (FMA), a float32 near-tie may flip one BMU in thousands of steps and the
+    maps diverge from there; float64 makes that negligible, so it is compared with the CPU.
+    """
+    cuda_backend = _backend.resolve("cuda")
+    monkeypatch.setattr(cuda_backend.config, "THREADS_PER_BLOCK", 64)
+    rows, cols, steps = 60, 70, 3000
+    data = rng.random((500, 4)).astype(dtype)
+    codebook = rng.random((rows * cols, 4)).astype(dtype)
+    args = (
+        rng.integers(0, len(data), steps),
+        exponential_decay(15.0, 0.5, np.arange(steps), steps),
+        exponential_decay(0.5, 0.01, np.arange(steps), steps),
+        rows,
+        cols,
+        True,
+        "gaussian",
+    )
+    results = {}
+    for driver in ("persistent", "per_step"):
+        monkeypatch.setattr(cuda_backend.config, "DRIVER", driver)
+        results[driver] = train_with(cuda_backend, codebook, data, *args)
+    np.testing.assert_array_equal(results["persistent"][1], results["per_step"][1])
+    np.testing.assert_array_equal(results["persistent"][0], results["per_step"][0])
+    if dtype == np.float64:
+        expected, expected_bmus = train_with(cpu, codebook, data, *args)
+        np.testing.assert_array_equal(results["persistent"][1], expected_bmus)
+        np.testing.assert_allclose(results["persistent"][0], expected, rtol=1e-9, atol=1e-11)
+
+
+@needs_gpu
+def test_cupy_arrays_stay_on_the_device(rng):
+    cupy = pytest.importorskip("cupy")
+    data = cupy.asarray(rng.random((300, 3)))
+    som = gpusom.SOM((6, 7), seed=0, verbose=False)
+    lattice = som.train(data, 500)
+    assert som.backend_ == "cuda"
+    assert isinstance(lattice, np.ndarray)
+    assert isinstance(som.lattice_device, cupy.ndarray)
+    bmus = gpusom.find_bmus(data, som.lattice_device)
+    assert isinstance(bmus, cupy.ndarray)
+    np.testing.assert_array_equal(bmus.get(), gpusom.find_bmus(data.get(), lattice))
+    assert gpusom.quantization_error(data, lattice) == pytest.approx(
+        gpusom.quantization_error(data.get(), lattice), rel=1e-9
+    )
+    activations = gpusom.lattice_activations(data, lattice, verbose=False)
+    assert isinstance(activations, cupy.ndarray)
+    np.testing.assert_allclose(
+        activations.get(), gpusom.lattice_activations(data.get(), lattice, verbose=False), atol=1e-9
+    )
