@@ -257,3 +257,20 @@ def test_default_schedule_end_points_follow_samples_per_cell(n_samples, sigma_en
     assert settings["learning_rate_end"] == pytest.approx(lr_end, rel=1e-4)
     # never a growing radius, whatever the map size
     assert SOM((1, 1))._settings(n_samples)["sigma_end"] == 0.25
+
+
+def test_partial_distance_search_is_exact_on_clustered_data(rng):
+    """Wide data takes the pruned search; clusters make most cells prunable, ties included."""
+    rows, cols, dim, steps = 8, 9, 48, 400
+    centres = rng.random((5, dim))
+    data = centres[rng.integers(0, 5, 200)] + rng.normal(scale=0.05, size=(200, dim))
+    codebook = data[rng.integers(0, 200, rows * cols)].astype(np.float32)
+    codebook[7] = codebook[3]  # an exact tie: the lower index must win
+    order = rng.integers(0, len(data), steps)
+    t = np.arange(steps)
+    args = (order, exponential_decay(3.0, 0.5, t, steps), exponential_decay(0.3, 0.02, t, steps))
+    args += (rows, cols, False, "gaussian", 2.0)
+    expected, expected_bmus = naive.online_som(codebook, data.astype(np.float32), *args)
+    got, bmus = run_backend(codebook, data.astype(np.float32), *args)
+    np.testing.assert_array_equal(bmus, expected_bmus)
+    np.testing.assert_allclose(got, expected, **TOLERANCES[np.float32])

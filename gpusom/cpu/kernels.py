@@ -29,9 +29,6 @@ from .._math import axis_delta, axis_weight, half_width, window_radius
 #: Features summed per pass over the distance accumulator.
 LANES = 4
 
-#: Cells whose partial distances the partial distance search skips with one test.
-PRUNE_CHUNK = 32
-
 #: The tail is padded with zero features to a multiple of this: LLVM vectorises its loops 32
 #: floats at a time, and a scalar remainder would cost more than the zeros.
 TAIL_LANES = 32
@@ -131,70 +128,25 @@ def tail_update(cell, x, g):
         cell[k] += g * (x[k] - cell[k])
 
 
-def ordered_bits(distances):
-    """The same-width integer view of non-negative floats; integer order is float order."""
-    return distances.view(np.int32 if distances.dtype == np.float32 else np.int64)
-
-
-@overload(ordered_bits, jit_options={"cache": True})
-def _ordered_bits_jit(distances):
-    if distances.dtype == types.float32:
-        return lambda distances: distances.view(np.int32)
-    return lambda distances: distances.view(np.int64)
-
-
 @njit(cache=True, fastmath=FASTMATH)
-def pruned_argmin(partial, tail, x_tail, guess, chunk_min, best_box):
+def pruned_argmin(partial, tail, x_tail, guess):
     """Exact BMU from ``head`` partial distances, reading ``tail`` only where it can matter.
 
     The full distance of a cell is ``partial[n] + tail_distance(tail[n], x_tail)``, the same
     expression for every cell, and never less than ``partial[n]``. So once some cell's full
     distance ``best`` is known, a cell whose partial distance is strictly greater cannot be (or
-    tie) the argmin. The first bound is the better of ``guess`` (any cell; the sample's last BMU)
-    and the cell with the smallest partial distance. Cells are then visited in index order, whole
-    chunks of ``PRUNE_CHUNK`` skipped by their smallest partial distance (an integer min over the
-    bit patterns, which LLVM vectorises), so the scalar test runs only near surviving cells.
-    Scratch: ``chunk_min`` (one per chunk) and ``best_box`` (one element, the dtype).
-    Returns the lowest index among the smallest full distances.
+    tie) the argmin. The first bound is ``guess`` (any cell; the sample's last BMU, which late
+    in training is nearly always the answer). Returns the lowest index among the smallest full
+    distances.
     """
-    bits = ordered_bits(partial)
-    best_bits = ordered_bits(best_box)
-    chunk_bits = ordered_bits(chunk_min)
-    n_cells = partial.size
-    n_full = n_cells // PRUNE_CHUNK
-    for i in range(n_full):
-        chunk = bits[i * PRUNE_CHUNK : (i + 1) * PRUNE_CHUNK]
-        smallest = chunk[0]
-        for j in range(1, PRUNE_CHUNK):
-            smallest = min(smallest, chunk[j])
-        chunk_bits[i] = smallest
-    # The last, partial chunk gets the smallest possible bound: it is always scanned.
-    chunk_min[n_full:] = 0.0
-    # The cell with the smallest partial distance: in the chunk with the smallest minimum.
-    first = 0
-    for i in range(chunk_bits.size):
-        if chunk_bits[i] < chunk_bits[first]:
-            first = i
-    lowest = first * PRUNE_CHUNK
-    for n in range(first * PRUNE_CHUNK, min((first + 1) * PRUNE_CHUNK, n_cells)):
-        if partial[n] < partial[lowest]:
-            lowest = n
     best_n = guess
     best = partial[guess] + tail_distance(tail[guess], x_tail)
-    d = partial[lowest] + tail_distance(tail[lowest], x_tail)
-    if d < best or (d == best and lowest < best_n):
-        best, best_n = d, lowest
-    best_box[0] = best
-    for i in range(chunk_bits.size):
-        if chunk_bits[i] > best_bits[0]:
-            continue
-        for n in range(i * PRUNE_CHUNK, min((i + 1) * PRUNE_CHUNK, n_cells)):
-            p = partial[n]
-            if p <= best:
-                d = p + tail_distance(tail[n], x_tail)
-                if d < best or (d == best and n < best_n):
-                    best, best_n = d, n
-                    best_box[0] = best
+    for n in range(partial.size):
+        p = partial[n]
+        if p <= best:
+            d = p + tail_distance(tail[n], x_tail)
+            if d < best or (d == best and n < best_n):
+                best, best_n = d, n
     return best_n
 
 
@@ -309,8 +261,6 @@ def train_online(
     dtype = head.dtype
     x = np.zeros(split + tail.shape[1], dtype)
     distances = np.empty(head.shape[1], dtype)
-    chunk_min = np.empty(-(-head.shape[1] // PRUNE_CHUNK), dtype)
-    best_box = np.empty(1, dtype)
     weight_by_delta = np.empty(max(rows, cols) + 1, dtype)
     col_weight = np.empty(cols, dtype)
     gain = np.empty(cols, dtype)
@@ -322,7 +272,7 @@ def train_online(
         if tail.shape[1] == 0:
             bmu = argmin_first(distances)
         else:
-            bmu = pruned_argmin(distances, tail, x[split:], guesses[sample], chunk_min, best_box)
+            bmu = pruned_argmin(distances, tail, x[split:], guesses[sample])
             guesses[sample] = bmu
         bmus[t] = bmu
         update_window(
