@@ -7,8 +7,24 @@ distances may legitimately overflow to inf on extreme (but finite) inputs.
 
 FASTMATH = {"contract", "nsz", "arcp"}
 
-#: Steps handed to a backend per call; bounds the host memory of the sample order and schedules.
+#: For reductions whose inputs are finite by construction (callers guarantee it): lets LLVM turn
+#: a float min into a vector reduction.
+FINITE_FASTMATH = FASTMATH | {"nnan", "ninf", "reassoc"}
+
+#: Most steps handed to a backend per call; bounds the host memory of the sample order and
+#: schedules.
 STEPS_PER_SLICE = 1 << 16
+
+#: Steps of a run's first slice, which is timed to size the following ones.
+FIRST_SLICE_STEPS = 1024
+
+#: Target duration of one slice in seconds: Ctrl-C is honoured at slice boundaries, so this is
+#: how long an interrupt waits at most (about); the per-slice overhead stays well under 1%.
+SLICE_SECONDS = 0.2
+
+#: With ``verbose=True``, a run expected (from its first slice) to take longer than this many
+#: seconds shows a progress bar.
+PROGRESS_MIN_SECONDS = 1.0
 
 #: Soft cap on the temporary distance block of the batched analysis functions, in bytes.
 ANALYSIS_BLOCK_BYTES = 32 * 1024 * 1024

@@ -189,3 +189,10 @@ def test_analysis_handles_many_samples_in_bounded_blocks(rng, monkeypatch):
     data, lattice = rng.random((5000, 8)), rng.random((10, 10, 8))
     flat = find_bmus(data, lattice) @ [10, 1]
     brute_force_is_argmin(data, lattice, flat)
+
+
+def test_find_bmus_is_exact_where_float32_products_would_overflow(rng):
+    lattice = rng.normal(size=(4, 5, 3)) * 1e20
+    data = rng.normal(size=(50, 3)) * 1e20
+    brute_force_is_argmin(data, lattice, find_bmus(data, lattice) @ [5, 1])
+    assert np.isfinite(quantization_error(data, lattice))

@@ -101,12 +101,16 @@ def find_bmus(data, codebook, k=1):
     n, dim = data.shape
     n_cells = codebook.shape[0]
     centre = codebook.mean(axis=0, dtype=np.float64)
-    centred_cb = (codebook - centre).astype(np.float32)
+    # float32 products unless a squared norm could overflow it: the scores must stay finite.
+    spread = max(np.abs(codebook - centre).max(), np.abs(data - centre).max())
+    product_dtype = np.float32 if spread * spread * dim < 1e36 else np.float64
+    centred_cb = (codebook - centre).astype(product_dtype)
     cb_sq = np.einsum("ij,ij->i", centred_cb, centred_cb, dtype=np.float64)
     cb_norm_max = np.sqrt(cb_sq.max())
-    # Rounding bound of |x|^2 - 2 x.w + |w|^2 in float32 (inputs rounded, then a dot product of
-    # length dim), doubled because two scores are compared, with a safety factor of 2.
-    unit = np.finfo(np.float32).eps / 2
+    cb_sq_product = cb_sq.astype(product_dtype)
+    # Rounding bound of |x|^2 - 2 x.w + |w|^2 in the product's precision (inputs rounded, then a
+    # dot product of length dim), doubled because two scores are compared, safety factor 2.
+    unit = np.finfo(product_dtype).eps / 2
     bound_scale = 8.0 * (dim + 4) * unit
     out_index = np.empty((n, k), dtype=np.int64)
     out_distance = np.empty((n, k), dtype=np.float64)
@@ -114,15 +118,18 @@ def find_bmus(data, codebook, k=1):
     for start in range(0, n, block):
         stop = min(start + block, n)
         chunk = data[start:stop]
-        centred = (chunk - centre).astype(np.float32)
-        scores = centred @ centred_cb.T
-        scores *= -2.0
-        scores += cb_sq.astype(np.float32)
+        centred = (chunk - centre).astype(product_dtype)
+        dots = centred @ centred_cb.T
         x_norm = np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64))
         tolerance = bound_scale * (x_norm + cb_norm_max) ** 2
-        # Candidates that exist only because of float32 overflow are ranked exactly anyway.
-        tolerance[~np.isfinite(tolerance)] = np.inf
         rerank(
-            scores, tolerance, chunk, codebook, k, out_index[start:stop], out_distance[start:stop]
+            dots,
+            cb_sq_product,
+            tolerance,
+            chunk,
+            codebook,
+            k,
+            out_index[start:stop],
+            out_distance[start:stop],
         )
     return out_index, out_distance

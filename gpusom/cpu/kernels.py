@@ -19,11 +19,11 @@ clustered data a handful of head features already rule out the cells of the othe
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.core import types
 from numba.extending import overload
 
-from .._config import FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
+from .._config import FASTMATH, FINITE_FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
 from .._math import axis_delta, axis_weight, half_width, window_radius
 
 #: Features summed per pass over the distance accumulator.
@@ -294,32 +294,47 @@ def train_online(
         )
 
 
-@njit(cache=True, parallel=True)
-def rerank(scores, tolerance, data, codebook, k, out_index, out_distance):
-    """Exact top-``k`` (1 or 2) BMUs from approximate scores.
+@njit(cache=True, fastmath=FINITE_FASTMATH)
+def smallest_score(dots, cb_sq):
+    """``min_j cb_sq[j] - 2 * dots[j]`` for finite inputs, as a vectorised reduction."""
+    best = np.inf
+    for j in range(dots.size):
+        best = min(best, cb_sq[j] - 2 * dots[j])
+    return best
 
-    ``scores[i, j]`` approximates ``||data[i] - codebook[j]||^2`` up to a per-row constant and an
-    error below ``tolerance[i] / 2``. Every ``j`` whose score is within ``tolerance[i]`` of the
-    ``k``-th smallest score is a candidate; candidates are ranked by the squared distance computed
-    in float64 from direct differences, ties to the lowest index.
+
+@njit(cache=True)
+def rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance):
+    """Exact top-``k`` (1 or 2) BMUs from the centred dot products of a matrix product.
+
+    ``score[i, j] = cb_sq[j] - 2 * dots[i, j]`` approximates ``||data[i] - codebook[j]||^2`` up
+    to a per-row constant and an error below ``tolerance[i] / 2``. Every ``j`` whose score is
+    within ``tolerance[i]`` of the ``k``-th smallest score is a candidate; candidates are ranked
+    by the squared distance computed in float64 from direct differences, ties to the lowest
+    index. Serial on purpose: the BLAS threads of the product are still spinning on both cores
+    when this runs, and a parallel region here measured slower.
     """
-    n_cells = scores.shape[1]
+    n_cells = dots.shape[1]
     dim = data.shape[1]
-    for i in prange(scores.shape[0]):
-        row = scores[i]
+    two = dots.dtype.type(2.0)
+    for i in range(dots.shape[0]):
+        row = dots[i]
         first = second = np.inf
-        for j in range(n_cells):
-            s = row[j]
-            if s < second:
-                if s < first:
-                    first, second = s, first
-                else:
-                    second = s
+        if k == 1:
+            first = smallest_score(row, cb_sq)
+        else:
+            for j in range(n_cells):
+                s = cb_sq[j] - two * row[j]
+                if s < second:
+                    if s < first:
+                        first, second = s, first
+                    else:
+                        second = s
         threshold = (first if k == 1 else second) + tolerance[i]
         best_d, second_d = np.inf, np.inf
         best_j, second_j = -1, -1
         for j in range(n_cells):
-            if row[j] > threshold:
+            if cb_sq[j] - two * row[j] > threshold:
                 continue
             d = 0.0
             for f in range(dim):
