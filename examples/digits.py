@@ -15,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from gpusom import (
     SOM,
@@ -38,13 +37,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     ) from None
 
 
-def min_max_scale(data):
-    """Each feature to [0, 1], constant features to 0: the scaling ``normalize=True`` trains on."""
-    low = data.min(axis=0)
-    span = data.max(axis=0) - low
-    return np.where(span > 0, (data - low) / np.where(span > 0, span, 1), 0.0)
-
-
 def main(out_dir, seed=0, is_torus=False, iterations=30000, size=(20, 30)):
     os.makedirs(out_dir, exist_ok=True)
     digits = load_digits()
@@ -52,7 +44,7 @@ def main(out_dir, seed=0, is_torus=False, iterations=30000, size=(20, 30)):
     som = SOM(som_size=size, is_torus=is_torus, init="pca", seed=seed)
     lattice = som.train(data, num_iterations=iterations, normalize=True)
     # The lattice lives in the scaled space, so the pictures of data use the scaled data.
-    scaled = min_max_scale(data)
+    scaled = som.scale(data)
     print(f"backend: {som.backend_}, lattice shape: {lattice.shape}")
     print(
         f"quantization error: {quantization_error(scaled, lattice):.4f}, "

@@ -15,8 +15,13 @@ def as_float_array(value, name, ndim):
     """``value`` as a finite float array of ``ndim`` dimensions, never empty.
 
     float32 and float64 are kept; other numeric types become float64. The caller's array is never
-    written to (a view is returned where no conversion is needed).
+    written to (a view is returned where no conversion is needed). A pandas DataFrame must have
+    numeric columns only; its missing values count as NaN.
     """
+    if _is_sparse(value):
+        raise TypeError(f"{name} is a sparse matrix; gpusom needs dense data (call .toarray())")
+    if _is_dataframe(value):
+        value = _dataframe_values(value, name)
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -24,8 +29,8 @@ def as_float_array(value, name, ndim):
     if array.dtype == object:
         try:
             array = array.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must hold numbers only (got non-numeric values)") from None
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must hold numbers only ({exc})") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be numeric, got an array of dtype {array.dtype}")
     if array.ndim != ndim:
@@ -40,6 +45,38 @@ def as_float_array(value, name, ndim):
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return array
+
+
+def _is_dataframe(value):
+    # Asks the object's type only, so pandas is never imported by gpusom itself.
+    return type(value).__module__.startswith("pandas") and hasattr(value, "columns")
+
+
+def _is_sparse(value):
+    return type(value).__module__.startswith("scipy.sparse")
+
+
+def _dataframe_values(frame, name):
+    """A DataFrame's values as float32 (all columns float32) or float64, missing values as NaN."""
+    dtypes = list(frame.dtypes.items())
+    for column, dtype in dtypes:
+        if getattr(dtype, "kind", "O") not in "biuf":
+            raise TypeError(f"{name} column {column!r} is not numeric (dtype {dtype})")
+    all_float32 = all(dtype == np.float32 for _, dtype in dtypes)
+    return frame.to_numpy(dtype=np.float32 if all_float32 else np.float64, na_value=np.nan)
+
+
+def feature_names(data):
+    """The column names of a DataFrame whose names are all strings, as an object array; else None.
+
+    scikit-learn's convention: only string names count as feature names.
+    """
+    if not _is_dataframe(data):
+        return None
+    names = list(data.columns)
+    if not names or not all(isinstance(column, str) for column in names):
+        return None
+    return np.asarray(names, dtype=object)
 
 
 def as_data(data, name="data"):
@@ -86,6 +123,13 @@ def as_som_size(som_size, name="som_size"):
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a pair (rows, cols), got {som_size!r}") from None
     return as_positive_int(rows, f"{name}[0] (rows)"), as_positive_int(cols, f"{name}[1] (cols)")
+
+
+def as_bool(value, name):
+    """``value`` as a Python bool; only True and False (Python or numpy) are accepted."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def as_choice(value, name, choices):

@@ -15,15 +15,16 @@ FINITE_FASTMATH = FASTMATH | {"nnan", "ninf", "reassoc"}
 #: schedules.
 STEPS_PER_SLICE = 1 << 16
 
-#: Steps of a run's first slice, which is timed to size the following ones.
-FIRST_SLICE_STEPS = 1024
+#: Steps of a run's first slice, which is timed to size the following ones; small, because it
+#: also pays for loading the kernels and a huge map may take milliseconds per step.
+FIRST_SLICE_STEPS = 128
 
 #: Target duration of one slice in seconds: Ctrl-C is honoured at slice boundaries, so this is
 #: how long an interrupt waits at most (about); the per-slice overhead stays well under 1%.
 SLICE_SECONDS = 0.2
 
-#: With ``verbose=True``, a run expected (from its first slice) to take longer than this many
-#: seconds shows a progress bar.
+#: With ``verbose=True``, a run expected (from the pace of its slices after the first) to take
+#: longer than this many seconds shows a progress bar.
 PROGRESS_MIN_SECONDS = 1.0
 
 #: Soft cap on the temporary distance block of the batched analysis functions, in bytes.

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from . import _backend, _checks, _config, cpu
-from .som import normalize_features
+from ._scaling import normalize_features
 
 
 def _prepare(data, lattice, normalize=False, data_name="data"):
@@ -150,14 +150,23 @@ def project_on_lattice(data, lattice, additional_list=None, normalize=False, *, 
     start = timer()
     data, lattice, scaled = _prepare(data, lattice, normalize)
     labels = _checks.as_labels(additional_list, data.shape[0])
-    rows, cols = lattice.shape[:2]
     index, _ = _bmus(scaled, lattice)
+    items = labels if labels is not None else _host(data)
+    projection = group_by_cell(index[:, 0], lattice.shape[:2], items)
+    _say(verbose, "Projecting on SOM", start)
+    return projection
+
+
+def group_by_cell(flat_index, shape, items):
+    """``{(row, col): [...]}`` for every cell of a ``shape`` lattice, in row-major order.
+
+    ``items[i]`` (a sample or its label) goes to cell ``flat_index[i]``, in data order.
+    """
+    rows, cols = shape
     projection = {(r, c): [] for r in range(rows) for c in range(cols)}
     cells = list(projection)
-    items = labels if labels is not None else _host(data)
-    for i, flat in enumerate(index[:, 0].tolist()):
+    for i, flat in enumerate(np.asarray(flat_index).tolist()):
         projection[cells[flat]].append(items[i])
-    _say(verbose, "Projecting on SOM", start)
     return projection
 
 

@@ -1,16 +1,47 @@
-"""Saving and loading lattices as ``.npy`` files."""
+"""Saving and loading lattices (``.npy``) and model files (``.npz`` with a JSON header)."""
 
+import json
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
 from . import _checks
 
+#: The model file's format name and the one version this gpusom reads and writes.
+MODEL_FORMAT = "gpusom-model"
+MODEL_VERSION = 1
+
+#: The first bytes of a zip archive such as ``.npz``.
+_ZIP_MAGIC = b"PK\x03\x04"
+
 
 def _npy_path(filename):
     path = os.fspath(filename)
     return path if path.endswith(".npy") else path + ".npy"
+
+
+def _atomic_write(path, write):
+    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it into place.
+
+    The rename is atomic, so ``path`` holds either its old content or the complete new file; on
+    any failure (including KeyboardInterrupt) the temporary file is removed.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path}: there is no directory {directory}")
+    handle, temp_path = tempfile.mkstemp(dir=directory, prefix=".gpusom-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_path, path)
+    except BaseException:
+        os.unlink(temp_path)
+        raise
 
 
 def save_lattice(lattice, filename, *, verbose=True):
@@ -33,17 +64,7 @@ def save_lattice(lattice, filename, *, verbose=True):
     """
     lattice = _checks.as_lattice(lattice)
     path = _npy_path(filename)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temp_path = tempfile.mkstemp(dir=directory, prefix=".gpusom-", suffix=".npy.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, lattice, allow_pickle=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        os.unlink(temp_path)
-        raise
+    _atomic_write(path, lambda stream: np.save(stream, lattice, allow_pickle=False))
     if verbose:
         print(f"SOM lattice saved at {path}")
     return path
@@ -78,3 +99,55 @@ def load_lattice(filename, *, verbose=True):
     if verbose:
         print(f"SOM lattice loaded from {path}")
     return lattice
+
+
+def _json_value(value):
+    """JSON for the numpy values a header may hold; a Generator seed is not stored (None)."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.random.Generator):
+        return None
+    raise TypeError(f"cannot store {type(value).__name__} {value!r} in a model file")
+
+
+def write_model(path, header, arrays):
+    """Write a model file: ``header`` (a dict) as JSON beside the named ``arrays``, atomically.
+
+    The header carries ``MODEL_FORMAT`` and ``MODEL_VERSION``; see ``SOM.save`` for its content.
+    """
+    path = os.fspath(path)
+    # Serialised first, so a header that cannot be written fails before any file is touched.
+    text = json.dumps(
+        {"format": MODEL_FORMAT, "version": MODEL_VERSION, **header}, default=_json_value
+    )
+    _atomic_write(path, lambda stream: np.savez(stream, header=np.array(text), **arrays))
+    return path
+
+
+def read_model(path):
+    """The ``(header, arrays)`` of a model file written by :func:`write_model`.
+
+    Raises ``ValueError`` for a file that is not a gpusom model, is truncated or damaged, or has
+    another format version; ``FileNotFoundError`` when there is no such file.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as stream:
+        magic = stream.read(len(_ZIP_MAGIC))
+    if magic != _ZIP_MAGIC:
+        raise ValueError(f"{path} is not a gpusom model file (not an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "header" not in archive.files:
+                raise ValueError("it has no gpusom header")
+            header = json.loads(str(archive["header"][()]))
+            arrays = {name: archive[name] for name in archive.files if name != "header"}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{path} is not a readable gpusom model file: {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a gpusom model file (no {MODEL_FORMAT!r} header)")
+    if header.get("version") != MODEL_VERSION:
+        raise ValueError(
+            f"{path} is a gpusom model of format version {header.get('version')!r}; this gpusom "
+            f"reads version {MODEL_VERSION} only"
+        )
+    return header, arrays

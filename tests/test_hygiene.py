@@ -26,6 +26,21 @@ def test_fastmath_comes_from_the_config_only():
 
 
 def test_prints_only_in_the_verbose_helpers():
-    allowed = {"som.py", "analysis.py", "io.py"}  # each prints only behind verbose=True
+    # each prints only behind verbose=True, except the command line, whose output is the point
+    allowed = {"som.py", "analysis.py", "io.py", "demo.py", "cli.py"}
     offenders = [p.name for p in SOURCES if "print(" in p.read_text() and p.name not in allowed]
     assert offenders == []
+
+
+def test_importing_gpusom_imports_no_optional_or_heavy_modules():
+    # pandas, tqdm and scikit-learn are imported only when an input or a long run needs them.
+    script = (
+        "import sys, gpusom\n"
+        "heavy = ['pandas', 'tqdm', 'sklearn', 'matplotlib.pyplot', 'cupy']\n"
+        "print([name for name in heavy if name in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

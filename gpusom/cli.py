@@ -1,0 +1,303 @@
+"""The ``gpusom`` command line: train a map, project data on it, draw its pictures, run the demo.
+
+``gpusom train DATA --size ROWSxCOLS [--torus] [--iterations N] [--normalize] [--backend B]
+[--seed S] --out MODEL``, ``gpusom project MODEL DATA --out OUT.csv``, ``gpusom plot MODEL --out
+DIR [--data DATA [--labels COLUMN]]`` and ``gpusom demo --out DIR``. DATA is a ``.csv`` file
+(a first row that is not all numbers is a header of column names) or a 2-D ``.npy`` array.
+Every mistake in the input (unreadable or malformed files, non-numeric columns, missing values,
+bad sizes) ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+import argparse
+import csv
+import math
+import os
+import re
+import sys
+
+import numpy as np
+
+from ._backend import BACKENDS, BackendUnavailableError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
+
+
+class UsageError(Exception):
+    """A command-line mistake, reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse would print the usage block and exit; main() reports one line instead.
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _size(text):
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise argparse.ArgumentTypeError(f"expected ROWSxCOLS of positive integers, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _column_index(column, names, width, path):
+    """The index of ``column``, a header name or a 0-based column number."""
+    if names is not None and column in names:
+        return names.index(column)
+    if column.isdigit() and int(column) < width:
+        return int(column)
+    known = f"its columns are {', '.join(names)}" if names else "give a 0-based column number"
+    raise ValueError(f"{path} has no column {column!r} ({known})")
+
+
+def read_table(path, label_column=None):
+    """``(values, names, labels)`` of a ``.csv`` or ``.npy`` file of samples in rows.
+
+    ``values`` is a float64 ``(n_samples, n_features)`` array of finite numbers; ``names`` the
+    header's column names (None without a header); ``labels`` the values of ``label_column``
+    (excluded from ``values``) as a list, or None.
+    """
+    path = os.fspath(path)
+    if path.lower().endswith(".npy"):
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"{path} is not a readable .npy array: {exc}") from None
+        if array.ndim != 2 or array.dtype.kind not in "biuf":
+            raise ValueError(f"{path} holds a {array.ndim}-D {array.dtype} array, not numeric rows")
+        labels = None
+        if label_column is not None:
+            index = _column_index(label_column, None, array.shape[1], path)
+            labels = array[:, index].tolist()
+            array = np.delete(array, index, axis=1)
+        bad = np.argwhere(~np.isfinite(array))
+        if bad.size:
+            row, col = bad[0]
+            raise ValueError(f"{path}: row {row}, column {col} is {array[row, col]}")
+        return array.astype(np.float64), None, labels
+    if not path.lower().endswith(".csv"):
+        raise ValueError(f"{path}: expected a .csv or .npy file")
+    with open(path, newline="") as stream:
+        reader = csv.reader(stream)
+        try:
+            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a readable CSV file: {exc}") from None
+    if not rows:
+        raise ValueError(f"{path} holds no data")
+    names = None
+    first = [cell.strip() for cell in rows[0][1]]
+    if any(cell and not _is_number(cell) for cell in first):
+        names, rows = first, rows[1:]
+        if not rows:
+            raise ValueError(f"{path} has a header but no data rows")
+    width = len(rows[0][1]) if names is None else len(names)
+    index = None if label_column is None else _column_index(label_column, names, width, path)
+    columns = [j for j in range(width) if j != index]
+    values = np.empty((len(rows), len(columns)))
+    for i, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{path}, line {line}: {len(row)} fields, expected {width}")
+        for k, j in enumerate(columns):
+            cell = row[j].strip()
+            name = repr(names[j]) if names else str(j)
+            try:
+                values[i, k] = float(cell)
+            except ValueError:
+                what = "is empty (a missing value)" if not cell else f"is not numeric ({cell!r})"
+                raise ValueError(f"{path}, line {line}: column {name} {what}") from None
+            if not math.isfinite(values[i, k]):
+                raise ValueError(f"{path}, line {line}: column {name} is {cell}")
+    labels = None if index is None else [row[index].strip() for _, row in rows]
+    features = None if names is None else [names[j] for j in columns]
+    return values, features, labels
+
+
+def _train(args):
+    from .som import SOM
+
+    directory = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(directory):  # found out before training, not after
+        raise ValueError(f"cannot write {args.out}: there is no directory {directory}")
+    values, names, _ = read_table(args.data)
+    som = SOM(
+        args.size,
+        args.torus,
+        num_iterations=args.iterations,
+        normalize=args.normalize,
+        backend=args.backend,
+        seed=args.seed,
+    )
+    try:
+        som.fit(values)
+    except KeyboardInterrupt:
+        if not hasattr(som, "steps_done_"):  # stopped before training began: nothing to keep
+            raise
+        _save(som, names, args.out)
+        total = som.num_iterations_
+        raise KeyboardInterrupt(
+            f"interrupted at step {som.steps_done_:,} of {total:,}; the model so far is saved in "
+            f"{args.out} (finish it in Python: SOM.load(path).train(data, {total}, "
+            f"normalize={args.normalize}, resume=True))"
+        ) from None
+    _save(som, names, args.out)
+
+
+def _save(som, names, path):
+    if names is not None:
+        # A CSV header names the features as a DataFrame's columns would.
+        som.feature_names_in_ = np.asarray(names, dtype=object)
+    som.save(path)
+
+
+def _load(path):
+    from .som import SOM
+
+    som = SOM.load(path)
+    som.verbose = False
+    return som
+
+
+def _project(args):
+    som = _load(args.model)
+    values, _, _ = read_table(args.data)
+    cells = som.transform(values)
+    with open(args.out, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["row", "col"])
+        writer.writerows(cells.tolist())
+    print(f"BMU row and column of {len(cells)} samples written to {args.out}")
+
+
+def _plot(args):
+    from . import plot
+    from .analysis import u_matrix
+
+    if args.labels is not None and args.data is None:
+        raise UsageError("gpusom plot: error: --labels needs --data")
+    som = _load(args.model)
+    lattice = som.lattice_
+    data = labels = None
+    if args.data is not None:
+        values, _, labels = read_table(args.data, args.labels)
+        data = som.scale(values)  # the pictures compare data with the lattice in its own space
+    os.makedirs(args.out, exist_ok=True)
+    pictures = {
+        "lattice.png": lambda path: plot.plot_lattice(lattice, save_to=path),
+        "u_matrix.png": lambda path: plot.plot_u_matrix(
+            u_matrix(lattice, som.settings_["is_torus"]), fig_size=(7, 5), save_to=path
+        ),
+        "component_planes.png": lambda path: plot.plot_component_planes(
+            lattice, getattr(som, "feature_names_in_", None), save_to=path
+        ),
+    }
+    if data is not None:
+        pictures["hit_map.png"] = lambda path: plot.plot_hit_map(data, lattice, save_to=path)
+    if labels is not None:
+        pictures["labels_map.png"] = lambda path: plot.plot_labels_map(
+            data, labels, lattice, save_to=path
+        )
+    for name, draw in pictures.items():
+        draw(os.path.join(args.out, name))
+    print(f"{', '.join(pictures)} written to {args.out}")
+
+
+def _demo(args):
+    from .demo import run
+
+    run(args.out, seed=args.seed)
+
+
+def build_parser():
+    """The ``gpusom`` argument parser."""
+    parser = _Parser(prog="gpusom", description="Self-organizing maps on the CPU or a GPU.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a map on DATA and save the model")
+    train.add_argument("data", metavar="DATA", help=".csv or .npy file, one sample per row")
+    train.add_argument("--size", type=_size, required=True, metavar="ROWSxCOLS")
+    train.add_argument("--torus", action="store_true", help="wrap the lattice's edges")
+    train.add_argument(
+        "--iterations",
+        type=_positive_int,
+        metavar="N",
+        help="online steps (default: 10 per sample or per cell, whichever is more)",
+    )
+    train.add_argument("--normalize", action="store_true", help="min-max scale each feature")
+    train.add_argument("--backend", choices=BACKENDS, default="auto")
+    train.add_argument("--seed", type=int, metavar="S")
+    train.add_argument("--out", required=True, metavar="MODEL", help="model file to write")
+    train.set_defaults(run=_train)
+
+    project = commands.add_parser("project", help="write each sample's BMU (row, col) as CSV")
+    project.add_argument("model", metavar="MODEL")
+    project.add_argument("data", metavar="DATA")
+    project.add_argument("--out", required=True, metavar="OUT.csv")
+    project.set_defaults(run=_project)
+
+    plot = commands.add_parser("plot", help="draw the model's pictures into a directory")
+    plot.add_argument("model", metavar="MODEL")
+    plot.add_argument("--out", required=True, metavar="DIR")
+    plot.add_argument("--data", metavar="DATA", help="also draw the hit map of these samples")
+    plot.add_argument(
+        "--labels", metavar="COLUMN", help="DATA's column of labels: also draw the labels map"
+    )
+    plot.set_defaults(run=_plot)
+
+    demo = commands.add_parser("demo", help="the walk-through's colour map and its pictures")
+    demo.add_argument("--out", required=True, metavar="DIR")
+    demo.add_argument("--seed", type=int, default=0, metavar="S")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``gpusom`` command line; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a mistake in the input, 130 when interrupted.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command in ("plot", "demo"):
+            import matplotlib
+
+            matplotlib.use("Agg")  # pictures go to files only
+        args.run(args)
+    except KeyboardInterrupt as exc:
+        print(f"gpusom: {exc or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_ERROR
+    except (ValueError, TypeError, OSError, BackendUnavailableError) as exc:
+        # One line, whatever the message: some (feature-name mismatches) span several.
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"gpusom: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The ``gpusom`` command line, end to end in a subprocess, and every input mistake it reports."""
+
+import csv
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from gpusom import SOM, _config, cpu
+from gpusom.cli import main, read_table
+
+
+def run_gpusom(*args, cwd):
+    """Run ``python -m gpusom.cli ARGS`` in ``cwd`` (as the console script does)."""
+    command = [sys.executable, "-m", "gpusom.cli", *map(str, args)]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def files(tmp_path, rng):
+    """Sample files in ``tmp_path``: 60 samples of 3 features, with a header and a label column."""
+    values = rng.random((60, 3)) * [1.0, 10.0, 100.0]
+    kinds = np.where(values[:, 0] > 0.5, "high", "low")
+    with open(tmp_path / "labelled.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["x", "y", "z", "kind"])
+        writer.writerows([*row, kind] for row, kind in zip(values.tolist(), kinds, strict=True))
+    with open(tmp_path / "data.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["x", "y", "z"])
+        writer.writerows(values.tolist())
+    np.save(tmp_path / "data.npy", values)
+    return values, kinds.tolist()
+
+
+def test_train_project_plot_and_demo_end_to_end(tmp_path, files):
+    values, _ = files
+    trained = run_gpusom(
+        "train", "data.csv", "--size", "6x8", "--torus", "--iterations", "3000", "--normalize",
+        "--backend", "cpu", "--seed", "5", "--out", "model.npz", cwd=tmp_path,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert "SOM training took:" in trained.stdout
+    som = SOM.load(tmp_path / "model.npz")
+    assert som.lattice_.shape == (6, 8, 3) and som.settings_["is_torus"]
+    assert (som.steps_done_, som.backend_) == (3000, "cpu")
+    np.testing.assert_array_equal(som.feature_names_in_, ["x", "y", "z"])
+    np.testing.assert_array_equal(som.data_min_, values.min(axis=0))
+    expected = SOM((6, 8), True, seed=5, verbose=False).train(values, 3000, normalize=True)
+    np.testing.assert_array_equal(som.lattice_, expected)
+
+    projected = run_gpusom("project", "model.npz", "data.csv", "--out", "cells.csv", cwd=tmp_path)
+    assert projected.returncode == 0, projected.stderr
+    cells = np.loadtxt(tmp_path / "cells.csv", delimiter=",", skiprows=1, dtype=np.int64)
+    assert (tmp_path / "cells.csv").read_text().splitlines()[0] == "row,col"
+    np.testing.assert_array_equal(cells, som.transform(values))
+
+    plotted = run_gpusom(
+        "plot", "model.npz", "--out", "pictures", "--data", "labelled.csv", "--labels", "kind",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert plotted.returncode == 0, plotted.stderr
+    names = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert names == [
+        "component_planes.png", "hit_map.png", "labels_map.png", "lattice.png", "u_matrix.png",
+    ]  # fmt: skip
+    assert plt.imread(tmp_path / "pictures" / "hit_map.png").ndim == 3
+
+    demo = run_gpusom("demo", "--out", "demo", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    names = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert names == ["activations.png", "lattice.png", "projection.png", "u_matrix.png"]
+
+
+def test_a_bad_input_in_a_real_process_is_one_line_and_status_2(tmp_path):
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,nan\n")
+    result = run_gpusom("train", "bad.csv", "--size", "2x2", "--out", "m.npz", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "gpusom: error: bad.csv, line 3: column 'b' is nan\n"
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_npy_data_and_plot_without_data(tmp_path, files, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "data.npy", "--size", "3x4", "--seed", "1", "--out", "m.npz"]) == 0
+    som = SOM.load("m.npz")
+    assert not hasattr(som, "feature_names_in_") and som.num_iterations_ == 600
+    assert main(["project", "m.npz", "data.npy", "--out", "cells.csv"]) == 0
+    assert main(["plot", "m.npz", "--out", "pictures"]) == 0
+    names = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert names == ["component_planes.png", "lattice.png", "u_matrix.png"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_interrupted_train_saves_the_model_so_far(tmp_path, files, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real, calls = cpu.train_online, []
+
+    def train_online(*args):  # Ctrl-C during the third slice
+        calls.append(len(args[2]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(cpu, "train_online", train_online)
+    monkeypatch.setattr(_config, "STEPS_PER_SLICE", 100)
+    argv = ["train", "data.csv", "--size", "3x3", "--iterations", "1000", "--out", "m.npz"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith(f"gpusom: interrupted at step {sum(calls[:2])} of 1,000;")
+    assert "saved in m.npz" in err and "Traceback" not in err
+    som = SOM.load("m.npz")
+    assert (som.steps_done_, som.num_iterations_) == (sum(calls[:2]), 1000)
+    np.testing.assert_array_equal(som.feature_names_in_, ["x", "y", "z"])
+
+
+def test_read_table_detects_headers_and_labels(tmp_path, files):
+    values, kinds = files
+    got, names, labels = read_table(tmp_path / "labelled.csv", "kind")
+    np.testing.assert_array_equal(got, values)
+    assert (names, labels) == (["x", "y", "z"], kinds)
+    (tmp_path / "plain.csv").write_text("1,2\n\n3,4e1\n")  # no header; blank lines skipped
+    got, names, labels = read_table(tmp_path / "plain.csv", "1")
+    assert got.tolist() == [[1.0], [3.0]] and names is None and labels == ["2", "4e1"]
+    assert read_table(tmp_path / "data.npy", "0")[2] == values[:, 0].tolist()
+
+
+BAD_INPUTS = {
+    "missing data file": (["train", "missing.csv", "--size", "2x2", "--out", "m.npz"], "missing"),
+    "directory as data": (["train", "folder.csv", "--size", "2x2", "--out", "m.npz"], "folder"),
+    "non-numeric column": (
+        ["train", "labelled.csv", "--size", "2x2", "--out", "m.npz"],
+        "labelled.csv, line 2: column 'kind' is not numeric",
+    ),
+    "NaN cell": (["train", "nan.csv", "--size", "2x2", "--out", "m.npz"], "column 1 is NaN"),
+    "empty cell": (["train", "empty-cell.csv", "--size", "2x2", "--out", "m.npz"], "is empty"),
+    "ragged row": (["train", "ragged.csv", "--size", "2x2", "--out", "m.npz"], "3 fields"),
+    "binary data": (["train", "binary.csv", "--size", "2x2", "--out", "m.npz"], "not a readable"),
+    "header only": (["train", "header.csv", "--size", "2x2", "--out", "m.npz"], "no data rows"),
+    "empty file": (["train", "empty.csv", "--size", "2x2", "--out", "m.npz"], "holds no data"),
+    "text extension": (["train", "data.txt", "--size", "2x2", "--out", "m.npz"], ".csv or .npy"),
+    "1-D npy": (["train", "flat.npy", "--size", "2x2", "--out", "m.npz"], "1-D"),
+    "pickled npy": (["train", "objects.npy", "--size", "2x2", "--out", "m.npz"], "not a readable"),
+    "size without x": (["train", "data.csv", "--size", "10by20", "--out", "m.npz"], "--size"),
+    "zero size": (["train", "data.csv", "--size", "0x5", "--out", "m.npz"], "'0x5'"),
+    "huge size": (
+        ["train", "data.csv", "--size", "900000x900000", "--out", "m.npz"],
+        "GiB",
+    ),
+    "zero iterations": (
+        ["train", "data.csv", "--size", "2x2", "--iterations", "0", "--out", "m.npz"],
+        "--iterations",
+    ),
+    "unknown backend": (
+        ["train", "data.csv", "--size", "2x2", "--backend", "tpu", "--out", "m.npz"],
+        "--backend",
+    ),
+    "missing output folder": (
+        ["train", "data.csv", "--size", "2x2", "--out", "nowhere/m.npz"],
+        "no directory",
+    ),
+    "no command": ([], "COMMAND"),
+    "csv as a model": (["project", "data.csv", "data.csv", "--out", "c.csv"], "not an .npz"),
+    "missing model": (["project", "nothing.npz", "data.csv", "--out", "c.csv"], "nothing.npz"),
+    "wrong feature count": (
+        ["project", "model.npz", "two.csv", "--out", "c.csv"],
+        "X has 2 features, but SOM is expecting 3",
+    ),
+    "labels without data": (["plot", "model.npz", "--out", "p", "--labels", "kind"], "--data"),
+    "unknown labels column": (
+        ["plot", "model.npz", "--out", "p", "--data", "labelled.csv", "--labels", "colour"],
+        "no column 'colour' (its columns are x, y, z, kind)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_give_one_line_and_status_2(case, tmp_path, files, capsys, monkeypatch):
+    values, _ = files
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "nan.csv").write_text("1,2\n3,NaN\n")
+    (tmp_path / "empty-cell.csv").write_text("a,b\n1,2\n3,\n")
+    (tmp_path / "ragged.csv").write_text("1,2\n3,4,5\n")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81\x93" * 10)
+    (tmp_path / "header.csv").write_text("a,b\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "data.txt").write_text("1,2\n")
+    (tmp_path / "two.csv").write_text("1,2\n3,4\n")
+    np.save(tmp_path / "flat.npy", np.arange(4.0))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}]), allow_pickle=True)
+    SOM((2, 2), num_iterations=10, verbose=False).fit(values).save(tmp_path / "model.npz")
+    argv, words = BAD_INPUTS[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gpusom") and "Traceback" not in err
+    assert words in err
+    assert not (tmp_path / "m.npz").exists()
