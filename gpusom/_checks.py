@@ -31,6 +31,14 @@ def as_float_array(value, name, ndim):
             array = array.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must hold numbers only ({exc})") from None
+    return checked_float_array(array, name, ndim, np)
+
+
+def checked_float_array(array, name, ndim, xp):
+    """The checks of :func:`as_float_array` on an array of module ``xp`` (numpy or cupy).
+
+    Returns ``array``, converted to float64 unless it is float32 or float64.
+    """
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be numeric, got an array of dtype {array.dtype}")
     if array.ndim != ndim:
@@ -41,8 +49,8 @@ def as_float_array(value, name, ndim):
         raise ValueError(f"{name} is empty (shape {array.shape})")
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)
-    if not np.isfinite(array).all():
-        bad = int(np.count_nonzero(~np.isfinite(array)))
+    bad = int(xp.count_nonzero(~xp.isfinite(array)))
+    if bad:
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return array
 

@@ -10,6 +10,7 @@ from numba import cuda
 from numba.core import config as numba_config
 
 from .._backend import GPU_INSTALL_HINT, BackendUnavailableError
+from .._checks import checked_float_array
 
 #: True under numba's CUDA simulator (set before numba was imported; fixed for the process).
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
@@ -35,28 +36,16 @@ def to_numpy(array):
 def as_device_array(value, name, ndim):
     """``value`` as a finite float device array of ``ndim`` dimensions, never empty.
 
-    The device counterpart of ``gpusom._checks.as_float_array``, with the same messages: host
-    arrays are copied to the device, float32 and float64 are kept, other numbers become float64.
+    The device counterpart of ``gpusom._checks.as_float_array`` (the same checks and messages):
+    host arrays are copied to the device, float32 and float64 are kept, other numbers become
+    float64.
     """
     xp = array_module()
     try:
         array = xp.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a numeric array: {exc}") from None
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got an array of dtype {array.dtype}")
-    if array.ndim != ndim:
-        raise ValueError(
-            f"{name} must be a {ndim}-D array, got {array.ndim}-D with shape {array.shape}"
-        )
-    if array.size == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape})")
-    if array.dtype not in (np.float32, np.float64):
-        array = array.astype(np.float64)
-    bad = int((~xp.isfinite(array)).sum())
-    if bad:
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-    return array
+    return checked_float_array(array, name, ndim, xp)
 
 
 def free_memory():
