@@ -15,7 +15,7 @@ Interface (mirrored by ``gpusom.cuda``):
 
 import numpy as np
 
-from .. import _config
+from .._bmu_search import blocked_bmus
 from .kernels import TAIL_LANES, rerank, split_dim
 from .kernels import train_online as _train_online
 
@@ -79,12 +79,7 @@ def to_host(codebook, dim):
 
 
 def find_bmus(data, codebook, k=1):
-    """Exact best matching units, computed in blocks.
-
-    Scores come from one float32 matrix product per block on centred data (the BLAS does the
-    heavy lifting); every candidate within the product's rounding bound of the best is then
-    re-ranked with float64 direct differences, so the result equals brute force (ties to the
-    lowest index) while memory stays at one ``block x n_cells`` score matrix.
+    """Exact best matching units, computed in blocks (``gpusom._bmu_search``).
 
     Parameters
     ----------
@@ -98,38 +93,4 @@ def find_bmus(data, codebook, k=1):
     index : ndarray of int64, shape (n_samples, k)
     squared_distance : ndarray of float64, shape (n_samples, k)
     """
-    n, dim = data.shape
-    n_cells = codebook.shape[0]
-    centre = codebook.mean(axis=0, dtype=np.float64)
-    # float32 products unless a squared norm could overflow it: the scores must stay finite.
-    spread = max(np.abs(codebook - centre).max(), np.abs(data - centre).max())
-    product_dtype = np.float32 if spread * spread * dim < 1e36 else np.float64
-    centred_cb = (codebook - centre).astype(product_dtype)
-    cb_sq = np.einsum("ij,ij->i", centred_cb, centred_cb, dtype=np.float64)
-    cb_norm_max = np.sqrt(cb_sq.max())
-    cb_sq_product = cb_sq.astype(product_dtype)
-    # Rounding bound of |x|^2 - 2 x.w + |w|^2 in the product's precision (inputs rounded, then a
-    # dot product of length dim), doubled because two scores are compared, safety factor 2.
-    unit = np.finfo(product_dtype).eps / 2
-    bound_scale = 8.0 * (dim + 4) * unit
-    out_index = np.empty((n, k), dtype=np.int64)
-    out_distance = np.empty((n, k), dtype=np.float64)
-    block = max(1, min(n, _config.ANALYSIS_BLOCK_BYTES // (8 * max(n_cells, 1))))
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        chunk = data[start:stop]
-        centred = (chunk - centre).astype(product_dtype)
-        dots = centred @ centred_cb.T
-        x_norm = np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64))
-        tolerance = bound_scale * (x_norm + cb_norm_max) ** 2
-        rerank(
-            dots,
-            cb_sq_product,
-            tolerance,
-            chunk,
-            codebook,
-            k,
-            out_index[start:stop],
-            out_distance[start:stop],
-        )
-    return out_index, out_distance
+    return blocked_bmus(data, codebook, k, np, rerank)

@@ -18,6 +18,7 @@ import numpy as np
 from numba import cuda
 
 from .. import _config
+from .._bmu_search import blocked_bmus
 from . import config, kernels
 from .arrays import SIMULATOR, array_module, as_device_array, check_memory, to_numpy
 
@@ -103,12 +104,10 @@ def to_host(codebook, dim):
 
 
 def find_bmus(data, codebook, k=1):
-    """Exact best matching units on the device, computed in blocks.
+    """Exact best matching units on the device, computed in blocks (``gpusom._bmu_search``).
 
-    The CPU algorithm (``gpusom.cpu.find_bmus``) with device arrays: float32 matrix products on
-    centred data give scores, and the :func:`kernels.rerank` kernel ranks every candidate within
-    the products' rounding bound by float64 direct differences, so the result equals brute force
-    with ties to the lowest index.
+    cupy matrix products give the scores and the :func:`kernels.rerank` kernel (one block per
+    sample) ranks the candidates, so the result equals brute force with ties to the lowest index.
 
     Parameters
     ----------
@@ -131,29 +130,12 @@ def find_bmus(data, codebook, k=1):
         4 * n_cells * (dim + 2) + 16 * n * k + 8 * block * (n_cells + dim + 2),
         f"the BMUs of {n} samples on {n_cells} cells",
     )
-    centre = codebook.mean(axis=0, dtype=np.float64)
-    centred_cb = (codebook - centre).astype(np.float32)
-    cb_sq = (centred_cb.astype(np.float64) ** 2).sum(axis=1)
-    cb_norm_max = float(xp.sqrt(cb_sq.max()))
-    # Rounding bound of |x|^2 - 2 x.w + |w|^2 in float32, as in gpusom.cpu.find_bmus.
-    bound_scale = 8.0 * (dim + 4) * (np.finfo(np.float32).eps / 2)
-    out_index = xp.empty((n, k), dtype=np.int64)
-    out_distance = xp.empty((n, k), dtype=np.float64)
     threads = _threads_per_block()
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        chunk = data[start:stop]
-        centred = (chunk - centre).astype(np.float32)
-        scores = centred @ centred_cb.T
-        scores *= -2.0
-        scores += cb_sq.astype(np.float32)
-        x_norm = xp.sqrt((centred.astype(np.float64) ** 2).sum(axis=1))
-        tolerance = bound_scale * (x_norm + cb_norm_max) ** 2
-        tolerance[~xp.isfinite(tolerance)] = np.inf
-        kernels.rerank[min(stop - start, config.MAX_BLOCKS), threads](
-            scores, tolerance, chunk, codebook, k, out_index[start:stop], out_distance[start:stop]
-        )
-    return out_index, out_distance
+
+    def rerank(dots, *rest):
+        kernels.rerank[min(dots.shape[0], config.MAX_BLOCKS), threads](dots, *rest)
+
+    return blocked_bmus(data, codebook, k, xp, rerank)
 
 
 def _threads_per_block():

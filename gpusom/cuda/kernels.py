@@ -339,31 +339,30 @@ def train_persistent(
 
 
 @cuda.jit(cache=True)
-def rerank(scores, tolerance, data, codebook, k, out_index, out_distance):
-    """Exact top-``k`` (1 or 2) BMUs from approximate scores; one block per sample row.
+def rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance):
+    """Exact top-``k`` (1 or 2) BMUs from a block's matrix product; one block per sample row.
 
-    As ``gpusom.cpu.kernels.rerank``: ``scores[i, j]`` approximates ``||data[i] - codebook[j]||^2``
-    up to a per-row constant and an error below ``tolerance[i] / 2``; every ``j`` whose score is
-    within ``tolerance[i]`` of the ``k``-th smallest is ranked by its float64 squared distance
-    from direct differences, ties to the lowest index. A missing second unit is ``(-1, inf)``.
+    As ``gpusom.cpu.kernels.rerank``: the score ``cb_sq[j] - 2 * dots[i, j]`` approximates
+    ``||data[i] - codebook[j]||^2`` up to a per-row constant and an error below
+    ``tolerance[i] / 2``; every ``j`` whose score is within ``tolerance[i]`` of the ``k``-th
+    smallest is ranked by its float64 squared distance from direct differences, ties to the
+    lowest index. A missing second unit is ``(-1, inf)``.
     """
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
-    n_cells = scores.shape[1]
+    n_cells = dots.shape[1]
     dim = data.shape[1]
     tid, size = cuda.threadIdx.x, cuda.blockDim.x
-    for i in range(cuda.blockIdx.x, scores.shape[0], cuda.gridDim.x):
+    for i in range(cuda.blockIdx.x, dots.shape[0], cuda.gridDim.x):
         s1, s1i, s2, s2i = INF, NO_INDEX, INF, NO_INDEX
         for j in range(tid, n_cells, size):
-            s1, s1i, s2, s2i = _merge_top2(
-                s1, s1i, s2, s2i, np.float64(scores[i, j]), j, INF, NO_INDEX
-            )
+            score = np.float64(cb_sq[j]) - 2.0 * np.float64(dots[i, j])
+            s1, s1i, s2, s2i = _merge_top2(s1, s1i, s2, s2i, score, j, INF, NO_INDEX)
         s1, _, s2, _ = _block_top2(shared_d, shared_i, s1, s1i, s2, s2i)
         threshold = (s1 if k == 1 else s2) + tolerance[i]
         b1, b1i, b2, b2i = INF, NO_INDEX, INF, NO_INDEX
         for j in range(tid, n_cells, size):
-            # "not above" rather than "at most": a NaN score stays a candidate, as on the CPU.
-            if not scores[i, j] > threshold:
+            if np.float64(cb_sq[j]) - 2.0 * np.float64(dots[i, j]) <= threshold:
                 d = 0.0
                 for f in range(dim):
                     diff = np.float64(data[i, f]) - np.float64(codebook[j, f])
