@@ -14,12 +14,12 @@ from pathlib import Path
 import naive
 import numpy as np
 import pytest
+from backends import train_with
 from conftest import TOLERANCES
 from numba.core import config as numba_config
 
 import gpusom
 from gpusom import _backend, cpu
-from gpusom._math import NEIGHBORHOODS
 from gpusom.schedules import exponential_decay
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
@@ -47,24 +47,6 @@ def gpu_arrays(gpu):
     if not SIMULATOR:
         pytest.importorskip("cupy")
     return gpu
-
-
-def train_with(backend, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood):
-    """One slice of online steps through a backend's interface: (host codebook, BMUs)."""
-    device_codebook, device_data = backend.to_device(codebook, data)
-    bmus = backend.train_online(
-        device_codebook,
-        device_data,
-        order,
-        sigmas,
-        lrs,
-        rows,
-        cols,
-        is_torus,
-        NEIGHBORHOODS[neighborhood],
-        3.0,
-    )
-    return backend.to_host(device_codebook, codebook.shape[1]), bmus
 
 
 CASES = {

@@ -3,33 +3,20 @@
 import naive
 import numpy as np
 import pytest
+from backends import train_with
 from conftest import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpusom
 from gpusom import SOM, cpu
-from gpusom._math import NEIGHBORHOODS
 from gpusom.schedules import exponential_decay, sample_order
 from gpusom.som import INITS, initial_codebook
 
 
-def run_backend(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate):
+def run_backend(*args):
     """Train with the CPU backend's interface; returns the host codebook and the BMUs."""
-    device_codebook, device_data = cpu.to_device(codebook, data)
-    bmus = cpu.train_online(
-        device_codebook,
-        device_data,
-        order,
-        sigmas,
-        lrs,
-        rows,
-        cols,
-        is_torus,
-        NEIGHBORHOODS[neighborhood],
-        truncate,
-    )
-    return cpu.to_host(device_codebook, codebook.shape[1]), bmus
+    return train_with(cpu, *args)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
