@@ -530,8 +530,24 @@ class SOM:
             return X, X
         return X, scale(X, self.data_min_, self.data_range_)
 
+    def _on_training_device(self, scaled):
+        """``(samples, lattice)`` where the map lives: on the GPU after training there.
+
+        Keeps the analysis beside the lattice; a model trained on a GPU and loaded on a machine
+        without one (or without cupy) is analysed on the CPU.
+        """
+        if self.backend_ != "cuda" and self.lattice_device_ is None:
+            return scaled, self.lattice_
+        try:
+            device = _backend.resolve("cuda")
+            xp = device.array_module()
+        except _backend.BackendUnavailableError:
+            return scaled, self.lattice_
+        lattice = self.lattice_device_ if self.lattice_device_ is not None else self.lattice_
+        return device.as_device_array(scaled, "X", 2), xp.asarray(lattice)
+
     def _flat_bmus(self, X, name="X"):
-        index, _ = _bmus(self._prepare(X, name)[1], self.lattice_)
+        index, _ = _bmus(*self._on_training_device(self._prepare(X, name)[1]))
         return index[:, 0]
 
     def scale(self, X):
@@ -634,7 +650,7 @@ class SOM:
         -------
         float
         """
-        return analysis.quantization_error(self._prepare(X, "X")[1], self.lattice_)
+        return analysis.quantization_error(*self._on_training_device(self._prepare(X, "X")[1]))
 
     def topographic_error(self, X):
         """Fraction of samples whose two best units are not neighbours (torus-aware).
@@ -647,8 +663,8 @@ class SOM:
         -------
         float
         """
-        scaled = self._prepare(X, "X")[1]
-        return analysis.topographic_error(scaled, self.lattice_, self.settings_["is_torus"])
+        scaled, lattice = self._on_training_device(self._prepare(X, "X")[1])
+        return analysis.topographic_error(scaled, lattice, self.settings_["is_torus"])
 
     def project(self, X, labels=None):
         """Group samples by their best matching unit, as :func:`gpusom.project_on_lattice`.
@@ -670,7 +686,7 @@ class SOM:
         """
         X, scaled = self._prepare(X, "X")
         labels = _checks.as_labels(labels, X.shape[0], "labels")
-        index, _ = _bmus(scaled, self.lattice_)
+        index, _ = _bmus(*self._on_training_device(scaled))
         items = labels if labels is not None else _host(X)
         return group_by_cell(index[:, 0], self.lattice_.shape[:2], items)
 

@@ -339,3 +339,23 @@ def test_cupy_arrays_stay_on_the_device(rng):
     np.testing.assert_allclose(
         activations.get(), gpusom.lattice_activations(data.get(), lattice, verbose=False), atol=1e-9
     )
+
+
+@needs_cuda
+def test_a_map_trained_on_cuda_is_analysed_there(gpu, rng, monkeypatch):
+    data = rng.random((30, 3))
+    som = gpusom.SOM(
+        (3, 4), seed=1, num_iterations=20, normalize=True, verbose=False, backend="cuda"
+    )
+    som.fit(data)
+    with pytest.MonkeyPatch.context() as undo:
+        undo.setattr(som, "backend_", "cpu")
+        expected = (som.predict(data), som.quantization_error(data), som.topographic_error(data))
+    searched = []
+    monkeypatch.setattr(gpu, "find_bmus", lambda *a: searched.append(a) or cpu.find_bmus(*a))
+    # Under the simulator "device" arrays are numpy arrays: let them take the device route.
+    monkeypatch.setattr(_backend, "is_device_array", lambda value: isinstance(value, np.ndarray))
+    np.testing.assert_array_equal(som.predict(data), expected[0])
+    assert som.quantization_error(data) == pytest.approx(expected[1], rel=1e-12)
+    assert som.topographic_error(data) == expected[2]
+    assert len(searched) == 3
