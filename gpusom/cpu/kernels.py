@@ -122,13 +122,6 @@ def tail_distance(cell, x):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def tail_update(cell, x, g):
-    """``cell += g * (x - cell)`` for one cell's ``tail`` row."""
-    for k in range(cell.size):
-        cell[k] += g * (x[k] - cell[k])
-
-
-@njit(cache=True, fastmath=FASTMATH)
 def pruned_argmin(partial, tail, x_tail, guess):
     """Exact BMU from ``head`` partial distances, reading ``tail`` only where it can matter.
 
@@ -228,8 +221,12 @@ def update_window(
                     for c in range(hi - lo):
                         w[c] += g[c] * (xk - w[c])
                 if tail.shape[1] > 0:
+                    # Written out here, not called: the call was not inlined and cost ~25%.
                     for c in range(hi - lo):
-                        tail_update(tail[base + lo + c], x_tail, g[c])
+                        gc = g[c]
+                        cell = tail[base + lo + c]
+                        for k in range(cell.size):
+                            cell[k] += gc * (x_tail[k] - cell[k])
 
 
 @njit(cache=True, fastmath=FASTMATH)
