@@ -907,6 +907,9 @@ def _pca_grid(data, rows, cols):
     axes = np.zeros((2, data.shape[1]))
     for i in range(min(2, components.shape[0])):
         axes[i] = 2.0 * std[i] * components[i]
+    # A constant feature must stay exactly constant: the SVD's rounding noise there would only
+    # decay towards the data during training, through float32 subnormals that are slow on CPUs.
+    axes[:, np.ptp(data, axis=0) == 0] = 0.0
     major, minor = (axes[0], axes[1]) if rows >= cols else (axes[1], axes[0])
     r = np.linspace(-1.0, 1.0, rows) if rows > 1 else np.zeros(1)
     c = np.linspace(-1.0, 1.0, cols) if cols > 1 else np.zeros(1)

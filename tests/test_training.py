@@ -261,3 +261,13 @@ def test_partial_distance_search_is_exact_on_clustered_data(rng):
     got, bmus = run_backend(codebook, data.astype(np.float32), *args)
     np.testing.assert_array_equal(bmus, expected_bmus)
     np.testing.assert_allclose(got, expected, **TOLERANCES[np.float32])
+
+
+def test_init_pca_keeps_constant_features_exactly(rng):
+    data = np.column_stack(
+        [rng.normal(size=50), np.zeros(50), rng.normal(size=50), np.full(50, 3.0)]
+    )
+    codebook = initial_codebook(data, 12, 4, INITS["pca"], None)
+    np.testing.assert_array_equal(codebook[:, 1], 0.0)
+    np.testing.assert_array_equal(codebook[:, 3], 3.0)
+    assert np.ptp(codebook[:, 0]) > 0
