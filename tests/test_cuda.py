@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import traceback
 from pathlib import Path
 
 import naive
@@ -17,6 +19,8 @@ import pytest
 from backends import train_with
 from conftest import TOLERANCES
 from numba.core import config as numba_config
+from numba.core import types as numba_types
+from numba.np import numpy_support
 
 import gpusom
 from gpusom import _backend, cpu
@@ -30,9 +34,38 @@ needs_cuda = pytest.mark.skipif(
 REPO = Path(__file__).resolve().parent.parent
 
 
+def lock_simulated_shared_arrays(monkeypatch):
+    """Serialise numba's simulated ``cuda.shared.array``.
+
+    The simulator finds a block's shared array by its call site with an unlocked get-then-insert,
+    so two threads starting together can each create one: they then reduce in different arrays
+    and read uninitialised values (seen as a garbage BMU, about once in ten suite runs). Same
+    logic as ``FakeCUDAShared.array`` for static shapes, under a lock.
+    """
+    from numba.cuda.simulator import kernelapi
+
+    lock = threading.Lock()
+    original = kernelapi.FakeCUDAShared.array
+
+    def array(self, shape, dtype):
+        if shape == 0:  # dynamic shared memory: one buffer, no race
+            return original(self, shape, dtype)
+        if isinstance(dtype, numba_types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        caller = traceback.extract_stack(sys._getframe())[-2][0:2]
+        with lock:
+            if caller not in self._allocations:
+                self._allocations[caller] = np.empty(shape, dtype)
+            return self._allocations[caller]
+
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", array)
+
+
 @pytest.fixture
 def gpu(monkeypatch):
     """The CUDA backend with 32-thread blocks (fast barriers in the simulator)."""
+    if SIMULATOR:
+        lock_simulated_shared_arrays(monkeypatch)
     cuda_backend = _backend.resolve("cuda")
     monkeypatch.setattr(cuda_backend.config, "THREADS_PER_BLOCK", 32)
     interval = sys.getswitchinterval()
