@@ -196,3 +196,14 @@ def test_find_bmus_is_exact_where_float32_products_would_overflow(rng):
     data = rng.normal(size=(50, 3)) * 1e20
     brute_force_is_argmin(data, lattice, find_bmus(data, lattice) @ [5, 1])
     assert np.isfinite(quantization_error(data, lattice))
+
+
+@pytest.mark.parametrize("n_cells", [63, 64, 65, 143])
+def test_two_best_units_equal_brute_force_across_score_chunks(rng, n_cells):
+    data, codebook = rng.random((400, 5)), rng.random((n_cells, 5))
+    codebook[n_cells - 1] = codebook[0]  # an exact tie across chunks: the lower index first
+    index, distance = gpusom.cpu.find_bmus(data, codebook, 2)
+    d2 = naive.all_distances_sq(data, codebook)
+    order = np.argsort(d2, axis=1, kind="stable")[:, :2]
+    np.testing.assert_array_equal(index, order)
+    np.testing.assert_allclose(distance, np.take_along_axis(d2, order, axis=1), rtol=1e-12)

@@ -291,13 +291,35 @@ def train_online(
         )
 
 
+#: Scores are scanned in chunks of this many cells: a chunk whose smallest score is above the
+#: threshold is skipped whole, so the candidate search is a vectorised pass plus a few chunks.
+SCORE_CHUNK = 64
+
+
 @njit(cache=True, fastmath=FINITE_FASTMATH)
-def smallest_score(dots, cb_sq):
-    """``min_j cb_sq[j] - 2 * dots[j]`` for finite inputs, as a vectorised reduction."""
-    best = np.inf
-    for j in range(dots.size):
-        best = min(best, cb_sq[j] - 2 * dots[j])
-    return best
+def score_chunk_minima(dots, cb_sq, out):
+    """``out[c] = min of cb_sq[j] - 2 * dots[j]`` over chunk ``c`` (finite inputs).
+
+    ``2 * dots[j]`` is exact, so fused or not, every score is the same value as in
+    :func:`rerank`'s candidate test.
+    """
+    n = dots.size
+    two = dots.dtype.type(2.0)
+    for c in range(out.size):
+        # Four independent minima: one chain would wait on the latency of every comparison
+        # (LLVM does not vectorise this float min reduction).
+        m0 = m1 = m2 = m3 = dots.dtype.type(np.inf)
+        j, stop = c * SCORE_CHUNK, min((c + 1) * SCORE_CHUNK, n)
+        while j + 4 <= stop:
+            m0 = min(m0, cb_sq[j] - two * dots[j])
+            m1 = min(m1, cb_sq[j + 1] - two * dots[j + 1])
+            m2 = min(m2, cb_sq[j + 2] - two * dots[j + 2])
+            m3 = min(m3, cb_sq[j + 3] - two * dots[j + 3])
+            j += 4
+        while j < stop:
+            m0 = min(m0, cb_sq[j] - two * dots[j])
+            j += 1
+        out[c] = min(min(m0, m1), min(m2, m3))
 
 
 @njit(cache=True)
@@ -306,42 +328,46 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance):
 
     ``score[i, j] = cb_sq[j] - 2 * dots[i, j]`` approximates ``||data[i] - codebook[j]||^2`` up
     to a per-row constant and an error below ``tolerance[i] / 2``. Every ``j`` whose score is
-    within ``tolerance[i]`` of the ``k``-th smallest score is a candidate; candidates are ranked
-    by the squared distance computed in float64 from direct differences, ties to the lowest
-    index. Serial on purpose: the BLAS threads of the product are still spinning on both cores
-    when this runs, and a parallel region here measured slower.
+    within ``tolerance[i]`` of the ``k``-th smallest score is a candidate (for ``k = 2`` the
+    second-smallest chunk minimum stands in for the second-smallest score: never smaller, so the
+    candidates can only be more); candidates are ranked by the squared distance computed in
+    float64 from direct differences, ties to the lowest index. Serial on purpose: the BLAS
+    threads of the product are still spinning on both cores when this runs, and a parallel
+    region here measured slower.
     """
     n_cells = dots.shape[1]
     dim = data.shape[1]
     two = dots.dtype.type(2.0)
+    minima = np.empty(-(-n_cells // SCORE_CHUNK), dtype=dots.dtype)
     for i in range(dots.shape[0]):
         row = dots[i]
+        score_chunk_minima(row, cb_sq, minima)
         first = second = np.inf
-        if k == 1:
-            first = smallest_score(row, cb_sq)
-        else:
-            for j in range(n_cells):
-                s = cb_sq[j] - two * row[j]
-                if s < second:
-                    if s < first:
-                        first, second = s, first
-                    else:
-                        second = s
+        for c in range(minima.size):
+            m = minima[c]
+            if m < second:
+                if m < first:
+                    first, second = m, first
+                else:
+                    second = m
         threshold = (first if k == 1 else second) + tolerance[i]
         best_d, second_d = np.inf, np.inf
         best_j, second_j = -1, -1
-        for j in range(n_cells):
-            if cb_sq[j] - two * row[j] > threshold:
+        for c in range(minima.size):
+            if minima[c] > threshold:
                 continue
-            d = 0.0
-            for f in range(dim):
-                diff = np.float64(data[i, f]) - np.float64(codebook[j, f])
-                d += diff * diff
-            if d < best_d:
-                second_d, second_j = best_d, best_j
-                best_d, best_j = d, j
-            elif d < second_d:
-                second_d, second_j = d, j
+            for j in range(c * SCORE_CHUNK, min((c + 1) * SCORE_CHUNK, n_cells)):
+                if cb_sq[j] - two * row[j] > threshold:
+                    continue
+                d = 0.0
+                for f in range(dim):
+                    diff = np.float64(data[i, f]) - np.float64(codebook[j, f])
+                    d += diff * diff
+                if d < best_d:
+                    second_d, second_j = best_d, best_j
+                    best_d, best_j = d, j
+                elif d < second_d:
+                    second_d, second_j = d, j
         out_index[i, 0], out_distance[i, 0] = best_j, best_d
         if k == 2:
             out_index[i, 1], out_distance[i, 1] = second_j, second_d
