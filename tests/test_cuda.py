@@ -5,6 +5,7 @@ The simulator is slow (a Python thread per CUDA thread), so maps here are tiny a
 per thread (the grid-stride loops). ``GPUSOM_TEST_CUDASIM=0`` runs the same tests on a GPU.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -84,14 +85,14 @@ def gpu_arrays(gpu):
 
 CASES = {
     # id: (driver, rows, cols, dim, is_torus, dtype, sigma at the first step, neighbourhood)
-    "step-plane-f32": ("per_step", 4, 5, 3, False, np.float32, 2.0, "gaussian"),
+    "step-plane-f32": ("per_step", 4, 5, 11, False, np.float32, 2.0, "gaussian"),
     "step-torus-f64": ("per_step", 3, 4, 5, True, np.float64, 1.5, "gaussian"),
     "step-2blocks-torus-f32": ("per_step", 8, 8, 2, True, np.float32, 3.0, "gaussian"),
-    "step-2blocks-plane-f64": ("per_step", 8, 8, 3, False, np.float64, 3.0, "gaussian"),
+    "step-2blocks-plane-f64": ("per_step", 8, 8, 9, False, np.float64, 3.0, "gaussian"),
     "step-1xN-torus-f64": ("per_step", 1, 7, 3, True, np.float64, 2.0, "gaussian"),
     "step-wide-window-f32": ("per_step", 2, 3, 3, False, np.float32, 20.0, "gaussian"),
     "persistent-torus-f32": ("persistent", 5, 6, 3, True, np.float32, 2.0, "gaussian"),
-    "persistent-plane-f64": ("persistent", 6, 5, 4, False, np.float64, 2.0, "gaussian"),
+    "persistent-plane-f64": ("persistent", 6, 5, 10, False, np.float64, 2.0, "gaussian"),
     "persistent-1xN-f32": ("persistent", 1, 8, 3, False, np.float32, 2.0, "gaussian"),
     "persistent-gridstride-f32": ("persistent", 8, 8, 3, False, np.float32, 3.0, "gaussian"),
     "persistent-wide-torus-f64": ("persistent", 3, 4, 3, True, np.float64, 20.0, "gaussian"),
@@ -311,6 +312,42 @@ def test_cuda_without_a_device_says_what_to_install():
     assert "gpusom[cuda12]" in out
 
 
+@needs_cuda
+def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
+    """``benchmarks/gpu_bench.py`` (the last stage of ci/gpu-check.sh) end to end, on tiny maps.
+
+    A device session is short: the script must not first fail there. Timings are not checked.
+    """
+    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks/gpu_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(gpu.config, "DRIVER", gpu.config.DRIVER)  # the script sets both
+    monkeypatch.setattr(bench, "COPY_BYTES", 1 << 12)
+    tiny = {"shape": (2, 3), "dim": 3, "samples": 10}
+    monkeypatch.setattr(
+        bench, "WORKLOADS", {"small": {**tiny, "steps": 4}, "big": {**tiny, "cpu_steps": True}}
+    )
+    monkeypatch.setattr(bench, "VARIANTS", [(*v[:3], v[3] and 32) for v in bench.VARIANTS])
+    out = tmp_path / "table.md"
+    bench.main(["--steps", "3", "--cpu-steps", "5", "--out", str(out)])
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert rows[0][1:3] == ["backend", "steps"]
+    body = rows[2:]
+    assert [(r[0], r[1]) for r in body] == [
+        (f"| {w}", v[0]) for w in ("small", "big") for v in bench.VARIANTS
+    ]
+    steps = {(r[0], r[1]): r[2] for r in body}
+    assert steps["| small", "cpu"] == "4" and steps["| big", "cpu"] == "5"
+    assert steps["| big", "cuda per-step"] == "3"
+    for row in body:
+        float(row[3].replace(",", ""))  # microseconds per step, a number
+        ratio_to_floor = row[5].rstrip(" |")
+        if row[1] == "cpu":
+            assert ratio_to_floor == "-"
+        else:
+            float(ratio_to_floor)
+
+
 # Real GPU only: cupy arrays, and the persistent kernel across many blocks.
 needs_gpu = pytest.mark.skipif(
     SIMULATOR or not _backend.cuda_device_present(), reason="needs a CUDA device"
@@ -328,9 +365,10 @@ def test_persistent_kernel_on_many_blocks(rng, monkeypatch, dtype):
     """
     cuda_backend = _backend.resolve("cuda")
     monkeypatch.setattr(cuda_backend.config, "THREADS_PER_BLOCK", 64)
-    rows, cols, steps = 60, 70, 3000
-    data = rng.random((500, 4)).astype(dtype)
-    codebook = rng.random((rows * cols, 4)).astype(dtype)
+    # 10 features: the read-only distance loop runs both its two-pass body and its tail.
+    rows, cols, steps, dim = 60, 70, 3000, 10
+    data = rng.random((500, dim)).astype(dtype)
+    codebook = rng.random((rows * cols, dim)).astype(dtype)
     args = (
         rng.integers(0, len(data), steps),
         exponential_decay(15.0, 0.5, np.arange(steps), steps),

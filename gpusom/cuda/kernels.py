@@ -2,8 +2,9 @@
 
 Layout: the codebook is a structure of arrays, ``codebook[k, n]`` = feature ``k`` of cell ``n``,
 so the threads of a warp read consecutive cells (coalesced). Its feature axis is padded with zero
-rows to a multiple of ``LANES``: distances are summed four features per pass (four independent
-loads in flight per thread, and the CPU kernel's grouping), and zero lanes add exactly nothing.
+rows to a multiple of ``LANES``: distances are summed four features per pass (the CPU kernel's
+grouping), and zero lanes add exactly nothing. Cells outside the step's window, nearly all of a
+large map, are only read, two passes at a time: eight independent loads in flight per thread.
 The training data is ``(n_samples, padded_dim)``, zero-padded alike.
 
 One online step needs the whole grid to agree on one thing only: the BMU. Training therefore
@@ -38,7 +39,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .._math import axis_delta, axis_weight, half_width, window_radius
+from .._math import axis_delta, axis_weight, window_radius
 
 #: Features summed per pass; the feature axis is padded to a multiple of this.
 LANES = 4
@@ -126,26 +127,62 @@ def _packed_key(distance, index):
 
 
 @cuda.jit(device=True)
-def _update_and_measure(codebook, data, n, inside, gain, previous, sample):
-    """Update cell ``n`` towards row ``previous`` (when ``inside``); its distance to ``sample``.
+def _lane_sum(d0, d1, d2, d3):
+    """Sum of squares of one pass of ``LANES`` differences, grouped as the CPU kernel groups it."""
+    return (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
 
-    Four features per pass, summed as the CPU kernel groups them. The four loads come first:
-    they are independent, so a thread has four in flight at once.
+
+@cuda.jit(device=True)
+def _measure(codebook, data, n, sample):
+    """Squared distance of cell ``n`` to row ``sample`` (the cell is not updated this step).
+
+    Two passes per iteration: with no store in between, a thread has eight codebook loads in
+    flight at once, which is what a search over a codebook far larger than the caches needs to
+    approach the memory bandwidth. The sum is the same sequence of passes as
+    :func:`_update_and_measure`.
     """
     total = codebook.dtype.type(0)
+    width = codebook.shape[0]
+    k = 0
+    while k + 2 * LANES <= width:
+        w0, w1 = codebook[k, n], codebook[k + 1, n]
+        w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
+        w4, w5 = codebook[k + 4, n], codebook[k + 5, n]
+        w6, w7 = codebook[k + 6, n], codebook[k + 7, n]
+        x = data[sample]
+        total += _lane_sum(w0 - x[k], w1 - x[k + 1], w2 - x[k + 2], w3 - x[k + 3])
+        total += _lane_sum(w4 - x[k + 4], w5 - x[k + 5], w6 - x[k + 6], w7 - x[k + 7])
+        k += 2 * LANES
+    if k < width:
+        x = data[sample]
+        total += _lane_sum(
+            codebook[k, n] - x[k],
+            codebook[k + 1, n] - x[k + 1],
+            codebook[k + 2, n] - x[k + 2],
+            codebook[k + 3, n] - x[k + 3],
+        )
+    return total
+
+
+@cuda.jit(device=True)
+def _update_and_measure(codebook, data, n, gain, previous, sample):
+    """Update cell ``n`` towards row ``previous``; the distance of the result to ``sample``.
+
+    One pass of ``LANES`` features at a time: the four loads come first (independent, so in
+    flight together), the stores follow.
+    """
+    total = codebook.dtype.type(0)
+    source, x = data[previous], data[sample]
     for k in range(0, codebook.shape[0], LANES):
         w0, w1 = codebook[k, n], codebook[k + 1, n]
         w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
-        if inside:
-            w0 += gain * (data[previous, k] - w0)
-            w1 += gain * (data[previous, k + 1] - w1)
-            w2 += gain * (data[previous, k + 2] - w2)
-            w3 += gain * (data[previous, k + 3] - w3)
-            codebook[k, n], codebook[k + 1, n] = w0, w1
-            codebook[k + 2, n], codebook[k + 3, n] = w2, w3
-        d0, d1 = w0 - data[sample, k], w1 - data[sample, k + 1]
-        d2, d3 = w2 - data[sample, k + 2], w3 - data[sample, k + 3]
-        total += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        w0 += gain * (source[k] - w0)
+        w1 += gain * (source[k + 1] - w1)
+        w2 += gain * (source[k + 2] - w2)
+        w3 += gain * (source[k + 3] - w3)
+        codebook[k, n], codebook[k + 1, n] = w0, w1
+        codebook[k + 2, n], codebook[k + 3, n] = w2, w3
+        total += _lane_sum(w0 - x[k], w1 - x[k + 1], w2 - x[k + 2], w3 - x[k + 3])
     return total
 
 
@@ -218,23 +255,23 @@ def _phase(
         radius = window_radius(neighborhood, sigma, truncate)
         radius_sq = radius * radius
         rate = codebook.dtype.type(lrs[t - 1])
-    limit = max(rows, cols)
     best_key = NO_INDEX
     best_d, best_i = INF, NO_INDEX
     for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
         d_row = axis_delta(n // cols, bmu_row, rows, is_torus)
         d_col = axis_delta(n % cols, bmu_col, cols, is_torus)
-        # The CPU's window test (a run of columns per row of the disk), hence the same cells.
-        inside = d_col <= half_width(radius_sq, float(d_row * d_row), limit)
-        gain = codebook.dtype.type(0)
-        if inside:
+        # The CPU walks the disk as runs of columns (gpusom._math.half_width); this integer test
+        # selects the same cells, since half_width settles the same inequality exactly.
+        if float(d_row * d_row + d_col * d_col) <= radius_sq:
             # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
             gain = (
                 rate
                 * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
                 * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
             )
-        distance = _update_and_measure(codebook, data, n, inside, gain, previous, sample)
+            distance = _update_and_measure(codebook, data, n, gain, previous, sample)
+        else:
+            distance = _measure(codebook, data, n, sample)
         if part_d is None:
             best_key = min(best_key, _packed_key(distance, n))
         elif _before(np.float64(distance), n, best_d, best_i):
