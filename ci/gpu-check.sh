@@ -4,7 +4,8 @@
 #
 #   1. the test suite on the device (GPUSOM_TEST_CUDASIM=0: no simulator),
 #   2. a tiny training under compute-sanitizer, memcheck and racecheck,
-#   3. GPU against CPU per-step times (benchmarks/gpu_bench.py), next to the bandwidth floor.
+#   3. registers and resident threads of the kernels (benchmarks/kernel_resources.py),
+#   4. GPU against CPU per-step times (benchmarks/gpu_bench.py), next to the bandwidth floor.
 #
 # Usage: ci/gpu-check.sh [--steps N] [--out FILE]
 #   --steps N   steps on the 1000x1000x64 map (default 100000)
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --steps) STEPS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -30,7 +31,7 @@ LOGS=$(mktemp -d)
 SUMMARY=()
 FAILED=0
 
-# Time limits per stage (190 + 2 x 70 + 130 s) keep the whole script under 8 minutes.
+# Time limits per stage (180 + 2 x 70 + 20 + 130 s) keep the whole script under 8 minutes.
 # stage NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NAME.log, record the outcome.
 stage() {
     local name=$1 limit=$2 start status
@@ -48,7 +49,7 @@ stage() {
 }
 
 # The test suite on the device; the simulator tests then run on real hardware.
-stage tests 190 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider tests
+stage tests 180 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider tests
 tail -n 3 "$LOGS/tests.log"
 
 # compute-sanitizer: given, on PATH, in a CUDA toolkit, or from the nvidia-cuda-sanitizer-api wheel.
@@ -70,6 +71,11 @@ if [ -n "$SANITIZER" ]; then
 else
     SUMMARY+=("sanitizer    skipped: no compute-sanitizer (pip install nvidia-cuda-sanitizer-api-cu12)")
 fi
+
+# Registers and resident threads of the kernels, as ptxas reports them for this device.
+CC=$("$PYTHON" -c 'from numba import cuda; print("%d.%d" % cuda.get_current_device().compute_capability)')
+stage resources 20 "$PYTHON" benchmarks/kernel_resources.py --cc "$CC"
+grep -E "^\| train" "$LOGS/resources.log" || true
 
 stage benchmark 130 "$PYTHON" benchmarks/gpu_bench.py --steps "$STEPS" --out "$LOGS/table.md"
 if [ -n "$OUT" ] && [ -f "$LOGS/table.md" ]; then
