@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Real-GPU check, for a machine with an NVIDIA GPU and gpusom installed with its GPU extra
-# (pip install -e '.[test,cuda12]' or '.[test,cuda13]'). Finishes in under 8 minutes:
+# Real-GPU check, for a machine with an NVIDIA GPU and the packages of gpusom's GPU and test
+# extras (pip install -e '.[test,cuda12]' or '.[test,cuda13]'; an image that already has numba,
+# numba-cuda, cupy, pytest and hypothesis needs no install: the script runs gpusom from this
+# checkout). Finishes in under 8 minutes:
 #
 #   1. the test suite on the device (GPUSOM_TEST_CUDASIM=0: no simulator),
 #   2. a tiny training under compute-sanitizer, memcheck and racecheck,
@@ -16,13 +18,15 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+# This checkout's gpusom, also for the tests' subprocesses, installed or not.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 STEPS=100000
 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --steps) STEPS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -48,8 +52,16 @@ stage() {
     SUMMARY+=("$(printf '%-12s %-14s %4ss' "$name" "$status" $(($(date +%s) - start)))")
 }
 
-# The test suite on the device; the simulator tests then run on real hardware.
-stage tests 180 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider tests
+echo "== $(nvidia-smi -L 2>/dev/null | head -n 1)"
+"$PYTHON" -c 'import sys, numpy, numba; from numba import cuda
+print("python", sys.version.split()[0], "numpy", numpy.__version__, "numba", numba.__version__,
+      "numba.cuda", cuda.implementation, cuda.get_current_device().compute_capability)'
+
+# The test suite on the device; the simulator tests then run on real hardware. The lint gate
+# needs ruff, which a GPU image may lack; it checks no GPU behaviour.
+LINT=()
+"$PYTHON" -c 'import ruff' 2>/dev/null || LINT=(--deselect tests/test_hygiene.py::test_ruff_is_clean)
+stage tests 180 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider ${LINT[@]+"${LINT[@]}"} tests
 tail -n 3 "$LOGS/tests.log"
 
 # compute-sanitizer: given, on PATH, in a CUDA toolkit, or from the nvidia-cuda-sanitizer-api wheel.
