@@ -168,21 +168,24 @@ def _measure(codebook, data, n, sample):
 def _update_and_measure(codebook, data, n, gain, previous, sample):
     """Update cell ``n`` towards row ``previous``; the distance of the result to ``sample``.
 
-    One pass of ``LANES`` features at a time: the four loads come first (independent, so in
-    flight together), the stores follow.
+    One pass of ``LANES`` features at a time. Every load of a pass comes before its stores: the
+    compiler cannot tell the codebook and the data apart, so a load written after a store would
+    wait for it.
     """
     total = codebook.dtype.type(0)
     source, x = data[previous], data[sample]
     for k in range(0, codebook.shape[0], LANES):
         w0, w1 = codebook[k, n], codebook[k + 1, n]
         w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
-        w0 += gain * (source[k] - w0)
-        w1 += gain * (source[k + 1] - w1)
-        w2 += gain * (source[k + 2] - w2)
-        w3 += gain * (source[k + 3] - w3)
+        s0, s1, s2, s3 = source[k], source[k + 1], source[k + 2], source[k + 3]
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        w0 += gain * (s0 - w0)
+        w1 += gain * (s1 - w1)
+        w2 += gain * (s2 - w2)
+        w3 += gain * (s3 - w3)
         codebook[k, n], codebook[k + 1, n] = w0, w1
         codebook[k + 2, n], codebook[k + 3, n] = w2, w3
-        total += _lane_sum(w0 - x[k], w1 - x[k + 1], w2 - x[k + 2], w3 - x[k + 3])
+        total += _lane_sum(w0 - x0, w1 - x1, w2 - x2, w3 - x3)
     return total
 
 
