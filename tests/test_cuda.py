@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import traceback
+import types
 from pathlib import Path
 
 import naive
@@ -310,6 +311,41 @@ def test_cuda_without_a_device_says_what_to_install():
     )
     assert "needs a CUDA device" in out
     assert "gpusom[cuda12]" in out
+
+
+@pytest.mark.parametrize(
+    ("blocks_needed", "configured", "expected"), [(50, None, 10), (50, 4, 4), (3, None, 3)]
+)
+def test_persistent_grid_fits_the_cooperative_limit(
+    monkeypatch, blocks_needed, configured, expected
+):
+    """The persistent launch never exceeds what the device runs at once (its barrier would hang).
+
+    A stand-in kernel plays the device, whose limit here is 1000 threads; the simulator always
+    launches one block, so this is the only place the sizing runs without a GPU.
+    """
+    from gpusom import cuda as cuda_backend
+
+    launches = []
+
+    class Kernel:
+        def typeof_pyval(self, value):
+            return type(value).__name__
+
+        def compile(self, argtypes):
+            assert argtypes == ("int", "float")
+            return types.SimpleNamespace(
+                max_cooperative_grid_blocks=lambda threads: 1000 // threads
+            )
+
+        def __getitem__(self, launch):
+            return lambda *args: launches.append((launch, args))
+
+    monkeypatch.setattr(cuda_backend, "SIMULATOR", False)
+    monkeypatch.setattr(cuda_backend.kernels, "train_persistent", Kernel())
+    monkeypatch.setattr(cuda_backend.config, "PERSISTENT_BLOCKS", configured)
+    cuda_backend._persistent((7, 0.5), 100, blocks_needed)
+    assert launches == [((expected, 100), (7, 0.5))]
 
 
 @needs_cuda

@@ -162,8 +162,10 @@ def _persistent(args, threads, blocks_needed):
         # The simulator runs blocks one after another: grid.sync() is right with one block only.
         kernels.train_persistent[1, threads](*args)
         return
-    kernel = kernels.train_persistent.specialize(*args)
-    compiled = next(iter(kernel.overloads.values()))
+    kernel = kernels.train_persistent
+    # compile() goes through numba's disk cache (a specialize()d copy would not) and returns
+    # the kernel that the launch below then finds in memory.
+    compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
     blocks = min(blocks, compiled.max_cooperative_grid_blocks(threads))
     kernel[blocks, threads](*args)
 
