@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from backends import train_with
 from conftest import TOLERANCES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numba.core import config as numba_config
 from numba.core import types as numba_types
 from numba.np import numpy_support
@@ -125,6 +127,51 @@ def test_training_matches_cpu_and_oracle(gpu, monkeypatch, rng, case):
     np.testing.assert_array_equal(bmus, oracle_bmus)
     np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
     np.testing.assert_allclose(got, oracle, **TOLERANCES[dtype])
+
+
+@needs_cuda
+@given(
+    rows=st.integers(1, 5),
+    cols=st.integers(1, 6),
+    dim=st.integers(1, 10),
+    is_torus=st.booleans(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    driver=st.sampled_from(["per_step", "persistent"]),
+    neighborhood=st.sampled_from(["gaussian", "bubble"]),
+    sigma=st.floats(0.3, 8.0),
+    truncate=st.floats(0.5, 3.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(
+    max_examples=20,
+    deadline=None,
+    # The fixture only switches the backend's launch settings, the same for every example.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+def test_cuda_training_agrees_with_the_cpu(
+    gpu, rows, cols, dim, is_torus, dtype, driver, neighborhood, sigma, truncate, seed
+):
+    """Any small map, window and dtype: the same BMU of every step, codebooks within tolerance."""
+    rng = np.random.default_rng(seed)
+    steps = 6
+    data = rng.random((12, dim)).astype(dtype)
+    args = (
+        rng.integers(0, len(data), steps),
+        exponential_decay(sigma, 0.3, np.arange(steps), steps),
+        exponential_decay(0.5, 0.05, np.arange(steps), steps),
+        rows,
+        cols,
+        is_torus,
+        neighborhood,
+        truncate,
+    )
+    codebook = rng.random((rows * cols, dim)).astype(dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gpu.config, "DRIVER", driver)
+        got, bmus = train_with(gpu, codebook, data, *args)
+    expected, expected_bmus = train_with(cpu, codebook, data, *args)
+    np.testing.assert_array_equal(bmus, expected_bmus)
+    np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
 
 
 @needs_cuda
