@@ -42,7 +42,6 @@ def find_ptxas(given):
     candidates = [given, shutil.which("ptxas"), "/usr/local/cuda/bin/ptxas"]
     for root in sys.path:
         candidates += glob.glob(os.path.join(root, "nvidia", "*", "bin", "ptxas"))
-        candidates += glob.glob(os.path.join(root, "nvidia", "cu*", "bin", "ptxas"))
     for path in candidates:
         if path and os.path.isfile(path):
             return path

@@ -103,23 +103,27 @@ CASES = {
 }
 
 
+def random_run(rng, rows, cols, dim, dtype, steps, n_samples, sigma, sigma_end):
+    """Random codebook and data, and the leading arguments of ``train_with`` for a short run."""
+    data = rng.random((n_samples, dim)).astype(dtype)
+    codebook = rng.random((rows * cols, dim)).astype(dtype)
+    args = (
+        rng.integers(0, len(data), steps),
+        exponential_decay(sigma, sigma_end, np.arange(steps), steps),
+        exponential_decay(0.5, 0.05, np.arange(steps), steps),
+        rows,
+        cols,
+    )
+    return codebook, data, args
+
+
 @needs_cuda
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_training_matches_cpu_and_oracle(gpu, monkeypatch, rng, case):
     driver, rows, cols, dim, is_torus, dtype, sigma, neighborhood = CASES[case]
     monkeypatch.setattr(gpu.config, "DRIVER", driver)
-    steps = 16
-    data = rng.random((30, dim)).astype(dtype)
-    codebook = rng.random((rows * cols, dim)).astype(dtype)
-    args = (
-        rng.integers(0, len(data), steps),
-        exponential_decay(sigma, 0.5, np.arange(steps), steps),
-        exponential_decay(0.5, 0.05, np.arange(steps), steps),
-        rows,
-        cols,
-        is_torus,
-        neighborhood,
-    )
+    codebook, data, args = random_run(rng, rows, cols, dim, dtype, 16, 30, sigma, 0.5)
+    args = (*args, is_torus, neighborhood)
     got, bmus = train_with(gpu, codebook, data, *args)
     expected, expected_bmus = train_with(cpu, codebook, data, *args)
     oracle, oracle_bmus = naive.online_som(codebook, data, *args)
@@ -153,19 +157,8 @@ def test_cuda_training_agrees_with_the_cpu(
 ):
     """Any small map, window and dtype: the same BMU of every step, codebooks within tolerance."""
     rng = np.random.default_rng(seed)
-    steps = 6
-    data = rng.random((12, dim)).astype(dtype)
-    args = (
-        rng.integers(0, len(data), steps),
-        exponential_decay(sigma, 0.3, np.arange(steps), steps),
-        exponential_decay(0.5, 0.05, np.arange(steps), steps),
-        rows,
-        cols,
-        is_torus,
-        neighborhood,
-        truncate,
-    )
-    codebook = rng.random((rows * cols, dim)).astype(dtype)
+    codebook, data, args = random_run(rng, rows, cols, dim, dtype, 6, 12, sigma, 0.3)
+    args = (*args, is_torus, neighborhood, truncate)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gpu.config, "DRIVER", driver)
         got, bmus = train_with(gpu, codebook, data, *args)

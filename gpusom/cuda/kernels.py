@@ -143,18 +143,17 @@ def _measure(codebook, data, n, sample):
     """
     total = codebook.dtype.type(0)
     width = codebook.shape[0]
+    x = data[sample]
     k = 0
     while k + 2 * LANES <= width:
         w0, w1 = codebook[k, n], codebook[k + 1, n]
         w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
         w4, w5 = codebook[k + 4, n], codebook[k + 5, n]
         w6, w7 = codebook[k + 6, n], codebook[k + 7, n]
-        x = data[sample]
         total += _lane_sum(w0 - x[k], w1 - x[k + 1], w2 - x[k + 2], w3 - x[k + 3])
         total += _lane_sum(w4 - x[k + 4], w5 - x[k + 5], w6 - x[k + 6], w7 - x[k + 7])
         k += 2 * LANES
     if k < width:
-        x = data[sample]
         total += _lane_sum(
             codebook[k, n] - x[k],
             codebook[k + 1, n] - x[k + 1],
