@@ -5,6 +5,8 @@ Run on a machine with an NVIDIA GPU, from the repository root (``ci/gpu-check.sh
     python benchmarks/gpu_bench.py                    # both workloads, 100,000 steps on the big map
     python benchmarks/gpu_bench.py --steps 20000 --out table.md
     python benchmarks/gpu_bench.py --sanitize         # tiny training for compute-sanitizer
+    python benchmarks/gpu_bench.py --crossover        # CPU against GPU over map sizes
+    python benchmarks/gpu_bench.py --first-call       # seconds of the first tiny trainings
 
 Workloads (gpusom's default schedules, float32, seed 0):
 
@@ -122,6 +124,44 @@ def bench(args):
     print(table)
 
 
+#: (rows, cols, dim) of the crossover table: where the GPU starts to beat the CPU.
+CROSSOVER_SHAPES = [
+    (r, c, d)
+    for d in (3, 64)
+    for r, c in ((10, 10), (20, 20), (30, 30), (50, 50), (70, 70), (100, 100), (200, 200))
+]
+#: Fewest and most steps of a crossover row (about 0.3 s of CPU work in between).
+CROSSOVER_STEPS = (200, 20_000)
+
+
+def crossover(args):
+    """Per-step times of the CPU and the persistent CUDA driver over map sizes."""
+    gpu = _backend.resolve("cuda")
+    gpu.config.DRIVER = "persistent"
+    gpu.config.THREADS_PER_BLOCK = 256
+    header = ("rows x cols x dim", "steps", "cpu us/step", "cuda us/step", "cpu / cuda")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    for rows, cols, dim in CROSSOVER_SHAPES:
+        data = np.random.default_rng(0).random((2_000, dim), dtype=np.float32)
+        steps = int(np.clip(3e7 / (rows * cols * dim), *CROSSOVER_STEPS))
+        cpu = per_step_us("cpu", data, (rows, cols), steps)
+        gpu_us = per_step_us("cuda", data, (rows, cols), steps)
+        row = (f"{rows}x{cols}x{dim}", f"{steps:,}", f"{cpu:,.1f}", f"{gpu_us:,.1f}")
+        lines.append("| " + " | ".join(row) + f" | {cpu / gpu_us:.2f} |")
+        print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    print(table)
+
+
+def first_call():
+    """Seconds of this process's first tiny CPU and CUDA trainings (compiling or cache loads)."""
+    data = np.random.default_rng(0).random((30, 5), dtype=np.float32)
+    for backend in ("cpu", "cuda"):
+        print(f"first call {backend}: {train_seconds(backend, data, (9, 10), 40):.2f} s")
+
+
 def sanitize():
     """A tiny training with every kernel variant, for compute-sanitizer's memcheck/racecheck."""
     gpu = _backend.resolve("cuda")
@@ -145,9 +185,15 @@ def main(argv=None):
     parser.add_argument("--cpu-steps", type=int, default=200, help="CPU steps timed on the big map")
     parser.add_argument("--out", help="also write the markdown table to this file")
     parser.add_argument("--sanitize", action="store_true", help="tiny run for compute-sanitizer")
+    parser.add_argument("--crossover", action="store_true", help="CPU against GPU by map size")
+    parser.add_argument("--first-call", action="store_true", help="time the first trainings")
     args = parser.parse_args(argv)
     if args.sanitize:
         sanitize()
+    elif args.crossover:
+        crossover(args)
+    elif args.first_call:
+        first_call()
     else:
         bench(args)
 

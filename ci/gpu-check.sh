@@ -7,7 +7,9 @@
 #   1. the test suite on the device (GPUSOM_TEST_CUDASIM=0: no simulator),
 #   2. a tiny training under compute-sanitizer, memcheck and racecheck,
 #   3. registers and resident threads of the kernels (benchmarks/kernel_resources.py),
-#   4. GPU against CPU per-step times (benchmarks/gpu_bench.py), next to the bandwidth floor.
+#   4. GPU against CPU per-step times (benchmarks/gpu_bench.py), next to the bandwidth floor,
+#   5. the first call's seconds with an empty and a warm kernel cache, and CPU against GPU
+#      per-step times over map sizes (where backend="auto" should switch).
 #
 # Usage: ci/gpu-check.sh [--steps N] [--out FILE]
 #   --steps N   steps on the 1000x1000x64 map (default 100000)
@@ -26,16 +28,16 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --steps) STEPS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 
-LOGS=$(mktemp -d)
+LOGS=${GPUSOM_CHECK_LOGS:-$(mktemp -d)}
 SUMMARY=()
 FAILED=0
 
-# Time limits per stage (180 + 2 x 70 + 20 + 130 s) keep the whole script under 8 minutes.
+# Time limits per stage (40 + 180 + 2 x 70 + 20 + 130 + 60 s) keep the script under 10 minutes.
 # stage NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NAME.log, record the outcome.
 stage() {
     local name=$1 limit=$2 start status
@@ -56,6 +58,12 @@ echo "== $(nvidia-smi -L 2>/dev/null | head -n 1)"
 "$PYTHON" -c 'import sys, numpy, numba; from numba import cuda
 print("python", sys.version.split()[0], "numpy", numpy.__version__, "numba", numba.__version__,
       "numba.cuda", cuda.implementation, cuda.get_current_device().compute_capability)'
+
+# The first call in a fresh process: compiling into an empty cache, then loading from it.
+CACHE=$(mktemp -d)
+stage first-call 40 env NUMBA_CACHE_DIR="$CACHE" "$PYTHON" benchmarks/gpu_bench.py --first-call
+stage warm-call 20 env NUMBA_CACHE_DIR="$CACHE" "$PYTHON" benchmarks/gpu_bench.py --first-call
+cat "$LOGS/first-call.log" "$LOGS/warm-call.log"
 
 # The test suite on the device; the simulator tests then run on real hardware. The lint gate
 # needs ruff, which a GPU image may lack; it checks no GPU behaviour.
@@ -94,6 +102,8 @@ if [ -n "$OUT" ] && [ -f "$LOGS/table.md" ]; then
     cp "$LOGS/table.md" "$OUT"
 fi
 
+stage crossover 60 "$PYTHON" benchmarks/gpu_bench.py --crossover --out "$LOGS/crossover.md"
+
 echo
 echo "== summary (logs in $LOGS)"
 printf '%s\n' "${SUMMARY[@]}"
@@ -103,4 +113,6 @@ if [ -f "$LOGS/table.md" ]; then
 else
     echo "no benchmark table (see $LOGS/benchmark.log)"
 fi
+echo
+[ -f "$LOGS/crossover.md" ] && cat "$LOGS/crossover.md"
 exit "$FAILED"

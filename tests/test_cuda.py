@@ -389,6 +389,25 @@ def test_persistent_grid_fits_the_cooperative_limit(
 
 
 @needs_cuda
+def test_gpu_crossover_table(gpu, monkeypatch, tmp_path):
+    """The crossover stage of ci/gpu-check.sh writes one row per map shape, on tiny maps."""
+    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks/gpu_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(gpu.config, "DRIVER", gpu.config.DRIVER)  # the script sets both
+    monkeypatch.setattr(gpu.config, "THREADS_PER_BLOCK", 32)
+    monkeypatch.setattr(bench, "CROSSOVER_SHAPES", [(2, 3, 3), (3, 2, 4)])
+    monkeypatch.setattr(bench, "CROSSOVER_STEPS", (3, 3))
+    out = tmp_path / "crossover.md"
+    bench.main(["--crossover", "--out", str(out)])
+    rows = [line.split(" | ") for line in out.read_text().splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("| 2x3x3", "3"), ("| 3x2x4", "3")]
+    for row in rows:
+        cpu, cuda, ratio = (float(v.strip(" |").replace(",", "")) for v in row[2:])
+        assert ratio == pytest.approx(cpu / cuda, rel=0.01, abs=0.01)
+
+
+@needs_cuda
 def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
     """``benchmarks/gpu_bench.py`` (the last stage of ci/gpu-check.sh) end to end, on tiny maps.
 
