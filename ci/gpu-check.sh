@@ -37,7 +37,7 @@ LOGS=${GPUSOM_CHECK_LOGS:-$(mktemp -d)}
 SUMMARY=()
 FAILED=0
 
-# Time limits per stage (40 + 180 + 2 x 70 + 20 + 130 + 60 s) keep the script under 10 minutes.
+# Time limits per stage (40 + 20 + 150 + 2 x 45 + 20 + 100 + 60 s) keep the script under 8 minutes.
 # stage NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NAME.log, record the outcome.
 stage() {
     local name=$1 limit=$2 start status
@@ -69,7 +69,7 @@ cat "$LOGS/first-call.log" "$LOGS/warm-call.log"
 # needs ruff, which a GPU image may lack; it checks no GPU behaviour.
 LINT=()
 "$PYTHON" -c 'import ruff' 2>/dev/null || LINT=(--deselect tests/test_hygiene.py::test_ruff_is_clean)
-stage tests 180 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider ${LINT[@]+"${LINT[@]}"} tests
+stage tests 150 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider ${LINT[@]+"${LINT[@]}"} tests
 tail -n 3 "$LOGS/tests.log"
 
 # compute-sanitizer: given, on PATH, in a CUDA toolkit, or from the nvidia-cuda-sanitizer-api wheel.
@@ -84,7 +84,7 @@ for candidate in /usr/local/cuda/bin/compute-sanitizer \
 done
 if [ -n "$SANITIZER" ]; then
     for tool in memcheck racecheck; do
-        stage "$tool" 70 "$SANITIZER" --tool "$tool" --error-exitcode 1 \
+        stage "$tool" 45 "$SANITIZER" --tool "$tool" --error-exitcode 1 \
             "$PYTHON" benchmarks/gpu_bench.py --sanitize
         grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOGS/$tool.log" || true
     done
@@ -97,7 +97,7 @@ CC=$("$PYTHON" -c 'from numba import cuda; print("%d.%d" % cuda.get_current_devi
 stage resources 20 "$PYTHON" benchmarks/kernel_resources.py --cc "$CC"
 grep -E "^\| train" "$LOGS/resources.log" || true
 
-stage benchmark 130 "$PYTHON" benchmarks/gpu_bench.py --steps "$STEPS" --out "$LOGS/table.md"
+stage benchmark 100 "$PYTHON" benchmarks/gpu_bench.py --steps "$STEPS" --out "$LOGS/table.md"
 if [ -n "$OUT" ] && [ -f "$LOGS/table.md" ]; then
     cp "$LOGS/table.md" "$OUT"
 fi
