@@ -51,15 +51,15 @@ def find_ptxas(given):
 def signatures(nt):
     """(dtype name, kernel name, argument types) of every training kernel variant."""
     variants = [
-        ("float32", nt.float32, (nt.none, nt.none)),
-        ("float64", nt.float64, (nt.float64[:, ::1], nt.int64[:, ::1])),
+        ("float32", nt.float32, "_packed", ()),
+        ("float64", nt.float64, "", (nt.float64[:, ::1], nt.int64[:, ::1])),
     ]
-    for dtype_name, dtype, partials in variants:
+    for dtype_name, dtype, suffix, partials in variants:
         matrix = nt.Array(dtype, 2, "C")
         common = (matrix, matrix, nt.int64[::1], nt.float64[::1], nt.float64[::1], nt.int64)
         common += (nt.int64, nt.boolean, nt.int64, nt.float64, nt.int64[::1], *partials)
-        yield dtype_name, "train_persistent", common
-        yield dtype_name, "train_phase", (*common, nt.int64)
+        yield dtype_name, "train_persistent" + suffix, common
+        yield dtype_name, "train_phase" + suffix, (*common, nt.int64)
 
 
 def main(argv=None):

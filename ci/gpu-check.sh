@@ -11,8 +11,9 @@
 #   5. the first call's seconds with an empty and a warm kernel cache, and CPU against GPU
 #      per-step times over map sizes (where backend="auto" should switch).
 #
-# Usage: ci/gpu-check.sh [--steps N] [--out FILE]
+# Usage: ci/gpu-check.sh [--steps N] [--tests PATH] [--out FILE]
 #   --steps N   steps on the 1000x1000x64 map (default 100000)
+#   --tests PATH  the tests to run (default tests: the whole suite)
 #   --out FILE  also write the benchmark table (markdown) to FILE
 # Environment: PYTHON (default python3), COMPUTE_SANITIZER (path of compute-sanitizer).
 # Exit status: non-zero when a stage failed. The last thing printed is the benchmark table.
@@ -23,12 +24,14 @@ PYTHON=${PYTHON:-python3}
 # This checkout's gpusom, also for the tests' subprocesses, installed or not.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 STEPS=100000
+TESTS=tests
 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --steps) STEPS=$2; shift 2 ;;
+        --tests) TESTS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -69,7 +72,7 @@ cat "$LOGS/first-call.log" "$LOGS/warm-call.log"
 # needs ruff, which a GPU image may lack; it checks no GPU behaviour.
 LINT=()
 "$PYTHON" -c 'import ruff' 2>/dev/null || LINT=(--deselect tests/test_hygiene.py::test_ruff_is_clean)
-stage tests 150 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider ${LINT[@]+"${LINT[@]}"} tests
+stage tests 150 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider ${LINT[@]+"${LINT[@]}"} "$TESTS"
 tail -n 3 "$LOGS/tests.log"
 
 # compute-sanitizer: given, on PATH, in a CUDA toolkit, or from the nvidia-cuda-sanitizer-api wheel.

@@ -384,7 +384,7 @@ def test_persistent_grid_fits_the_cooperative_limit(
     monkeypatch.setattr(cuda_backend, "SIMULATOR", False)
     monkeypatch.setattr(cuda_backend.kernels, "train_persistent", Kernel())
     monkeypatch.setattr(cuda_backend.config, "PERSISTENT_BLOCKS", configured)
-    cuda_backend._persistent((7, 0.5), 100, blocks_needed)
+    cuda_backend._persistent((7, 0.5), False, 100, blocks_needed)
     assert launches == [((expected, 100), (7, 0.5))]
 
 

@@ -73,12 +73,11 @@ def train_online(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neigh
     record = cuda.to_device(np.full(n_steps, kernels.NO_INDEX, dtype=np.int64))
     # float32 BMUs meet in packed keys (one atomic per block), float64 in per-block pairs.
     packed = codebook.dtype == np.float32 and codebook.shape[1] <= PACKED_MAX_CELLS
-    if packed:
-        partials = (None, None)
-    else:
-        partials = tuple(
-            cuda.device_array((2, blocks_needed), dtype=t) for t in (np.float64, np.int64)
-        )
+    partials = (
+        ()
+        if packed
+        else tuple(cuda.device_array((2, blocks_needed), dtype=t) for t in (np.float64, np.int64))
+    )
     args = (
         codebook,
         data,
@@ -93,7 +92,7 @@ def train_online(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neigh
         record,
         *partials,
     )
-    driver(args, threads, blocks_needed)
+    driver(args, packed, threads, blocks_needed)
     found = record.copy_to_host()
     return found & kernels.INDEX_MASK if packed else found
 
@@ -148,21 +147,22 @@ def _threads_per_block():
     return threads
 
 
-def _per_step(args, threads, blocks_needed):
+def _per_step(args, packed, threads, blocks_needed):
     """One launch per phase; the kernel boundary orders the phases."""
-    launch = kernels.train_phase[min(blocks_needed, config.MAX_BLOCKS), threads]
+    kernel = kernels.train_phase_packed if packed else kernels.train_phase
+    launch = kernel[min(blocks_needed, config.MAX_BLOCKS), threads]
     for t in range(args[2].size + 1):
         launch(*args, t)
 
 
-def _persistent(args, threads, blocks_needed):
+def _persistent(args, packed, threads, blocks_needed):
     """All phases in one cooperative launch, sized to what the device runs at once."""
     blocks = min(blocks_needed, config.PERSISTENT_BLOCKS or blocks_needed)
+    kernel = kernels.train_persistent_packed if packed else kernels.train_persistent
     if SIMULATOR:
         # The simulator runs blocks one after another: grid.sync() is right with one block only.
-        kernels.train_persistent[1, threads](*args)
+        kernel[1, threads](*args)
         return
-    kernel = kernels.train_persistent
     # compile() goes through numba's disk cache (a specialize()d copy would not) and returns
     # the kernel that the launch below then finds in memory.
     compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))

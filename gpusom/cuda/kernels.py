@@ -25,9 +25,10 @@ Global BMU stage: float32 distances are non-negative, so their bit patterns orde
 and ``key = bits << 32 | index`` orders by distance, then by index (DESIGN.md section 6): one
 64-bit ``atomic.min`` per block and step gives the lowest-index BMU. A float64 distance fills a
 key on its own, so float64 takes two stages: each block writes its best (distance, index) pair,
-and after the barrier every block reduces those pairs itself. The kernels tell the two apart by
-``part_d is None`` (float32 passes no pair arrays): numba prunes that branch when compiling, so
-each variant carries only its own code (fewer registers, more resident threads).
+and after the barrier every block reduces those pairs itself. The device functions tell the
+two apart by ``part_d is None`` (the ``*_packed`` kernels pass None): numba prunes that branch
+when compiling, so each variant carries only its own code (fewer registers, more resident
+threads).
 
 Block reductions use shared memory only (no warp shuffles), which numba's simulator can run.
 Kernels are compiled without fastmath: its flush-to-zero and approximate division would change
@@ -282,99 +283,97 @@ def _phase(
         _publish(best_key, best_d, best_i, record, part_d, part_i, t, shared_d, shared_i)
 
 
-@cuda.jit(cache=True)
-def train_phase(
-    codebook,
-    data,
-    order,
-    sigmas,
-    lrs,
-    rows,
-    cols,
-    is_torus,
-    neighborhood,
-    truncate,
-    record,
-    part_d,
-    part_i,
-    t,
-):
-    """One phase per launch: the per-step reference driver launches phases 0 to ``order.size``.
-
-    ``codebook`` ``(padded_dim, n_cells)`` and ``data`` ``(n_samples, padded_dim)`` in one
-    dtype; ``order`` int64, ``sigmas`` and ``lrs`` float64 per step. float32: ``part_d`` and
-    ``part_i`` are None and ``record`` (int64 per step, starting at ``NO_INDEX``) collects packed
-    keys. float64: ``part_d``/``part_i`` ``(2, >= blocks)`` hold the block results and ``record``
-    receives the BMU indices.
-    """
+@cuda.jit(device=True)
+def _one_phase(
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+    part_d, part_i, t,
+):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     _phase(
-        codebook,
-        data,
-        order,
-        sigmas,
-        lrs,
-        rows,
-        cols,
-        is_torus,
-        neighborhood,
-        truncate,
-        record,
-        part_d,
-        part_i,
-        t,
-        shared_d,
-        shared_i,
-    )
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+        part_d, part_i, t, shared_d, shared_i,
+    )  # fmt: skip
 
 
-@cuda.jit(cache=True)
-def train_persistent(
-    codebook,
-    data,
-    order,
-    sigmas,
-    lrs,
-    rows,
-    cols,
-    is_torus,
-    neighborhood,
-    truncate,
-    record,
-    part_d,
-    part_i,
-):
-    """All phases of a slice in one cooperative launch, ``grid.sync()`` between phases.
-
-    Arguments as :func:`train_phase` without ``t``. The grid must not exceed the device's
-    cooperative limit (every block resident at once), or the barrier deadlocks.
-    """
+@cuda.jit(device=True)
+def _all_phases(
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+    part_d, part_i,
+):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     grid = cuda.cg.this_grid()
     n_steps = order.size
     for t in range(n_steps + 1):
         _phase(
-            codebook,
-            data,
-            order,
-            sigmas,
-            lrs,
-            rows,
-            cols,
-            is_torus,
-            neighborhood,
-            truncate,
-            record,
-            part_d,
-            part_i,
-            t,
-            shared_d,
-            shared_i,
-        )
+            codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+            record, part_d, part_i, t, shared_d, shared_i,
+        )  # fmt: skip
         if t < n_steps:
             grid.sync()
+
+
+# The entry points. A kernel launch cannot pass None (numba-cuda 0.30 rejects it on a device;
+# only the simulator accepts it), so the packed float32 kernels take no pair arrays and hand
+# None to the shared device functions themselves, which numba then compiles without that branch.
+
+
+@cuda.jit(cache=True)
+def train_phase(
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+    part_d, part_i, t,
+):  # fmt: skip
+    """One phase per launch: the per-step reference driver launches phases 0 to ``order.size``.
+
+    ``codebook`` ``(padded_dim, n_cells)`` and ``data`` ``(n_samples, padded_dim)`` in one
+    dtype; ``order`` int64, ``sigmas`` and ``lrs`` float64 per step. ``part_d``/``part_i``
+    ``(2, >= blocks)`` hold the block results and ``record`` (int64 per step) receives the BMU
+    indices. For float32, :func:`train_phase_packed` is the faster variant.
+    """
+    _one_phase(
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+        part_d, part_i, t,
+    )  # fmt: skip
+
+
+@cuda.jit(cache=True)
+def train_phase_packed(
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record, t
+):
+    """:func:`train_phase` for float32: ``record`` (starting at ``NO_INDEX``) collects packed
+    keys through one 64-bit ``atomic.min`` per block; no pair arrays."""
+    _one_phase(
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+        None, None, t,
+    )  # fmt: skip
+
+
+@cuda.jit(cache=True)
+def train_persistent(
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+    part_d, part_i,
+):  # fmt: skip
+    """All phases of a slice in one cooperative launch, ``grid.sync()`` between phases.
+
+    Arguments as :func:`train_phase` without ``t``. The grid must not exceed the device's
+    cooperative limit (every block resident at once), or the barrier deadlocks.
+    """
+    _all_phases(
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+        part_d, part_i,
+    )  # fmt: skip
+
+
+@cuda.jit(cache=True)
+def train_persistent_packed(
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record
+):
+    """:func:`train_persistent` for float32, with packed keys as :func:`train_phase_packed`."""
+    _all_phases(
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
+        None, None,
+    )  # fmt: skip
 
 
 @cuda.jit(cache=True)
