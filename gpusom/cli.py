@@ -2,10 +2,10 @@
 
 ``gpusom train DATA --size ROWSxCOLS [--torus] [--iterations N] [--normalize] [--backend B]
 [--seed S] --out MODEL``, ``gpusom project MODEL DATA --out OUT.csv``, ``gpusom plot MODEL --out
-DIR [--data DATA [--labels COLUMN]]`` and ``gpusom demo --out DIR``. DATA is a ``.csv`` file
-(a first row that is not all numbers is a header of column names) or a 2-D ``.npy`` array.
-Every mistake in the input (unreadable or malformed files, non-numeric columns, missing values,
-bad sizes) ends with one line on stderr and exit status 2, never a traceback.
+DIR [--data DATA [--labels COLUMN]]``, ``gpusom demo --out DIR`` and ``gpusom --version``. DATA
+is a ``.csv`` file (a first row that is not all numbers is a header of column names) or a 2-D
+``.npy`` array. Every mistake in the input (unreadable or malformed files, non-numeric columns,
+missing values, bad sizes) ends with one line on stderr and exit status 2, never a traceback.
 """
 
 import argparse
@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from . import __version__
 from ._backend import BACKENDS, BackendUnavailableError
 
 EXIT_ERROR = 2
@@ -225,6 +226,7 @@ def _demo(args):
 def build_parser():
     """The ``gpusom`` argument parser."""
     parser = _Parser(prog="gpusom", description="Self-organizing maps on the CPU or a GPU.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a map on DATA and save the model")
@@ -285,6 +287,8 @@ def main(argv=None):
 
             matplotlib.use("Agg")  # pictures go to files only
         args.run(args)
+    except SystemExit as exc:  # only --help and --version exit: they printed, their status is 0
+        return exc.code
     except KeyboardInterrupt as exc:
         print(f"gpusom: {exc or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -198,3 +198,10 @@ def test_bad_inputs_give_one_line_and_status_2(case, tmp_path, files, capsys, mo
     assert err.count("\n") == 1 and err.startswith("gpusom") and "Traceback" not in err
     assert words in err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_version_prints_the_package_version(capsys):
+    import gpusom
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"gpusom {gpusom.__version__}\n"
