@@ -2,8 +2,8 @@
 
 Run ``python examples/colors.py --out DIR`` (default ``examples/out``), or ``gpusom demo --out
 DIR``; both run :func:`gpusom.demo.run`, which writes ``lattice.png`` (the codebook as colours),
-``u_matrix.png``, ``projection.png`` (eight named colours on the map) and ``activations.png``
-(how blue lights the map, plain and with exponent 8).
+``u_matrix.png``, ``projection.png`` (eight named colours where they land on the map) and
+``activations.png`` (how blue lights the map, plain and with exponent 8, with colour bars).
 """
 
 import argparse

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gpusom import *  # noqa: F403 - the walk-through's own import line
+from gpusom import demo
 
 COLORS = np.array(
     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0],
@@ -102,3 +103,66 @@ def test_example_script_writes_its_pictures(tmp_path, monkeypatch, capsys):
     picture = plt.imread(tmp_path / "lattice.png")
     assert picture.ndim == 3 and picture.shape[0] > 100
     assert "SOM training took:" in capsys.readouterr().out
+
+
+def _inside(inner, outer):
+    return (
+        outer.x0 - 0.5 <= inner.x0
+        and inner.x1 <= outer.x1 + 0.5
+        and outer.y0 - 0.5 <= inner.y0
+        and inner.y1 <= outer.y1 + 0.5
+    )
+
+
+def test_demo_projection_names_lie_inside_the_axes(trained):
+    _, lattice = trained
+    closest = lattice_closest_vectors(COLORS, lattice, verbose=False)  # noqa: F405
+    walkthrough = project_on_lattice(COLORS, lattice, COLOR_LABELS, verbose=False)  # noqa: F405
+    corners = {cell: [] for cell in walkthrough}
+    corners.update(
+        {(0, 0): ["red"], (0, 99): ["blue"], (49, 0): ["green"], (49, 99): ["white", "black"]}
+    )
+    for projection in (walkthrough, corners):
+        fig = demo.projection_figure(projection, closest, (50, 100))
+        ax = fig.axes[0]
+        fig.draw_without_rendering()
+        box = ax.get_window_extent()
+        names = {text.get_text(): text for text in ax.texts}
+        expected = {", ".join(labels) for labels in projection.values() if labels}
+        assert set(names) == expected
+        for text in names.values():
+            assert _inside(text.get_bbox_patch().get_window_extent(), box), text.get_text()
+        assert not ax.title.get_window_extent().overlaps(box)  # the title sits above the axes
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("column", "row")
+        assert ax.images[0].get_array().shape == (50, 100, 3)
+
+
+def test_demo_activations_have_colour_bars_and_axis_labels(trained):
+    _, lattice = trained
+    fig = demo.activations_figure(lattice, "blue")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [
+        "activations of blue, exponent 1",
+        "activations of blue, exponent 8",
+    ]
+    for ax in panels:
+        image = ax.images[0]
+        assert image.colorbar is not None and image.colorbar.ax in fig.axes
+        assert image.colorbar.ax.get_ylabel() == "activation"
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("column", "row")
+        assert image.get_clim() == (0.0, 1.0)
+    plain, sharp = (ax.images[0].get_array() for ax in panels)
+    blue = lattice_activations(COLORS[2:3], lattice, verbose=False)[0]  # noqa: F405
+    np.testing.assert_allclose(plain, blue)
+    assert sharp.mean() < plain.mean()
+
+
+def test_demo_closes_only_its_own_figures(tmp_path):
+    caller = plt.figure()
+    before = plt.get_fignums()
+    demo.run(tmp_path, iterations=2000, verbose=False)
+    assert plt.get_fignums() == before and plt.fignum_exists(caller.number)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["activations.png", "lattice.png", "projection.png", "u_matrix.png"]
+    for name in names:
+        assert plt.imread(tmp_path / name).ndim == 3
