@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from gpusom import SOM, _backend  # noqa: E402
+from gpusom._errors import BackendUnavailableError  # noqa: E402
 
 #: ``steps`` None: ``--steps``; ``cpu_steps``: the CPU row runs ``--cpu-steps`` steps instead.
 WORKLOADS = {
@@ -86,7 +87,7 @@ def copy_bandwidth(cuda, n_bytes=COPY_BYTES, repeat=5):
 
 
 def bench(args):
-    gpu = _backend.resolve("cuda")
+    gpu = _backend.cuda_engine()
     from numba import cuda
 
     # numba's simulator (the benchmark's own test) has a device without a name.
@@ -136,7 +137,7 @@ CROSSOVER_STEPS = (200, 20_000)
 
 def crossover(args):
     """Per-step times of the CPU and the persistent CUDA driver over map sizes."""
-    gpu = _backend.resolve("cuda")
+    gpu = _backend.cuda_engine()
     gpu.config.DRIVER = "persistent"
     gpu.config.THREADS_PER_BLOCK = 256
     header = ("rows x cols x dim", "steps", "cpu us/step", "cuda us/step", "cpu / cuda")
@@ -164,7 +165,7 @@ def first_call():
 
 def sanitize():
     """A tiny training with every kernel variant, for compute-sanitizer's memcheck/racecheck."""
-    gpu = _backend.resolve("cuda")
+    gpu = _backend.cuda_engine()
     gpu.config.THREADS_PER_BLOCK = 64  # a 9x10 map then spans two blocks
     data = np.random.default_rng(0).random((30, 5))
     for dtype in ("float32", "float64"):
@@ -173,7 +174,7 @@ def sanitize():
             train_seconds("cuda", data, (9, 10), 40, dtype)
     try:
         index = gpu.find_bmus(data, data[:7], 2)[0]
-    except _backend.BackendUnavailableError as error:  # no cupy: training only
+    except BackendUnavailableError as error:  # no cupy: training only
         print("find_bmus skipped:", error)
         return
     print("ok", gpu.to_numpy(index)[:3, 0])

@@ -1,25 +1,117 @@
-"""Backend choice: the one place that decides where training runs.
+"""The engine choice: the one place that decides where computations run.
 
-The CUDA module is imported lazily, so ``import gpusom`` on a laptop imports neither cupy nor
-numba's CUDA target.
+Training asks :func:`training_engine` (from the ``backend`` setting, the size of the map and
+where the data lives); analysis asks :func:`array_engine` (from where the arrays live). Both hand
+back an engine (``gpusom._engine.Engine``) and nothing else in gpusom branches on the device.
+The CUDA engine is imported lazily, so ``import gpusom`` on a laptop imports neither cupy nor
+numba's CUDA target, and it is probed once per process before first use: compile and run one
+tiny step (``gpusom.cuda.probe``).
 """
 
+import functools
 import importlib
 import os
+import warnings
 
-import numpy as np
+from ._errors import GPU_INSTALL_HINT, BackendUnavailableError, GPUFallbackWarning
 
 BACKENDS = ("auto", "cpu", "cuda")
 ENV_VAR = "GPUSOM_BACKEND"
 
-GPU_INSTALL_HINT = (
-    "install the GPU extra that matches your CUDA driver, e.g. pip install 'gpusom[cuda12]' or "
-    "'gpusom[cuda13]', on a machine with an NVIDIA GPU"
-)
+#: Under ``backend="auto"``, maps with fewer codebook elements (``n_cells * dim``) than this
+#: train on the CPU: below it the GPU's step (about 6 us of barrier and phase latency) loses to
+#: one CPU core (benchmarks/RESULTS.md, "Where the GPU starts to win").
+AUTO_GPU_MIN_ELEMENTS = 100_000
 
 
-class BackendUnavailableError(RuntimeError):
-    """The requested backend cannot run on this machine."""
+def cpu_engine():
+    """The CPU engine."""
+    return importlib.import_module("gpusom.cpu").ENGINE
+
+
+def cuda_engine():
+    """The CUDA engine, probed; a ``BackendUnavailableError`` with the cause where it cannot run."""
+    engine, cause = _cuda_status()
+    if engine is None:
+        raise BackendUnavailableError(f"the CUDA engine cannot run here: {cause}; {_fix(cause)}")
+    return engine
+
+
+def engine_named(name):
+    """The engine for an explicit ``"cpu"`` or ``"cuda"``."""
+    return cpu_engine() if name == "cpu" else cuda_engine()
+
+
+def training_engine(backend, n_elements, n_bytes, on_device=False):
+    """The engine that trains a map of ``n_elements`` codebook values under setting ``backend``.
+
+    ``"auto"`` honours the ``GPUSOM_BACKEND`` environment variable, then picks CUDA for data
+    already on a GPU or a map of at least :data:`AUTO_GPU_MIN_ELEMENTS` elements on a machine
+    whose CUDA engine passes its probe and has ``n_bytes`` of memory free; else the CPU trains,
+    with a :class:`GPUFallbackWarning` naming the cause when a GPU was there but unusable.
+    """
+    name = as_backend(backend)
+    if name != "auto":
+        return engine_named(name)
+    if not on_device and (n_elements < AUTO_GPU_MIN_ELEMENTS or not cuda_device_present()):
+        return cpu_engine()
+    engine = usable_cuda_or_cpu()
+    try:
+        engine.check_memory(n_bytes, "the training")
+    except ValueError as exc:
+        warnings.warn(f"gpusom: training on the CPU: {exc}", GPUFallbackWarning, stacklevel=3)
+        return cpu_engine()
+    return engine
+
+
+def array_engine(*arrays):
+    """The engine whose arrays these are: CUDA when any is a GPU array, else the CPU."""
+    if any(hasattr(a, "__cuda_array_interface__") for a in arrays):
+        return cuda_engine()
+    return cpu_engine()
+
+
+def analysis_engine(trained_on, data_engine):
+    """The engine that analyses data of ``data_engine`` with a map trained on ``trained_on``.
+
+    A map trained on the GPU, or GPU data, is analysed on the GPU; where the CUDA engine cannot
+    run (a model loaded on a machine without a GPU or without cupy), on the CPU.
+    """
+    if trained_on == "cpu" and data_engine.name == "cpu":
+        return data_engine
+    engine = usable_cuda_or_cpu()
+    try:
+        engine.xp  # noqa: B018 -- analysis on the GPU needs cupy; training does not
+    except BackendUnavailableError:
+        return cpu_engine()
+    return engine
+
+
+def usable_cuda_or_cpu():
+    """The CUDA engine where it runs; else the CPU engine, with one warning per process when a
+    GPU is present but unusable."""
+    from numba.core import config
+
+    if not (config.ENABLE_CUDASIM or cuda_device_present()):
+        return cpu_engine()
+    engine, cause = _cuda_status()
+    if engine is not None:
+        return engine
+    _warn_once(cause)
+    return cpu_engine()
+
+
+def as_backend(backend):
+    """The validated setting, with ``GPUSOM_BACKEND`` applied to ``"auto"``."""
+    valid = ", ".join(repr(b) for b in BACKENDS)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {valid}; got {backend!r}")
+    override = os.environ.get(ENV_VAR, "").strip().lower()
+    if backend != "auto" or not override:
+        return backend
+    if override not in BACKENDS:
+        raise ValueError(f"{ENV_VAR} must be one of {valid}; got {override!r}")
+    return override
 
 
 def cuda_device_present():
@@ -36,53 +128,29 @@ def cuda_device_present():
         return False
 
 
-def _cuda_usable():
-    """True when the CUDA backend can run here: a real device, or numba's simulator (tests)."""
-    from numba.core import config
-
-    return bool(config.ENABLE_CUDASIM) or cuda_device_present()
-
-
-def is_device_array(value):
-    """True for an array in GPU memory (cupy, numba, ...): it has ``__cuda_array_interface__``.
-
-    Asks the object only, so it imports nothing.
-    """
-    return hasattr(value, "__cuda_array_interface__")
-
-
-def array_namespace(array):
-    """The module whose functions apply to ``array``: numpy, or the CUDA backend's (cupy)."""
-    if is_device_array(array):
-        return resolve("cuda").array_module()
-    return np
-
-
-def resolve(name, prefer_device=False):
-    """The backend module for ``name`` ("auto", "cpu" or "cuda").
-
-    ``"auto"`` honours the ``GPUSOM_BACKEND`` environment variable, then picks CUDA when a real
-    device is present (or ``prefer_device`` says the input already lives on one), else the CPU.
-    """
-    if name not in BACKENDS:
-        valid = ", ".join(repr(b) for b in BACKENDS)
-        raise ValueError(f"backend must be one of {valid}; got {name!r}")
-    if name == "auto":
-        override = os.environ.get(ENV_VAR, "").strip().lower()
-        if override:
-            if override not in BACKENDS:
-                valid = ", ".join(repr(b) for b in BACKENDS)
-                raise ValueError(f"{ENV_VAR} must be one of {valid}; got {override!r}")
-            name = override
-    if name == "auto":
-        name = "cuda" if (prefer_device or cuda_device_present()) else "cpu"
-    if name == "cpu":
-        return importlib.import_module("gpusom.cpu")
-    if not _cuda_usable():
-        raise BackendUnavailableError(f"backend='cuda' needs a CUDA device: {GPU_INSTALL_HINT}")
+@functools.cache
+def _cuda_status():
+    """``(engine, None)`` when the CUDA engine passed its probe, else ``(None, cause)``."""
     try:
-        return importlib.import_module("gpusom.cuda")
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"the CUDA backend could not be loaded ({exc}); {GPU_INSTALL_HINT}"
-        ) from exc
+        module = importlib.import_module("gpusom.cuda")
+        module.probe()
+    except Exception as exc:  # any failure at all means: not this engine
+        return None, f"{type(exc).__name__}: {exc}".strip()
+    return module.ENGINE, None
+
+
+def _fix(cause):
+    if "memory" in cause.lower():
+        return "free GPU memory or use backend='cpu'"
+    return f"{GPU_INSTALL_HINT} (matching numba-cuda, CUDA toolkit and numpy versions)"
+
+
+@functools.cache
+def _warn_once(cause):
+    warnings.warn(
+        f"gpusom: a CUDA device is present but the CUDA engine failed its start-up check "
+        f"({cause}); training and analysis run on the CPU. To use the GPU: {_fix(cause)}. "
+        "To silence this: backend='cpu' or GPUSOM_BACKEND=cpu.",
+        GPUFallbackWarning,
+        stacklevel=4,
+    )

@@ -14,6 +14,25 @@ import numpy as np
 from . import _config
 
 
+def block_rows(n_samples, n_cells):
+    """Samples per block: a ``block x n_cells`` float64 matrix stays near
+    ``_config.ANALYSIS_BLOCK_BYTES``."""
+    return max(1, min(n_samples, _config.ANALYSIS_BLOCK_BYTES // (8 * max(n_cells, 1))))
+
+
+def search_bytes(n_samples, n_cells, dim, k):
+    """Bytes :func:`blocked_bmus` allocates at its peak, every temporary counted (upper bound).
+
+    Per codebook element: the float64 centred copy, its squares and their float64 copy, and the
+    product-precision copy (8 + 8 + 8 + 8); per block row, the same for the centred samples plus
+    one row of products; per sample, the results.
+    """
+    block = block_rows(n_samples, n_cells)
+    codebook = 32 * n_cells * dim + 24 * n_cells
+    per_block = block * (32 * dim + 8 * n_cells + 24)
+    return codebook + per_block + 16 * n_samples * k
+
+
 def blocked_bmus(data, codebook, k, xp, rerank):
     """Exact ``k`` (1 or 2) best units of every sample.
 
@@ -54,7 +73,7 @@ def blocked_bmus(data, codebook, k, xp, rerank):
     bound_scale = 8.0 * (dim + 4) * np.finfo(product_dtype).eps / 2
     out_index = xp.empty((n, k), dtype=np.int64)
     out_distance = xp.empty((n, k), dtype=np.float64)
-    block = max(1, min(n, _config.ANALYSIS_BLOCK_BYTES // (8 * max(n_cells, 1))))
+    block = block_rows(n, n_cells)
     for start in range(0, n, block):
         stop = min(start + block, n)
         chunk = data[start:stop]

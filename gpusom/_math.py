@@ -9,12 +9,40 @@ circular) run of columns per row.
 
 import math
 
+import numpy as np
 from numba.extending import register_jitable
+
+#: Features summed per pass over a distance accumulator. Both engines group a pass as
+#: ``(d0^2 + d1^2) + (d2^2 + d3^2)``, so their sums round alike.
+LANES = 4
+
+#: Index of an empty (distance, index) slot: larger than every real index and packed key.
+NO_INDEX = np.iinfo(np.int64).max
+
+#: The low 32 bits of a packed key (:func:`packed_key`) hold the cell index.
+INDEX_MASK = 0xFFFFFFFF
+PACKED_MAX_CELLS = INDEX_MASK + 1
 
 #: Neighbourhood functions by name; kernels see only the integer code.
 NEIGHBORHOODS = {"gaussian": 0, "bubble": 1}
 GAUSSIAN = NEIGHBORHOODS["gaussian"]
 BUBBLE = NEIGHBORHOODS["bubble"]
+
+
+@register_jitable
+def ranks_before(d1, i1, d2, i2):
+    """The BMU tie rule: ``(d1, i1)`` ranks first for a smaller distance, then a lower index."""
+    return d1 < d2 or (d1 == d2 and i1 < i2)
+
+
+@register_jitable
+def packed_key(distance_bits, index):
+    """``bits << 32 | index`` for the int32 bit pattern of a non-negative float32 distance.
+
+    Such a bit pattern orders like the float, so the smallest key is the smallest distance and,
+    on ties, the lowest index (DESIGN.md section 6): an argmin is one integer min.
+    """
+    return (np.int64(distance_bits) << 32) | index
 
 
 @register_jitable

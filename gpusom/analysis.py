@@ -10,43 +10,27 @@ from timeit import default_timer as timer
 import numpy as np
 from numba import njit
 
-from . import _backend, _checks, _config, cpu
+from . import _backend, _bmu_search, _checks
 from ._scaling import normalize_features
 
 
 def _prepare(data, lattice, normalize=False, data_name="data"):
-    """Validated ``(data, lattice, scaled data)``; the scaled data is what gets compared.
+    """Validated ``(data, lattice, scaled data, engine)``; the scaled data is what gets compared.
 
-    When either array lives on a GPU, both are moved there.
+    The engine is the one of the arrays: when either is a GPU array, both are moved there.
     """
-    if _backend.is_device_array(data) or _backend.is_device_array(lattice):
-        device = _backend.resolve("cuda")
-        data = device.as_device_array(data, data_name, 2)
-        lattice = device.as_device_array(lattice, "lattice", 3)
-    else:
-        data = _checks.as_data(data, data_name)
-        lattice = _checks.as_lattice(lattice)
+    engine = _backend.array_engine(data, lattice)
+    data = engine.as_array(data, data_name, 2)
+    lattice = engine.as_array(lattice, "lattice", 3)
     _checks.check_same_dim(data, lattice, data_name)
-    scaled = normalize_features(data) if normalize else data
-    return data, lattice, scaled
+    scaled = normalize_features(data, engine.xp) if normalize else data
+    return data, lattice, scaled, engine
 
 
-def _bmus(data, lattice, k=1):
-    """Exact flat BMU indices ``(n, k)`` and squared distances of already validated inputs."""
-    return _search(data, lattice.reshape(-1, lattice.shape[-1]), k)
-
-
-def _search(queries, codebook, k=1):
-    """``find_bmus`` of the backend where the arrays live; the ``(n, k)`` results as numpy."""
-    if _backend.is_device_array(queries):
-        device = _backend.resolve("cuda")
-        return tuple(device.to_numpy(result) for result in device.find_bmus(queries, codebook, k))
-    return cpu.find_bmus(queries, codebook, k)
-
-
-def _host(array):
-    """``array`` as numpy, copied from the GPU where it lives there."""
-    return _backend.resolve("cuda").to_numpy(array) if _backend.is_device_array(array) else array
+def _bmus(engine, data, lattice, k=1):
+    """Exact flat BMU indices ``(n, k)`` and squared distances, as numpy arrays."""
+    index, distance = engine.find_bmus(data, lattice.reshape(-1, lattice.shape[-1]), k)
+    return engine.to_numpy(index), engine.to_numpy(distance)
 
 
 def _say(verbose, message, start):
@@ -75,10 +59,10 @@ def find_bmus(data, lattice):
     >>> find_bmus([[4.0], [0.1]], lattice).tolist()
     [[1, 2], [0, 0]]
     """
-    data, lattice, _ = _prepare(data, lattice)
-    index, _ = _bmus(data, lattice)
+    data, lattice, _, engine = _prepare(data, lattice)
+    index, _ = _bmus(engine, data, lattice)
     cells = np.stack(np.divmod(index[:, 0], lattice.shape[1]), axis=1)
-    return _backend.array_namespace(data).asarray(cells)
+    return engine.xp.asarray(cells)
 
 
 def quantization_error(data, lattice):
@@ -93,8 +77,8 @@ def quantization_error(data, lattice):
     -------
     float
     """
-    data, lattice, _ = _prepare(data, lattice)
-    _, distance = _bmus(data, lattice)
+    data, lattice, _, engine = _prepare(data, lattice)
+    _, distance = _bmus(engine, data, lattice)
     return float(np.sqrt(distance[:, 0]).mean())
 
 
@@ -114,11 +98,16 @@ def topographic_error(data, lattice, is_torus=False):
     -------
     float
     """
-    data, lattice, _ = _prepare(data, lattice)
+    data, lattice, _, engine = _prepare(data, lattice)
     rows, cols = lattice.shape[:2]
     if rows * cols == 1:
         return 0.0
-    index, _ = _bmus(data, lattice, k=2)
+    index, _ = _bmus(engine, data, lattice, k=2)
+    return non_adjacent_share(index, rows, cols, is_torus)
+
+
+def non_adjacent_share(index, rows, cols, is_torus):
+    """Share of rows of flat ``(n, 2)`` best-unit pairs that are not 8-neighbours."""
     (r1, c1), (r2, c2) = np.divmod(index[:, 0], cols), np.divmod(index[:, 1], cols)
     dr, dc = np.abs(r1 - r2), np.abs(c1 - c2)
     if is_torus:
@@ -148,10 +137,10 @@ def project_on_lattice(data, lattice, additional_list=None, normalize=False, *, 
         landed, else the samples (or labels) in data order.
     """
     start = timer()
-    data, lattice, scaled = _prepare(data, lattice, normalize)
+    data, lattice, scaled, engine = _prepare(data, lattice, normalize)
     labels = _checks.as_labels(additional_list, data.shape[0])
-    index, _ = _bmus(scaled, lattice)
-    items = labels if labels is not None else _host(data)
+    index, _ = _bmus(engine, scaled, lattice)
+    items = labels if labels is not None else engine.to_numpy(data)
     projection = group_by_cell(index[:, 0], lattice.shape[:2], items)
     _say(verbose, "Projecting on SOM", start)
     return projection
@@ -191,12 +180,12 @@ def lattice_closest_vectors(data, lattice, additional_list=None, normalized=Fals
         cell, in row-major order.
     """
     start = timer()
-    data, lattice, scaled = _prepare(data, lattice, normalized)
+    data, lattice, scaled, engine = _prepare(data, lattice, normalized)
     labels = _checks.as_labels(additional_list, data.shape[0])
     cols, dim = lattice.shape[1:]
     # The same search with the roles swapped: cells are the queries, samples the codebook.
-    closest, _ = _search(lattice.reshape(-1, dim), scaled)
-    data = _host(data)
+    closest = engine.to_numpy(engine.find_bmus(lattice.reshape(-1, dim), scaled)[0])
+    data = engine.to_numpy(data)
     result = {}
     for flat, sample in enumerate(closest[:, 0].tolist()):
         cell = divmod(flat, cols)
@@ -230,14 +219,18 @@ def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=T
         A GPU array when an input was one.
     """
     start = timer()
-    data, lattice, scaled = _prepare(data, lattice, normalize)
+    data, lattice, scaled, engine = _prepare(data, lattice, normalize)
     exponent = _checks.as_positive_float(exponent, "exponent")
     rows, cols, dim = lattice.shape
     n = data.shape[0]
-    xp = _backend.array_namespace(data)
-    memory = _backend.resolve("cuda") if _backend.is_device_array(data) else _checks
-    memory.check_memory(8 * n * rows * cols, f"activations of {n} samples on {rows}x{cols} cells")
-    out = squared_distances(scaled, lattice.reshape(-1, dim)).reshape(n, rows, cols)
+    xp = engine.xp
+    # the result, the centred codebook and its squares, one block of centred samples
+    block = _bmu_search.block_rows(n, rows * cols)
+    engine.check_memory(
+        8 * (n * rows * cols + 3 * rows * cols * dim + 2 * block * (dim + rows * cols)),
+        f"activations of {n} samples on {rows}x{cols} cells",
+    )
+    out = squared_distances(scaled, lattice.reshape(-1, dim), xp).reshape(n, rows, cols)
     xp.subtract(out.max(), out, out=out)
     if exponent != 1:
         xp.power(out, exponent, out=out)
@@ -251,18 +244,18 @@ def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=T
     return out
 
 
-def squared_distances(data, codebook):
+def squared_distances(data, codebook, xp):
     """``(n_samples, n_cells)`` float64 squared Euclidean distances, one block at a time.
 
     Uses the expansion ``|x|^2 - 2 x.w + |w|^2`` on centred inputs (the BLAS product), clipped at
-    zero; accurate to rounding relative to the data's spread. GPU arrays in, GPU array out.
+    zero; accurate to rounding relative to the data's spread. Arrays of module ``xp`` (numpy,
+    or cupy) in and out.
     """
-    xp = _backend.array_namespace(data)
     centre = codebook.mean(axis=0, dtype=np.float64)
     centred_cb = codebook - centre
     cb_sq = xp.einsum("ij,ij->i", centred_cb, centred_cb)
     out = xp.empty((data.shape[0], codebook.shape[0]))
-    block = max(1, _config.ANALYSIS_BLOCK_BYTES // (8 * codebook.shape[0]))
+    block = _bmu_search.block_rows(data.shape[0], codebook.shape[0])
     for first in range(0, data.shape[0], block):
         chunk = data[first : first + block] - centre
         part = out[first : first + block]

@@ -1,10 +1,50 @@
-"""Host-side pieces of the training contract that every backend shares.
+"""Host-side pieces of the training contract that every engine shares: the settings with their
+defaults, the initial codebook, the sample order and the decay schedules.
 
-Both backends receive the same sample order and the same per-step sigma and learning rate, so
-their results differ only by floating-point rounding (DESIGN.md section 2).
+Every engine receives the same sample order and the same per-step sigma and learning rate, so
+their results differ only by floating-point rounding.
 """
 
 import numpy as np
+
+from . import _checks
+from ._math import NEIGHBORHOODS
+
+INITS = {"random": 0, "sample": 1, "pca": 2}
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def settings(params, n_samples):
+    """Validated run settings from a SOM's parameters, the documented defaults filled in.
+
+    ``params`` maps the constructor's parameter names to values; the result holds option names
+    (not codes), so it is readable in a model file. The defaults are explained in the Notes of
+    ``gpusom.SOM``.
+    """
+    rows, cols = _checks.as_som_size(params["som_size"])
+    is_torus = _checks.as_bool(params["is_torus"], "is_torus")
+    for name, choices in (("neighborhood", NEIGHBORHOODS), ("init", INITS), ("dtype", DTYPES)):
+        _checks.as_choice(params[name], name, choices)
+
+    def positive(name, default):
+        value = params[name]
+        return default if value is None else _checks.as_positive_float(value, name)
+
+    sparsity = float(np.clip(np.log10(rows * cols / n_samples), 0.0, 1.0))
+    sigma = positive("sigma", max(rows, cols) / 4.0)
+    return {
+        "rows": rows,
+        "cols": cols,
+        "is_torus": is_torus,
+        "sigma": sigma,
+        "sigma_end": positive("sigma_end", min(0.55 * (0.3 / 0.55) ** sparsity, sigma)),
+        "learning_rate": positive("learning_rate", 0.5),
+        "learning_rate_end": positive("learning_rate_end", 0.02 * 10.0**sparsity),
+        "neighborhood": params["neighborhood"],
+        "truncate": _checks.as_positive_float(params["truncate"], "truncate"),
+        "init": params["init"],
+        "dtype": params["dtype"],
+    }
 
 
 def exponential_decay(start, end, steps, total):
@@ -30,3 +70,37 @@ def exponential_decay(start, end, steps, total):
 def sample_order(rng, n_samples, count):
     """Draw ``count`` sample indices uniformly with replacement (the seed library's order)."""
     return rng.integers(0, n_samples, size=count, dtype=np.int64)
+
+
+def initial_codebook(data, n_cells, cols, init, rng):
+    """The ``(n_cells, dim)`` float64 starting codebook for init code ``init``."""
+    dim = data.shape[1]
+    if init == INITS["sample"]:
+        return data[rng.integers(0, data.shape[0], size=n_cells)].astype(np.float64)
+    if init == INITS["pca"]:
+        return _pca_grid(data.astype(np.float64), n_cells // cols, cols)
+    low = data.min(axis=0).astype(np.float64)
+    high = data.max(axis=0).astype(np.float64)
+    return low + (high - low) * rng.random((n_cells, dim))
+
+
+def _pca_grid(data, rows, cols):
+    """A grid spanning +-2 standard deviations along the first two principal components.
+
+    The longer lattice axis follows the first component.
+    """
+    mean = data.mean(axis=0)
+    centred = data - mean
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)
+    std = singular / np.sqrt(max(data.shape[0] - 1, 1))
+    axes = np.zeros((2, data.shape[1]))
+    for i in range(min(2, components.shape[0])):
+        axes[i] = 2.0 * std[i] * components[i]
+    # A constant feature must stay exactly constant: the SVD's rounding noise there would only
+    # decay towards the data during training, through float32 subnormals that are slow on CPUs.
+    axes[:, np.ptp(data, axis=0) == 0] = 0.0
+    major, minor = (axes[0], axes[1]) if rows >= cols else (axes[1], axes[0])
+    r = np.linspace(-1.0, 1.0, rows) if rows > 1 else np.zeros(1)
+    c = np.linspace(-1.0, 1.0, cols) if cols > 1 else np.zeros(1)
+    grid = mean + r[:, None, None] * major + c[None, :, None] * minor
+    return grid.reshape(rows * cols, -1)

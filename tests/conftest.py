@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
+from engines import ENGINE_NAMES, prepared_engine
 
 #: Codebook tolerances of a trained map against the plain-numpy oracle, per dtype.
 TOLERANCES = {
@@ -34,3 +35,17 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture(params=ENGINE_NAMES)
+def engine(request, monkeypatch):
+    """Every engine this machine runs, one after another (one test body for all)."""
+    yield from prepared_engine(request.param, monkeypatch)
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """The CUDA engine: simulated, or on the device."""
+    if "cuda" not in ENGINE_NAMES:
+        pytest.skip("needs numba's CUDA simulator or a CUDA device")
+    yield from prepared_engine("cuda", monkeypatch)

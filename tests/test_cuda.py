@@ -5,82 +5,35 @@ The simulator is slow (a Python thread per CUDA thread), so maps here are tiny a
 per thread (the grid-stride loops). ``GPUSOM_TEST_CUDASIM=0`` runs the same tests on a GPU.
 """
 
+import importlib
 import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
-import threading
-import traceback
 import types
 from pathlib import Path
 
 import naive
 import numpy as np
 import pytest
-from backends import train_with
 from conftest import TOLERANCES
+from engines import SIMULATOR, needs_cuda, needs_device, on_device, to_numpy, train_with
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from numba.core import config as numba_config
-from numba.core import types as numba_types
-from numba.np import numpy_support
 
 import gpusom
-from gpusom import _backend, cpu
+from gpusom import _backend
+from gpusom._errors import GPUFallbackWarning
 from gpusom.schedules import exponential_decay
 
-SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
-needs_cuda = pytest.mark.skipif(
-    not (SIMULATOR or _backend.cuda_device_present()),
-    reason="needs numba's CUDA simulator or a CUDA device",
-)
 REPO = Path(__file__).resolve().parent.parent
-
-
-def lock_simulated_shared_arrays(monkeypatch):
-    """Serialise numba's simulated ``cuda.shared.array``.
-
-    The simulator finds a block's shared array by its call site with an unlocked get-then-insert,
-    so two threads starting together can each create one: they then reduce in different arrays
-    and read uninitialised values (seen as a garbage BMU, about once in ten suite runs). Same
-    logic as ``FakeCUDAShared.array`` for static shapes, under a lock.
-    """
-    from numba.cuda.simulator import kernelapi
-
-    lock = threading.Lock()
-    original = kernelapi.FakeCUDAShared.array
-
-    def array(self, shape, dtype):
-        if shape == 0:  # dynamic shared memory: one buffer, no race
-            return original(self, shape, dtype)
-        if isinstance(dtype, numba_types.Type):
-            dtype = numpy_support.as_dtype(dtype)
-        caller = traceback.extract_stack(sys._getframe())[-2][0:2]
-        with lock:
-            if caller not in self._allocations:
-                self._allocations[caller] = np.empty(shape, dtype)
-            return self._allocations[caller]
-
-    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", array)
-
-
-@pytest.fixture
-def gpu(monkeypatch):
-    """The CUDA backend with 32-thread blocks (fast barriers in the simulator)."""
-    if SIMULATOR:
-        lock_simulated_shared_arrays(monkeypatch)
-    cuda_backend = _backend.resolve("cuda")
-    monkeypatch.setattr(cuda_backend.config, "THREADS_PER_BLOCK", 32)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)  # simulated threads meet at barriers several times sooner
-    yield cuda_backend
-    sys.setswitchinterval(interval)
+CPU = _backend.cpu_engine()
 
 
 @pytest.fixture
 def gpu_arrays(gpu):
-    """The CUDA backend where its arrays work: in the simulator, or on a GPU with cupy."""
+    """The CUDA engine where its arrays work: in the simulator, or on a GPU with cupy."""
     if not SIMULATOR:
         pytest.importorskip("cupy")
     return gpu
@@ -125,7 +78,7 @@ def test_training_matches_cpu_and_oracle(gpu, monkeypatch, rng, case):
     codebook, data, args = random_run(rng, rows, cols, dim, dtype, 16, 30, sigma, 0.5)
     args = (*args, is_torus, neighborhood)
     got, bmus = train_with(gpu, codebook, data, *args)
-    expected, expected_bmus = train_with(cpu, codebook, data, *args)
+    expected, expected_bmus = train_with(CPU, codebook, data, *args)
     oracle, oracle_bmus = naive.online_som(codebook, data, *args)
     np.testing.assert_array_equal(bmus, expected_bmus)
     np.testing.assert_array_equal(bmus, oracle_bmus)
@@ -133,7 +86,6 @@ def test_training_matches_cpu_and_oracle(gpu, monkeypatch, rng, case):
     np.testing.assert_allclose(got, oracle, **TOLERANCES[dtype])
 
 
-@needs_cuda
 @given(
     rows=st.integers(1, 5),
     cols=st.integers(1, 6),
@@ -162,12 +114,11 @@ def test_cuda_training_agrees_with_the_cpu(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gpu.config, "DRIVER", driver)
         got, bmus = train_with(gpu, codebook, data, *args)
-    expected, expected_bmus = train_with(cpu, codebook, data, *args)
+    expected, expected_bmus = train_with(CPU, codebook, data, *args)
     np.testing.assert_array_equal(bmus, expected_bmus)
     np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
 
 
-@needs_cuda
 @pytest.mark.parametrize(
     ("driver", "dtype", "packed"),
     [
@@ -181,7 +132,7 @@ def test_ties_go_to_the_lowest_index(gpu, monkeypatch, driver, dtype, packed):
     """Two equal best cells in different blocks: every step picks the lower index."""
     monkeypatch.setattr(gpu.config, "DRIVER", driver)
     if not packed:
-        monkeypatch.setattr(gpu, "PACKED_MAX_CELLS", 0)
+        monkeypatch.setattr(importlib.import_module("gpusom.cuda"), "PACKED_MAX_CELLS", 0)
     rows, cols, steps = 8, 8, 6
     data = np.full((4, 3), 0.5)
     codebook = np.full((rows * cols, 3), 9.0, dtype=dtype)
@@ -195,7 +146,6 @@ def test_ties_go_to_the_lowest_index(gpu, monkeypatch, driver, dtype, packed):
     np.testing.assert_array_equal(got, codebook)
 
 
-@needs_cuda
 @pytest.mark.parametrize("k", [1, 2])
 def test_find_bmus_matches_cpu_and_brute_force(gpu_arrays, rng, k):
     # Far from the origin, where an uncentred float32 norm expansion picks wrong BMUs.
@@ -204,7 +154,7 @@ def test_find_bmus_matches_cpu_and_brute_force(gpu_arrays, rng, k):
     codebook[7] = codebook[2]  # an exact tie: the lower index wins
     data[0] = codebook[2]
     index, distance = gpu_arrays.find_bmus(data, codebook, k)
-    expected_index, expected_distance = cpu.find_bmus(data, codebook, k)
+    expected_index, expected_distance = CPU.find_bmus(data, codebook, k)
     np.testing.assert_array_equal(gpu_arrays.to_numpy(index), expected_index)
     np.testing.assert_allclose(
         gpu_arrays.to_numpy(distance), expected_distance, rtol=1e-12, atol=1e-12
@@ -213,37 +163,27 @@ def test_find_bmus_matches_cpu_and_brute_force(gpu_arrays, rng, k):
     np.testing.assert_array_equal(gpu_arrays.to_numpy(index)[:, 0], brute.argmin(axis=1))
 
 
-@needs_cuda
 def test_find_bmus_of_a_single_cell_has_no_second_unit(gpu_arrays, rng):
     index, distance = gpu_arrays.find_bmus(rng.random((3, 2)), rng.random((1, 2)), 2)
     np.testing.assert_array_equal(gpu_arrays.to_numpy(index)[:, 1], -1)
     assert np.isinf(gpu_arrays.to_numpy(distance)[:, 1]).all()
 
 
-@pytest.fixture
-def everything_on_device(gpu, monkeypatch):
-    """Route numpy arrays through the GPU code paths (the simulator's device memory is the host)."""
-    if not SIMULATOR:
-        pytest.skip("numpy arrays stand in for device arrays only in the simulator")
-    monkeypatch.setattr(_backend, "is_device_array", lambda value: isinstance(value, np.ndarray))
-    return gpu
-
-
-@needs_cuda
-def test_analysis_of_device_arrays_matches_cpu(rng, everything_on_device):
+def test_analysis_of_device_arrays_matches_cpu(rng, gpu_arrays):
     data = rng.random((10, 3))
     lattice = rng.random((2, 3, 3))
-    with pytest.MonkeyPatch.context() as undo:
-        undo.setattr(_backend, "is_device_array", lambda value: False)
-        expected = {
-            "bmus": gpusom.find_bmus(data, lattice),
-            "qe": gpusom.quantization_error(data, lattice),
-            "te": gpusom.topographic_error(data, lattice, is_torus=True),
-            "projection": gpusom.project_on_lattice(data, lattice, verbose=False),
-            "closest": gpusom.lattice_closest_vectors(data, lattice, verbose=False),
-            "activations": gpusom.lattice_activations(data, lattice, exponent=2, verbose=False),
-        }
-    np.testing.assert_array_equal(gpusom.find_bmus(data, lattice), expected["bmus"])
+    expected = {
+        "bmus": gpusom.find_bmus(data, lattice),
+        "qe": gpusom.quantization_error(data, lattice),
+        "te": gpusom.topographic_error(data, lattice, is_torus=True),
+        "projection": gpusom.project_on_lattice(data, lattice, verbose=False),
+        "closest": gpusom.lattice_closest_vectors(data, lattice, verbose=False),
+        "activations": gpusom.lattice_activations(data, lattice, exponent=2, verbose=False),
+    }
+    data, lattice = on_device(data), on_device(lattice)
+    bmus = gpusom.find_bmus(data, lattice)
+    assert isinstance(bmus, gpu_arrays.xp.ndarray)  # device in, device out
+    np.testing.assert_array_equal(to_numpy(bmus), expected["bmus"])
     assert gpusom.quantization_error(data, lattice) == pytest.approx(expected["qe"], rel=1e-12)
     assert gpusom.topographic_error(data, lattice, is_torus=True) == expected["te"]
     projection = gpusom.project_on_lattice(data, lattice, verbose=False)
@@ -253,16 +193,12 @@ def test_analysis_of_device_arrays_matches_cpu(rng, everything_on_device):
     closest = gpusom.lattice_closest_vectors(data, lattice, verbose=False)
     for cell, vector in expected["closest"].items():
         np.testing.assert_array_equal(closest[cell], vector)
-    np.testing.assert_allclose(
-        gpusom.lattice_activations(data, lattice, exponent=2, verbose=False),
-        expected["activations"],
-        atol=1e-12,
-    )
+    activations = gpusom.lattice_activations(data, lattice, exponent=2, verbose=False)
+    np.testing.assert_allclose(to_numpy(activations), expected["activations"], atol=1e-12)
     with pytest.raises(ValueError, match="NaN or infinite"):
-        gpusom.find_bmus(np.full((2, 3), np.nan), lattice)
+        gpusom.find_bmus(on_device(np.full((2, 3), np.nan)), lattice)
 
 
-@needs_cuda
 def test_som_trains_on_cuda_like_the_cpu(gpu, rng):
     data = rng.random((25, 3))
     settings = {"som_size": (3, 4), "is_torus": True, "seed": 3, "verbose": False}
@@ -275,24 +211,22 @@ def test_som_trains_on_cuda_like_the_cpu(gpu, rng):
     np.testing.assert_allclose(got, expected, **TOLERANCES[np.float32])
 
 
-@needs_cuda
-def test_device_data_makes_auto_train_on_the_gpu(rng, everything_on_device):
+def test_device_data_makes_auto_train_on_the_gpu(rng, gpu_arrays):
     som = gpusom.SOM((2, 3), seed=0, verbose=False)
-    lattice = som.train(rng.random((15, 2)), 12)
+    lattice = som.train(on_device(rng.random((15, 2))), 12)
     assert som.backend_ == "cuda"
     assert isinstance(lattice, np.ndarray)
-    np.testing.assert_array_equal(som.lattice_device, lattice)
+    assert isinstance(som.lattice_device, gpu_arrays.xp.ndarray)
+    np.testing.assert_array_equal(to_numpy(som.lattice_device), lattice)
 
 
-@needs_cuda
 def test_device_memory_is_checked_before_allocating(gpu, monkeypatch):
-    monkeypatch.setattr(gpu.arrays, "free_memory", lambda: 1000)
+    monkeypatch.setattr(importlib.import_module("gpusom.cuda"), "free_memory", lambda: 1000)
     codebook = np.zeros((100, 3), np.float32)
     with pytest.raises(ValueError, match=r"needs 1600 bytes .* only 1000 bytes"):
         gpu.to_device(codebook, np.zeros((0, 3)))
 
 
-@needs_cuda
 def test_bad_launch_settings_are_named(gpu, monkeypatch):
     codebook, data = gpu.to_device(np.zeros((4, 2), np.float32), np.zeros((3, 2)))
     args = (codebook, data, np.zeros(2, np.int64), np.ones(2), np.ones(2), 2, 2, False, 0, 3.0)
@@ -349,7 +283,7 @@ def test_cuda_without_a_device_says_what_to_install():
             print(error)
         """
     )
-    assert "needs a CUDA device" in out
+    assert "no CUDA driver or device" in out
     assert "gpusom[cuda12]" in out
 
 
@@ -443,30 +377,62 @@ def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
             float(ratio_to_floor)
 
 
-# Real GPU only: cupy arrays, and the persistent kernel across many blocks.
-needs_gpu = pytest.mark.skipif(
-    SIMULATOR or not _backend.cuda_device_present(), reason="needs a CUDA device"
-)
+@pytest.mark.parametrize("refusal", ["launch", "no block fits"])
+def test_a_refused_cooperative_launch_falls_back_to_per_step(monkeypatch, refusal):
+    """The device refuses the persistent driver: the slice runs per step, and so do later ones."""
+    cuda_module = importlib.import_module("gpusom.cuda")
+    per_step = []
+
+    class Kernel:
+        def typeof_pyval(self, value):
+            return value
+
+        def compile(self, argtypes):
+            limit = 0 if refusal == "no block fits" else 8
+            return types.SimpleNamespace(max_cooperative_grid_blocks=lambda threads: limit)
+
+        def __getitem__(self, launch):
+            def refuse(*args):
+                error = RuntimeError("cooperative launch too large")
+                error.code = cuda_module.COOPERATIVE_REFUSALS[0]
+                raise error
+
+            return refuse
+
+    monkeypatch.setattr(cuda_module, "SIMULATOR", False)
+    monkeypatch.setattr(cuda_module.kernels, "train_persistent", Kernel())
+    monkeypatch.setattr(cuda_module, "_per_step", lambda *args: per_step.append(args))
+    monkeypatch.setattr(cuda_module.config, "DRIVER", "persistent")
+    monkeypatch.setitem(cuda_module.DRIVERS, "per_step", cuda_module._per_step)
+    with pytest.warns(RuntimeWarning, match="per-step driver"):
+        cuda_module._persistent((7, 0.5), False, 100, 50)
+    assert per_step == [((7, 0.5), False, 100, 50)]
+    assert cuda_module.config.DRIVER == "per_step"
 
 
-@needs_gpu
+@needs_device
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_persistent_kernel_on_many_blocks(rng, monkeypatch, dtype):
-    """Grid-wide sync across 66 blocks: the same steps as one launch per step.
+def test_persistent_kernel_on_many_blocks(gpu, rng, monkeypatch, dtype):
+    """The headline shape: grid-wide sync across more blocks than multiprocessors, each thread
+    owning several cells; the same steps as one launch per step.
 
     Both drivers run the same arithmetic, so they agree bit for bit. Against the CPU, whose
     rounding differs (FMA), a float32 near-tie may flip one BMU in thousands of steps and the
     maps diverge from there; float64 makes that negligible, so it is compared with the CPU.
     """
-    cuda_backend = _backend.resolve("cuda")
-    monkeypatch.setattr(cuda_backend.config, "THREADS_PER_BLOCK", 64)
+    from numba import cuda
+
+    processors = cuda.get_current_device().MULTIPROCESSOR_COUNT
+    monkeypatch.setattr(gpu.config, "THREADS_PER_BLOCK", 64)
+    monkeypatch.setattr(gpu.config, "PERSISTENT_BLOCKS", 2 * processors)
     # 10 features: the read-only distance loop runs both its two-pass body and its tail.
-    rows, cols, steps, dim = 60, 70, 3000, 10
+    rows, cols, steps, dim = 200, 200, 2000, 10
+    assert rows * cols >= 2 * (2 * processors * 64)  # at least two cells per thread
     data = rng.random((500, dim)).astype(dtype)
     codebook = rng.random((rows * cols, dim)).astype(dtype)
     args = (
         rng.integers(0, len(data), steps),
-        exponential_decay(15.0, 0.5, np.arange(steps), steps),
+        exponential_decay(40.0, 0.5, np.arange(steps), steps),
         exponential_decay(0.5, 0.01, np.arange(steps), steps),
         rows,
         cols,
@@ -475,17 +441,17 @@ def test_persistent_kernel_on_many_blocks(rng, monkeypatch, dtype):
     )
     results = {}
     for driver in ("persistent", "per_step"):
-        monkeypatch.setattr(cuda_backend.config, "DRIVER", driver)
-        results[driver] = train_with(cuda_backend, codebook, data, *args)
+        monkeypatch.setattr(gpu.config, "DRIVER", driver)
+        results[driver] = train_with(gpu, codebook, data, *args)
     np.testing.assert_array_equal(results["persistent"][1], results["per_step"][1])
     np.testing.assert_array_equal(results["persistent"][0], results["per_step"][0])
     if dtype == np.float64:
-        expected, expected_bmus = train_with(cpu, codebook, data, *args)
+        expected, expected_bmus = train_with(CPU, codebook, data, *args)
         np.testing.assert_array_equal(results["persistent"][1], expected_bmus)
         np.testing.assert_allclose(results["persistent"][0], expected, rtol=1e-9, atol=1e-11)
 
 
-@needs_gpu
+@needs_device
 def test_cupy_arrays_stay_on_the_device(rng):
     cupy = pytest.importorskip("cupy")
     data = cupy.asarray(rng.random((300, 3)))
@@ -507,8 +473,8 @@ def test_cupy_arrays_stay_on_the_device(rng):
     )
 
 
-@needs_cuda
 def test_a_map_trained_on_cuda_is_analysed_there(gpu, rng, monkeypatch):
+    """On the CUDA engine, with the lattice uploaded once for all calls."""
     data = rng.random((30, 3))
     som = gpusom.SOM(
         (3, 4), seed=1, num_iterations=20, normalize=True, verbose=False, backend="cuda"
@@ -517,11 +483,54 @@ def test_a_map_trained_on_cuda_is_analysed_there(gpu, rng, monkeypatch):
     with pytest.MonkeyPatch.context() as undo:
         undo.setattr(som, "backend_", "cpu")
         expected = (som.predict(data), som.quantization_error(data), som.topographic_error(data))
-    searched = []
-    monkeypatch.setattr(gpu, "find_bmus", lambda *a: searched.append(a) or cpu.find_bmus(*a))
-    # Under the simulator "device" arrays are numpy arrays: let them take the device route.
-    monkeypatch.setattr(_backend, "is_device_array", lambda value: isinstance(value, np.ndarray))
+    searched, real = [], gpu.find_bmus
+    monkeypatch.setattr(gpu, "find_bmus", lambda *a: searched.append(a[1]) or real(*a))
     np.testing.assert_array_equal(som.predict(data), expected[0])
     assert som.quantization_error(data) == pytest.approx(expected[1], rel=1e-12)
     assert som.topographic_error(data) == expected[2]
     assert len(searched) == 3
+    assert all(codebook.base is searched[0].base for codebook in searched)  # one upload
+
+
+def test_auto_falls_back_to_the_cpu_with_one_warning(monkeypatch, rng, recwarn):
+    """A GPU that fails the start-up check: one warning naming the cause, and the CPU trains."""
+    monkeypatch.setattr(_backend, "cuda_device_present", lambda: True)
+    monkeypatch.setattr(_backend, "_cuda_status", lambda: (None, "OSError: libnvrtc missing"))
+    _backend._warn_once.cache_clear()
+    monkeypatch.setattr(_backend, "AUTO_GPU_MIN_ELEMENTS", 1)
+    data = rng.random((20, 3))
+    for _ in range(2):
+        som = gpusom.SOM((3, 4), seed=0, verbose=False)
+        np.testing.assert_array_equal(
+            som.train(data, 30),
+            gpusom.SOM((3, 4), seed=0, verbose=False, backend="cpu").train(data, 30),
+        )
+        assert som.backend_ == "cpu"
+    warned = [w for w in recwarn if issubclass(w.category, GPUFallbackWarning)]
+    assert len(warned) == 1
+    assert "libnvrtc missing" in str(warned[0].message)
+    assert "backend='cpu'" in str(warned[0].message)
+    with pytest.raises(gpusom._errors.BackendUnavailableError, match="libnvrtc missing"):
+        gpusom.SOM((3, 4), verbose=False, backend="cuda").train(data, 3)
+    _backend._warn_once.cache_clear()
+
+
+@pytest.mark.parametrize(("elements", "expected"), [(99_999, "cpu"), (100_000, "cuda")])
+def test_auto_keeps_small_maps_on_the_cpu(monkeypatch, elements, expected):
+    monkeypatch.setattr(_backend, "cuda_device_present", lambda: True)
+    monkeypatch.setattr(_backend, "usable_cuda_or_cpu", lambda: types.SimpleNamespace(
+        name="cuda", check_memory=lambda n_bytes, what: None
+    ))  # fmt: skip
+    assert _backend.training_engine("auto", elements, 0).name == expected
+    assert _backend.training_engine("auto", 10, 0, on_device=True).name == "cuda"
+
+
+def test_auto_trains_on_the_cpu_when_the_gpu_memory_is_short(monkeypatch):
+    def short(n_bytes, what):
+        raise ValueError(f"{what} needs {n_bytes} bytes of GPU memory")
+
+    monkeypatch.setattr(_backend, "cuda_device_present", lambda: True)
+    gpu_engine = types.SimpleNamespace(name="cuda", check_memory=short)
+    monkeypatch.setattr(_backend, "usable_cuda_or_cpu", lambda: gpu_engine)
+    with pytest.warns(GPUFallbackWarning, match="needs 10 bytes"):
+        assert _backend.training_engine("auto", 10**6, 10).name == "cpu"

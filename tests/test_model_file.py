@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gpusom
-from gpusom import SOM, cpu
+from gpusom import SOM, _backend
 from gpusom.io import MODEL_FORMAT
 
 
@@ -167,8 +167,9 @@ def test_saving_is_atomic(tmp_path, data, monkeypatch, error):
 
 
 def interrupting(monkeypatch, on_call, interrupt):
-    """Make the CPU backend's ``on_call``-th slice interrupt training by calling ``interrupt``."""
-    real = cpu.train_online
+    """Make the CPU engine's ``on_call``-th slice interrupt training by calling ``interrupt``."""
+    engine = _backend.cpu_engine()
+    real = engine.train_online
     calls = []
 
     def train_online(*args):
@@ -177,7 +178,7 @@ def interrupting(monkeypatch, on_call, interrupt):
             return interrupt(real, args)
         return real(*args)
 
-    monkeypatch.setattr(cpu, "train_online", train_online)
+    monkeypatch.setattr(engine, "train_online", train_online)
     monkeypatch.setattr(gpusom._config, "STEPS_PER_SLICE", 700)
     return calls
 

@@ -3,20 +3,14 @@
 import naive
 import numpy as np
 import pytest
-from backends import train_with
 from conftest import TOLERANCES
+from engines import train_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpusom
-from gpusom import SOM, cpu
-from gpusom.schedules import exponential_decay, sample_order
-from gpusom.som import INITS, initial_codebook
-
-
-def run_backend(*args):
-    """Train with the CPU backend's interface; returns the host codebook and the BMUs."""
-    return train_with(cpu, *args)
+from gpusom import SOM, _backend, schedules
+from gpusom.schedules import INITS, exponential_decay, initial_codebook, sample_order
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -26,7 +20,7 @@ def run_backend(*args):
     ("rows", "cols", "dim", "sigma"),
     [(6, 7, 3, 2.0), (1, 9, 2, 1.5), (5, 1, 5, 3.0), (4, 4, 16, 10.0), (3, 8, 64, 1.0)],
 )
-def test_backend_matches_oracle(rng, dtype, is_torus, neighborhood, rows, cols, dim, sigma):
+def test_engine_matches_oracle(engine, rng, dtype, is_torus, neighborhood, rows, cols, dim, sigma):
     steps = 60
     data = rng.normal(size=(40, dim))
     codebook = rng.normal(size=(rows * cols, dim)).astype(dtype)
@@ -35,7 +29,7 @@ def test_backend_matches_oracle(rng, dtype, is_torus, neighborhood, rows, cols, 
     lrs = exponential_decay(0.5, 0.05, np.arange(steps), steps)
     args = (order, sigmas, lrs, rows, cols, is_torus, neighborhood, 3.0)
     expected, expected_bmus = naive.online_som(codebook, data.astype(dtype), *args)
-    got, bmus = run_backend(codebook, data.astype(dtype), *args)
+    got, bmus = train_with(engine, codebook, data.astype(dtype), *args)
     np.testing.assert_array_equal(bmus, expected_bmus)
     np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
 
@@ -57,6 +51,7 @@ def test_som_train_follows_contract(rng, init, is_torus):
         dtype="float64",
         seed=7,
         verbose=False,
+        backend="cpu",
     )
     lattice = som.train(data, steps)
 
@@ -102,11 +97,12 @@ def test_same_seed_same_lattice_and_different_seed_differs(rng):
 
 
 @pytest.mark.parametrize("is_torus", [False, True])
-def test_zero_learning_rate_changes_nothing(rng, is_torus):
+def test_zero_learning_rate_changes_nothing(engine, rng, is_torus):
     data = rng.random((10, 3))
     codebook = rng.random((12, 3)).astype(np.float32)
     steps = 50
-    got, _ = run_backend(
+    got, _ = train_with(
+        engine,
         codebook,
         data.astype(np.float32),
         rng.integers(0, 10, steps),
@@ -136,7 +132,8 @@ def test_torus_window_wraps_and_updates_each_cell_once(rows, cols, bmu_seed, sig
     bmu = bmu_seed % n_cells
     codebook[bmu] = -1.0  # the only cell close to x = -1, so it is the BMU
     data = np.array([[-1.0]])
-    got, bmus = run_backend(
+    got, bmus = train_with(
+        _backend.cpu_engine(),
         codebook,
         data,
         np.zeros(1, np.int64),
@@ -155,13 +152,13 @@ def test_torus_window_wraps_and_updates_each_cell_once(rows, cols, bmu_seed, sig
     np.testing.assert_allclose(got[:, 0], expected, rtol=1e-12, atol=1e-15)
 
 
-def test_torus_neighbourhood_reaches_across_the_edge():
+def test_torus_neighbourhood_reaches_across_the_edge(engine):
     rows, cols = 4, 6
     codebook = np.zeros((rows * cols, 1))
     codebook[0] = -1.0  # BMU in the corner
     common = (np.zeros(1, np.int64), np.ones(1), np.ones(1), rows, cols)
-    plane, _ = run_backend(codebook, np.array([[-1.0]]), *common, False, "gaussian", 3.0)
-    torus, _ = run_backend(codebook, np.array([[-1.0]]), *common, True, "gaussian", 3.0)
+    plane, _ = train_with(engine, codebook, np.array([[-1.0]]), *common, False, "gaussian", 3.0)
+    torus, _ = train_with(engine, codebook, np.array([[-1.0]]), *common, True, "gaussian", 3.0)
     far_corner = (rows - 1) * cols + (cols - 1)  # one diagonal step away on the torus
     assert torus[far_corner, 0] == pytest.approx(-np.exp(-1.0))
     assert plane[far_corner, 0] == 0.0  # 5.8 cells away on the plane: outside the window
@@ -239,16 +236,16 @@ def test_training_orders_the_map_and_reduces_quantization_error(rng):
     ],
 )
 def test_default_schedule_end_points_follow_samples_per_cell(n_samples, sigma_end, lr_end):
-    settings = SOM((10, 10))._settings(n_samples)
+    settings = schedules.settings(SOM((10, 10)).get_params(), n_samples)
     assert settings["sigma"] == 2.5
     assert settings["learning_rate"] == 0.5
     assert settings["sigma_end"] == pytest.approx(sigma_end, rel=1e-4)
     assert settings["learning_rate_end"] == pytest.approx(lr_end, rel=1e-4)
     # never a growing radius, whatever the map size
-    assert SOM((1, 1))._settings(n_samples)["sigma_end"] == 0.25
+    assert schedules.settings(SOM((1, 1)).get_params(), n_samples)["sigma_end"] == 0.25
 
 
-def test_partial_distance_search_is_exact_on_clustered_data(rng):
+def test_partial_distance_search_is_exact_on_clustered_data(engine, rng):
     """Wide data takes the pruned search; clusters make most cells prunable, ties included."""
     rows, cols, dim, steps = 8, 9, 48, 400
     centres = rng.random((5, dim))
@@ -260,7 +257,7 @@ def test_partial_distance_search_is_exact_on_clustered_data(rng):
     args = (order, exponential_decay(3.0, 0.5, t, steps), exponential_decay(0.3, 0.02, t, steps))
     args += (rows, cols, False, "gaussian", 2.0)
     expected, expected_bmus = naive.online_som(codebook, data.astype(np.float32), *args)
-    got, bmus = run_backend(codebook, data.astype(np.float32), *args)
+    got, bmus = train_with(engine, codebook, data.astype(np.float32), *args)
     np.testing.assert_array_equal(bmus, expected_bmus)
     np.testing.assert_allclose(got, expected, **TOLERANCES[np.float32])
 

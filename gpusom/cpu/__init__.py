@@ -1,25 +1,16 @@
-"""The CPU backend: numba ``@njit`` kernels behind the interface every backend offers.
+"""The CPU engine: numba ``@njit`` kernels behind the protocol of ``gpusom._engine.Engine``.
 
-Interface (mirrored by ``gpusom.cuda``):
-
-``to_device(codebook, data)``
-    Internal copies (``Codebook``, ``Data``) of a ``(n_cells, dim)`` codebook and
-    ``(n_samples, dim)`` data.
-``train_online(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate)``
-    Run one slice of online steps in place; returns the BMU of every step.
-``to_host(codebook, dim)``
-    The ``(n_cells, dim)`` numpy codebook.
-``find_bmus(data, codebook, k)``
-    Exact ``k`` best matching units (``k`` = 1 or 2) of each sample: ``(index, squared distance)``.
+Its arrays are numpy arrays; its training state is a split ``Codebook`` (see
+``gpusom.cpu.kernels``) and the samples with each one's last BMU (``Data``).
 """
 
 import numpy as np
 
+from .. import _checks
 from .._bmu_search import blocked_bmus
+from .._engine import Engine
 from .kernels import TAIL_LANES, rerank, split_dim
 from .kernels import train_online as _train_online
-
-NAME = "cpu"
 
 
 class Codebook:
@@ -46,51 +37,56 @@ class Data:
         self.guesses = np.zeros(self.values.shape[0], dtype=np.int64)
 
 
-def to_device(codebook, data):
-    """Split ``Codebook`` and C-ordered ``Data``, both in the codebook's dtype."""
-    return Codebook(codebook), Data(data, codebook.dtype)
+class CPUEngine(Engine):
+    """numba ``@njit`` kernels on the host."""
+
+    name = "cpu"
+
+    @property
+    def xp(self):
+        return np
+
+    def as_array(self, value, name, ndim):
+        return _checks.as_float_array(value, name, ndim)
+
+    def to_numpy(self, array):
+        return np.asarray(array)
+
+    def check_memory(self, n_bytes, what):
+        _checks.check_memory(n_bytes, what)
+
+    def to_device(self, codebook, data):
+        """Split ``Codebook`` and C-ordered ``Data``, both in the codebook's dtype."""
+        return Codebook(codebook), Data(data, codebook.dtype)
+
+    def to_host(self, codebook, dim):
+        split = codebook.head.shape[0]
+        return np.concatenate([codebook.head.T, codebook.tail[:, : dim - split]], axis=1)
+
+    def train_online(
+        self, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate
+    ):
+        bmus = np.empty(order.size, dtype=np.int64)
+        _train_online(
+            codebook.head,
+            codebook.tail,
+            data.values,
+            data.guesses,
+            order,
+            sigmas,
+            lrs,
+            rows,
+            cols,
+            is_torus,
+            neighborhood,
+            truncate,
+            bmus,
+        )
+        return bmus
+
+    def find_bmus(self, data, codebook, k=1):
+        """Exact best units in blocks (``gpusom._bmu_search``), re-ranked by the CPU kernel."""
+        return blocked_bmus(data, codebook, k, np, rerank)
 
 
-def train_online(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate):
-    """Run ``len(order)`` online steps on the internal codebook; returns the BMU indices."""
-    bmus = np.empty(order.size, dtype=np.int64)
-    _train_online(
-        codebook.head,
-        codebook.tail,
-        data.values,
-        data.guesses,
-        order,
-        sigmas,
-        lrs,
-        rows,
-        cols,
-        is_torus,
-        neighborhood,
-        truncate,
-        bmus,
-    )
-    return bmus
-
-
-def to_host(codebook, dim):
-    """The ``(n_cells, dim)`` numpy codebook, a new array."""
-    split = codebook.head.shape[0]
-    return np.concatenate([codebook.head.T, codebook.tail[:, : dim - split]], axis=1)
-
-
-def find_bmus(data, codebook, k=1):
-    """Exact best matching units, computed in blocks (``gpusom._bmu_search``).
-
-    Parameters
-    ----------
-    data : ndarray, shape (n_samples, dim)
-    codebook : ndarray, shape (n_cells, dim)
-    k : {1, 2}
-        How many best units to return per sample.
-
-    Returns
-    -------
-    index : ndarray of int64, shape (n_samples, k)
-    squared_distance : ndarray of float64, shape (n_samples, k)
-    """
-    return blocked_bmus(data, codebook, k, np, rerank)
+ENGINE = CPUEngine()

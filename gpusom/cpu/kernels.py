@@ -24,10 +24,16 @@ from numba.core import types
 from numba.extending import overload
 
 from .._config import FASTMATH, FINITE_FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
-from .._math import axis_delta, axis_weight, half_width, window_radius
-
-#: Features summed per pass over the distance accumulator.
-LANES = 4
+from .._math import (
+    INDEX_MASK,
+    LANES,
+    NO_INDEX,
+    axis_delta,
+    axis_weight,
+    half_width,
+    packed_key,
+    window_radius,
+)
 
 #: The tail is padded with zero features to a multiple of this: LLVM vectorises its loops 32
 #: floats at a time, and a scalar remainder would cost more than the zeros.
@@ -91,10 +97,10 @@ def _argmin_first_jit(distances):
 
         def packed_key_min(distances):
             bits = distances.view(np.int32)
-            best = np.int64(0x7FFFFFFFFFFFFFFF)
+            best = NO_INDEX
             for n in range(bits.size):
-                best = min(best, (np.int64(bits[n]) << 32) | n)
-            return best & 0xFFFFFFFF
+                best = min(best, packed_key(bits[n], n))
+            return best & INDEX_MASK
 
         return packed_key_min
 

@@ -1,140 +1,192 @@
-"""The CUDA backend: numba ``@cuda.jit`` kernels behind the interface every backend offers.
+"""The CUDA engine: numba ``@cuda.jit`` kernels behind the protocol of ``gpusom._engine.Engine``.
 
-Same interface as ``gpusom.cpu`` (see its docstring): ``to_device``, ``train_online``,
-``to_host``, ``find_bmus`` and ``NAME``. Imported lazily by ``gpusom._backend`` only, so
-``import gpusom`` never initialises CUDA or imports cupy; training needs numba-cuda alone, cupy
-only the analysis of cupy arrays.
+Imported lazily by ``gpusom._backend`` only, so ``import gpusom`` never initialises CUDA or
+imports cupy. Training needs numba-cuda alone; the engine's arrays are cupy arrays (numpy under
+numba's simulator, where the "device" is the host), needed for analysis on the GPU only.
 
 Two training drivers (``config.DRIVER``) run the same phases (see ``gpusom.cuda.kernels``):
 
 - ``"per_step"``: one kernel launch per step; the launch boundary is the grid-wide barrier.
-  Simple, and bounded by launch overhead (microseconds per step) on small maps.
+  Simple, and bounded by launch overhead (tens of microseconds per step) on small maps.
 - ``"persistent"``: one cooperative launch per slice of steps, ``grid.sync()`` between steps, as
   many blocks as the device runs at once. numba's simulator runs blocks one after another, so
-  there a persistent grid is always a single block.
+  there a persistent grid is always a single block. A device that refuses the cooperative
+  launch gets the per-step driver instead, from then on.
 """
+
+import warnings
 
 import numpy as np
 from numba import cuda
+from numba.core import config as numba_config
 
-from .. import _config
-from .._bmu_search import blocked_bmus
+from .. import _bmu_search, _checks
+from .._engine import Engine
+from .._errors import GPU_INSTALL_HINT, BackendUnavailableError
+from .._math import INDEX_MASK, NO_INDEX, PACKED_MAX_CELLS
 from . import config, kernels
-from .arrays import SIMULATOR, array_module, as_device_array, check_memory, to_numpy
 
-__all__ = [
-    "NAME",
-    "array_module",
-    "as_device_array",
-    "check_memory",
-    "find_bmus",
-    "to_device",
-    "to_host",
-    "to_numpy",
-    "train_online",
-]
+#: True under numba's CUDA simulator (set before numba was imported; fixed for the process).
+SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 
-NAME = "cuda"
-
-#: Most cells whose indices fit the low 32 bits of a packed key; larger maps reduce pairs.
-PACKED_MAX_CELLS = 1 << 32
+#: Driver error codes of a refused cooperative launch (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE,
+#: CUDA_ERROR_NOT_SUPPORTED): nothing ran, so the per-step driver can run the slice instead.
+COOPERATIVE_REFUSALS = (720, 801)
 
 
-def to_device(codebook, data):
-    """Device copies of a ``(n_cells, dim)`` codebook and ``(n_samples, dim)`` host data.
+class CUDAEngine(Engine):
+    """numba ``@cuda.jit`` kernels on the current CUDA device."""
 
-    The layout of ``gpusom.cuda.kernels``: the codebook ``(padded_dim, n_cells)``, the data
-    ``(n_samples, padded_dim)``, zero-padded, both in the codebook's dtype.
+    name = "cuda"
+
+    #: The launch settings (``gpusom.cuda.config``), read at every call.
+    config = config
+
+    @property
+    def xp(self):
+        """cupy on a GPU, numpy under numba's simulator."""
+        if SIMULATOR:
+            return np
+        try:
+            import cupy
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"GPU arrays need cupy ({exc}); {GPU_INSTALL_HINT}"
+            ) from exc
+        return cupy
+
+    def as_array(self, value, name, ndim):
+        """As ``gpusom._checks.as_float_array`` (same checks and messages), on the device."""
+        xp = self.xp
+        try:
+            array = xp.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a numeric array: {exc}") from None
+        return _checks.checked_float_array(array, name, ndim, xp)
+
+    def to_numpy(self, array):
+        xp = self.xp
+        return np.asarray(array) if xp is np else xp.asnumpy(xp.asarray(array))
+
+    def check_memory(self, n_bytes, what):
+        """Raise a ``ValueError`` naming the bytes when ``n_bytes`` exceed the free memory.
+
+        Called before allocating, so a run that cannot fit fails with this message rather than
+        with a CUDA out-of-memory error halfway through.
+        """
+        free = free_memory()
+        if n_bytes > free:
+            raise ValueError(
+                f"{what} needs {n_bytes} bytes ({n_bytes / 2**30:.2f} GiB) of GPU memory but "
+                f"only {free} bytes ({free / 2**30:.2f} GiB) are free on the device; use a "
+                "smaller lattice, fewer samples, dtype='float32' or backend='cpu'"
+            )
+
+    def to_device(self, codebook, data):
+        """The layout of ``gpusom.cuda.kernels``: the codebook ``(padded_dim, n_cells)``, the
+        data ``(n_samples, padded_dim)``, zero-padded, both in the codebook's dtype."""
+        n_cells, dim = codebook.shape
+        n_samples = data.shape[0]
+        width = kernels.padded_dim(dim)
+        self.check_memory(
+            codebook.dtype.itemsize * width * (n_cells + n_samples),
+            f"a codebook of {n_cells} cells and {n_samples} samples of {dim} features",
+        )
+        internal = np.zeros((width, n_cells), dtype=codebook.dtype)
+        internal[:dim] = codebook.T
+        padded = np.zeros((n_samples, width), dtype=codebook.dtype)
+        padded[:, :dim] = data
+        return cuda.to_device(internal), cuda.to_device(padded)
+
+    def to_host(self, codebook, dim):
+        return np.ascontiguousarray(codebook.copy_to_host()[:dim].T)
+
+    def train_online(
+        self, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate
+    ):
+        threads = _threads_per_block()
+        driver = _driver()
+        n_steps = order.size
+        if n_steps == 0:
+            return np.empty(0, dtype=np.int64)
+        # Enough blocks for one cell per thread; more would only idle.
+        blocks_needed = -(-codebook.shape[1] // threads)
+        self.check_memory(32 * n_steps + 16 * blocks_needed, f"the schedules of {n_steps} steps")
+        record = cuda.to_device(np.full(n_steps, NO_INDEX, dtype=np.int64))
+        # float32 BMUs meet in packed keys (one atomic per block), float64 in per-block pairs.
+        packed = codebook.dtype == np.float32 and codebook.shape[1] <= PACKED_MAX_CELLS
+        partials = (
+            ()
+            if packed
+            else tuple(
+                cuda.device_array((2, blocks_needed), dtype=t) for t in (np.float64, np.int64)
+            )
+        )
+        args = (
+            codebook,
+            data,
+            cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)),
+            cuda.to_device(np.ascontiguousarray(sigmas, dtype=np.float64)),
+            cuda.to_device(np.ascontiguousarray(lrs, dtype=np.float64)),
+            rows,
+            cols,
+            bool(is_torus),
+            neighborhood,
+            float(truncate),
+            record,
+            *partials,
+        )
+        driver(args, packed, threads, blocks_needed)
+        found = record.copy_to_host()
+        return found & INDEX_MASK if packed else found
+
+    def find_bmus(self, data, codebook, k=1):
+        """Exact best units in blocks (``gpusom._bmu_search``): cupy matrix products give the
+        scores, the :func:`kernels.rerank` kernel (one block per sample) ranks the candidates."""
+        xp = self.xp
+        data, codebook = xp.asarray(data), xp.asarray(codebook)
+        n, dim = data.shape
+        n_cells = codebook.shape[0]
+        self.check_memory(
+            _bmu_search.search_bytes(n, n_cells, dim, k),
+            f"the BMUs of {n} samples on {n_cells} cells",
+        )
+        threads = _threads_per_block()
+
+        def rerank(dots, *rest):
+            kernels.rerank[min(dots.shape[0], config.MAX_BLOCKS), threads](dots, *rest)
+
+        return _bmu_search.blocked_bmus(data, codebook, k, xp, rerank)
+
+
+ENGINE = CUDAEngine()
+
+
+def free_memory():
+    """Bytes of device memory free now."""
+    return cuda.current_context().get_memory_info()[0]
+
+
+def probe():
+    """Compile and run one tiny training step, and touch cupy if it is installed.
+
+    Raises whatever goes wrong (no driver or device, no NVRTC or device runtime library, a
+    compute capability the installed toolkit cannot build for, a cupy that imports but cannot
+    run); ``gpusom._backend`` turns that into one warning or error with the cause.
     """
-    n_cells, dim = codebook.shape
-    n_samples = data.shape[0]
-    width = kernels.padded_dim(dim)
-    check_memory(
-        codebook.dtype.itemsize * width * (n_cells + n_samples),
-        f"a codebook of {n_cells} cells and {n_samples} samples of {dim} features",
-    )
-    internal = np.zeros((width, n_cells), dtype=codebook.dtype)
-    internal[:dim] = codebook.T
-    padded = np.zeros((n_samples, width), dtype=codebook.dtype)
-    padded[:, :dim] = data
-    return cuda.to_device(internal), cuda.to_device(padded)
-
-
-def train_online(codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate):
-    """Run ``len(order)`` online steps on the device codebook; returns the BMU indices (host)."""
-    threads = _threads_per_block()
-    driver = _driver()
-    n_steps = order.size
-    if n_steps == 0:
-        return np.empty(0, dtype=np.int64)
-    # Enough blocks for one cell per thread; more would only idle.
-    blocks_needed = -(-codebook.shape[1] // threads)
-    check_memory(32 * n_steps + 32 * blocks_needed, f"the schedules of {n_steps} steps")
-    record = cuda.to_device(np.full(n_steps, kernels.NO_INDEX, dtype=np.int64))
-    # float32 BMUs meet in packed keys (one atomic per block), float64 in per-block pairs.
-    packed = codebook.dtype == np.float32 and codebook.shape[1] <= PACKED_MAX_CELLS
-    partials = (
-        ()
-        if packed
-        else tuple(cuda.device_array((2, blocks_needed), dtype=t) for t in (np.float64, np.int64))
-    )
-    args = (
-        codebook,
-        data,
-        cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)),
-        cuda.to_device(np.ascontiguousarray(sigmas, dtype=np.float64)),
-        cuda.to_device(np.ascontiguousarray(lrs, dtype=np.float64)),
-        rows,
-        cols,
-        bool(is_torus),
-        neighborhood,
-        float(truncate),
-        record,
-        *partials,
-    )
-    driver(args, packed, threads, blocks_needed)
-    found = record.copy_to_host()
-    return found & kernels.INDEX_MASK if packed else found
-
-
-def to_host(codebook, dim):
-    """The ``(n_cells, dim)`` numpy codebook of the device codebook."""
-    return np.ascontiguousarray(codebook.copy_to_host()[:dim].T)
-
-
-def find_bmus(data, codebook, k=1):
-    """Exact best matching units on the device, computed in blocks (``gpusom._bmu_search``).
-
-    cupy matrix products give the scores and the :func:`kernels.rerank` kernel (one block per
-    sample) ranks the candidates, so the result equals brute force with ties to the lowest index.
-
-    Parameters
-    ----------
-    data : device array (or array_like), shape (n_samples, dim)
-    codebook : device array (or array_like), shape (n_cells, dim)
-    k : {1, 2}
-        How many best units to return per sample.
-
-    Returns
-    -------
-    index : device array of int64, shape (n_samples, k)
-    squared_distance : device array of float64, shape (n_samples, k)
-    """
-    xp = array_module()
-    data, codebook = xp.asarray(data), xp.asarray(codebook)
-    n, dim = data.shape
-    n_cells = codebook.shape[0]
-    block = max(1, min(n, _config.ANALYSIS_BLOCK_BYTES // (8 * max(n_cells, 1))))
-    check_memory(
-        4 * n_cells * (dim + 2) + 16 * n * k + 8 * block * (n_cells + dim + 2),
-        f"the BMUs of {n} samples on {n_cells} cells",
-    )
-    threads = _threads_per_block()
-
-    def rerank(dots, *rest):
-        kernels.rerank[min(dots.shape[0], config.MAX_BLOCKS), threads](dots, *rest)
-
-    return blocked_bmus(data, codebook, k, xp, rerank)
+    if not (SIMULATOR or cuda.is_available()):
+        raise BackendUnavailableError("numba finds no CUDA driver or device")
+    codebook = np.zeros((6, 2), dtype=np.float32)
+    state = ENGINE.to_device(codebook, np.ones((2, 2), dtype=np.float32))
+    one = np.ones(1)
+    ENGINE.train_online(*state, np.zeros(1, dtype=np.int64), one, one, 2, 3, False, 0, 1.0)
+    cuda.synchronize()
+    try:
+        import cupy
+    except ImportError:
+        return  # training needs no cupy; analysis then runs on the CPU
+    if not SIMULATOR:
+        cupy.asarray([1.0, 2.0]).sum().item()
 
 
 def _threads_per_block():
@@ -167,7 +219,25 @@ def _persistent(args, packed, threads, blocks_needed):
     # the kernel that the launch below then finds in memory.
     compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
     blocks = min(blocks, compiled.max_cooperative_grid_blocks(threads))
-    kernel[blocks, threads](*args)
+    try:
+        if blocks < 1:
+            raise _Refused(f"no cooperative block of {threads} threads fits a multiprocessor")
+        kernel[blocks, threads](*args)
+    except Exception as exc:
+        if not isinstance(exc, _Refused) and getattr(exc, "code", None) not in COOPERATIVE_REFUSALS:
+            raise
+        warnings.warn(
+            f"this GPU refused the persistent (cooperative) launch ({exc}); gpusom uses the "
+            "per-step driver from now on (gpusom.cuda.config.DRIVER = 'per_step')",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        config.DRIVER = "per_step"
+        _per_step(args, packed, threads, blocks_needed)
+
+
+class _Refused(Exception):
+    """The persistent driver cannot run on this device."""
 
 
 DRIVERS = {"persistent": _persistent, "per_step": _per_step}

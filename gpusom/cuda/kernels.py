@@ -40,19 +40,19 @@ import math
 import numpy as np
 from numba import cuda
 
-from .._math import axis_delta, axis_weight, window_radius
-
-#: Features summed per pass; the feature axis is padded to a multiple of this.
-LANES = 4
+from .._math import (
+    INDEX_MASK,
+    LANES,
+    NO_INDEX,
+    axis_delta,
+    axis_weight,
+    packed_key,
+    ranks_before,
+    window_radius,
+)
 
 #: Largest block the kernels support: the size of their static shared-memory buffers.
 MAX_THREADS = 256
-
-#: Index of an empty (distance, index) slot; larger than every real index and packed key.
-NO_INDEX = np.iinfo(np.int64).max
-
-#: Low 32 bits of a packed key: the cell index.
-INDEX_MASK = 0xFFFFFFFF
 
 INF = math.inf
 
@@ -63,19 +63,13 @@ def padded_dim(dim):
 
 
 @cuda.jit(device=True)
-def _before(d1, i1, d2, i2):
-    """True when pair ``(d1, i1)`` ranks before ``(d2, i2)``: smaller distance, then index."""
-    return d1 < d2 or (d1 == d2 and i1 < i2)
-
-
-@cuda.jit(device=True)
 def _merge_top2(a1d, a1i, a2d, a2i, b1d, b1i, b2d, b2i):
     """The two best of two sorted pairs of (distance, index) pairs, sorted."""
-    if _before(b1d, b1i, a1d, a1i):
-        if _before(a1d, a1i, b2d, b2i):
+    if ranks_before(b1d, b1i, a1d, a1i):
+        if ranks_before(a1d, a1i, b2d, b2i):
             return b1d, b1i, a1d, a1i
         return b1d, b1i, b2d, b2i
-    if _before(b1d, b1i, a2d, a2i):
+    if ranks_before(b1d, b1i, a2d, a2i):
         return a1d, a1i, b1d, b1i
     return a1d, a1i, a2d, a2i
 
@@ -124,7 +118,7 @@ def _packed_key(distance, index):
     """``float32 bits of distance << 32 | index``: orders by distance, then by index."""
     box = cuda.local.array(1, np.float32)
     box[0] = distance
-    return (np.int64(box.view(np.int32)[0]) << 32) | index
+    return packed_key(box.view(np.int32)[0], index)
 
 
 @cuda.jit(device=True)
@@ -197,7 +191,7 @@ def _resolve(record, part_d, part_i, step, shared_d, shared_i):
     slot = step % 2
     best_d, best_i = INF, NO_INDEX
     for block in range(cuda.threadIdx.x, cuda.gridDim.x, cuda.blockDim.x):
-        if _before(part_d[slot, block], part_i[slot, block], best_d, best_i):
+        if ranks_before(part_d[slot, block], part_i[slot, block], best_d, best_i):
             best_d, best_i = part_d[slot, block], part_i[slot, block]
     _, bmu, _, _ = _block_top2(shared_d, shared_i, best_d, best_i, INF, NO_INDEX)
     if cuda.blockIdx.x == 0 and cuda.threadIdx.x == 0:
@@ -277,7 +271,7 @@ def _phase(
             distance = _measure(codebook, data, n, sample)
         if part_d is None:
             best_key = min(best_key, _packed_key(distance, n))
-        elif _before(np.float64(distance), n, best_d, best_i):
+        elif ranks_before(np.float64(distance), n, best_d, best_i):
             best_d, best_i = np.float64(distance), n
     if searching:
         _publish(best_key, best_d, best_i, record, part_d, part_i, t, shared_d, shared_i)

@@ -1,0 +1,67 @@
+"""The protocol every engine implements: one object per place that computations run.
+
+``gpusom._backend`` hands out engines (``gpusom.cpu.ENGINE``, ``gpusom.cuda.ENGINE``); the rest
+of gpusom calls their methods and never asks where an array lives (scikit-learn's
+``get_namespace`` idea: resolve once, then call). An engine's arrays are those of its module
+``xp`` (numpy on the CPU, cupy on a GPU); its training state (``to_device``) is private to it.
+"""
+
+import abc
+
+
+class Engine(abc.ABC):
+    """Array helpers, online training and the exact BMU search of one engine."""
+
+    #: Short name, recorded as ``SOM.backend_``.
+    name = ""
+
+    @property
+    @abc.abstractmethod
+    def xp(self):
+        """The module of this engine's arrays (numpy, or cupy)."""
+
+    @abc.abstractmethod
+    def as_array(self, value, name, ndim):
+        """``value`` as a finite float array of this engine, ``ndim`` dimensions, never empty.
+
+        float32 and float64 are kept, other numbers become float64; errors name ``name``.
+        """
+
+    @abc.abstractmethod
+    def to_numpy(self, array):
+        """A numpy array with the values of this engine's ``array``."""
+
+    @abc.abstractmethod
+    def check_memory(self, n_bytes, what):
+        """Raise a ``ValueError`` naming ``what`` when ``n_bytes`` will not fit in memory."""
+
+    @abc.abstractmethod
+    def to_device(self, codebook, data):
+        """Training state ``(codebook, data)`` from a host ``(n_cells, dim)`` codebook and
+        ``(n_samples, dim)`` data in the codebook's dtype."""
+
+    @abc.abstractmethod
+    def to_host(self, codebook, dim):
+        """The ``(n_cells, dim)`` numpy codebook of the training state ``codebook``."""
+
+    @abc.abstractmethod
+    def train_online(
+        self, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate
+    ):
+        """Run ``len(order)`` online steps on the training state; returns each step's BMU.
+
+        ``order`` (int64) are sample indices, ``sigmas``/``lrs`` (float64) the radius and rate
+        of each step, ``neighborhood`` the code of ``gpusom._math.NEIGHBORHOODS``.
+        """
+
+    def train_batch(self, *args):
+        """Batch training epochs; no engine implements them yet."""
+        raise NotImplementedError(f"the {self.name} engine has no batch training yet")
+
+    @abc.abstractmethod
+    def find_bmus(self, data, codebook, k=1):
+        """Exact ``k`` (1 or 2) best units of each sample, ties to the lowest index.
+
+        Returns ``(index, squared_distance)`` of shape ``(n_samples, k)``, int64 and float64,
+        arrays of this engine; a missing second unit is ``(-1, inf)``.
+        """

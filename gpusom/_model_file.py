@@ -1,0 +1,74 @@
+"""The SOM model file: what ``SOM.save`` writes and ``SOM.load`` restores.
+
+The file itself (an ``.npz`` archive with a versioned JSON header, written atomically) is
+``gpusom.io``'s; this module decides what goes in it and checks what comes out.
+"""
+
+import numpy as np
+
+from . import _checks
+from .schedules import DTYPES
+
+
+def model_contents(som):
+    """``(header, arrays)`` of a trained SOM, for ``io.write_model``."""
+    names = getattr(som, "feature_names_in_", None)
+    header = {
+        "params": som.get_params(),
+        "settings": som.settings_,
+        "n_features_in": som.n_features_in_,
+        "feature_names_in": None if names is None else [str(name) for name in names],
+        "backend": som.backend_,
+        "position": {"steps_done": som.steps_done_, "num_iterations": som.num_iterations_},
+        "sample_order_state": som._rng.bit_generator.state,
+    }
+    arrays = {"lattice": som.lattice_}
+    if som.data_min_ is not None:
+        arrays.update(data_min=som.data_min_, data_range=som.data_range_)
+    return header, arrays
+
+
+def restore(cls, header, arrays):
+    """A ``cls`` instance with the state of a model file's ``header`` and ``arrays``.
+
+    Raises ``ValueError`` (or ``KeyError``/``TypeError`` for missing or mistyped entries) for
+    anything that is not a consistent gpusom model.
+    """
+    params = dict(header["params"])
+    params["som_size"] = tuple(params["som_size"])
+    som = cls(**params)
+    settings = dict(header["settings"])
+    lattice = _checks.as_lattice(arrays["lattice"], "the lattice")
+    if lattice.shape[:2] != (settings["rows"], settings["cols"]) or lattice.dtype != np.dtype(
+        DTYPES[settings["dtype"]]
+    ):
+        raise ValueError(f"the lattice {lattice.shape} {lattice.dtype} contradicts the settings")
+    position = header["position"]
+    steps_done, total = int(position["steps_done"]), int(position["num_iterations"])
+    if not 0 <= steps_done <= total:
+        raise ValueError(f"position {steps_done} of {total} steps is impossible")
+    dim = lattice.shape[2]
+    data_min, data_range = arrays.get("data_min"), arrays.get("data_range")
+    if data_min is not None and (data_min.shape, data_range.shape) != ((dim,), (dim,)):
+        raise ValueError("the normalisation does not match the lattice's features")
+    names = header["feature_names_in"]
+    som._set_trained(
+        lattice=lattice,
+        backend=str(header["backend"]),
+        settings=settings,
+        names=None if names is None else np.asarray(names, dtype=object),
+        scaling=(data_min, data_range),
+        position=(steps_done, total),
+        rng=_generator(header["sample_order_state"]),
+    )
+    return som
+
+
+def _generator(state):
+    """A numpy Generator in the stored ``bit_generator.state``."""
+    bit_generator = getattr(np.random, str(state["bit_generator"]), None)
+    if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
+        raise ValueError(f"unknown bit generator {state['bit_generator']!r}")
+    rng = np.random.Generator(bit_generator())
+    rng.bit_generator.state = state
+    return rng

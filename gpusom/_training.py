@@ -1,0 +1,116 @@
+"""The host side of an online run: slices of steps, the Ctrl-C guard and the progress bar.
+
+A run is handed to the engine in slices, each sized to take about ``_config.SLICE_SECONDS``;
+the sample order of every slice comes from one random generator in sequence, so slicing never
+changes the result, and Ctrl-C is honoured between slices.
+"""
+
+import signal
+import sys
+import threading
+from timeit import default_timer as timer
+
+import numpy as np
+
+from . import _config
+from ._math import NEIGHBORHOODS
+from .schedules import exponential_decay, sample_order
+
+
+def run_slices(engine, codebook, data, n_samples, rng, settings, first, stop, total, verbose):
+    """Online steps ``first`` to ``stop`` of a ``total``-step run, one slice per engine call.
+
+    ``codebook`` and ``data`` are the engine's training state of ``n_samples`` samples. Returns
+    ``(position, interrupted)``: the step reached, and whether Ctrl-C stopped it.
+    """
+    position = first
+    size = min(_config.FIRST_SLICE_STEPS, _config.STEPS_PER_SLICE)
+    with _DeferredInterrupt() as interrupt, _progress_bar(first, stop, verbose) as bar:
+        while position < stop and not interrupt.requested:
+            steps = np.arange(position, min(position + size, stop))
+            before = rng.bit_generator.state
+            tick = timer()
+            try:
+                train_slice(engine, codebook, data, n_samples, rng, settings, steps, total)
+            except KeyboardInterrupt:
+                # Raised by the engine call itself (Ctrl-C is deferred, so only where the SIGINT
+                # handler is not Python's default): the slice counts as not run and its sample
+                # order is rewound.
+                rng.bit_generator.state = before
+                interrupt.requested = True
+                break
+            position += steps.size
+            bar.update(steps.size)
+            size = _next_slice_size(steps.size, timer() - tick)
+    return position, interrupt.requested
+
+
+def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
+    """One engine call: the online steps numbered ``steps`` of a ``total``-step run."""
+    return engine.train_online(
+        codebook,
+        data,
+        sample_order(rng, n_samples, steps.size),
+        exponential_decay(settings["sigma"], settings["sigma_end"], steps, total),
+        exponential_decay(settings["learning_rate"], settings["learning_rate_end"], steps, total),
+        settings["rows"],
+        settings["cols"],
+        settings["is_torus"],
+        NEIGHBORHOODS[settings["neighborhood"]],
+        settings["truncate"],
+    )
+
+
+def _progress_bar(position, stop, verbose):
+    """A tqdm bar of the steps up to ``stop`` from ``position``, on a terminal only.
+
+    It appears once the run has taken ``_config.PROGRESS_MIN_SECONDS`` (short runs print
+    nothing) and shows the average rate since the run began, compiling included, so the rate
+    agrees with the run's total time.
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=stop,
+        initial=position,
+        unit="step",
+        unit_scale=True,
+        desc="SOM training",
+        file=sys.stderr,
+        disable=None if verbose else True,
+        delay=_config.PROGRESS_MIN_SECONDS,
+        smoothing=0,
+    )
+
+
+def _next_slice_size(steps, elapsed):
+    """Steps for the next slice to take about ``_config.SLICE_SECONDS`` at the last one's pace."""
+    if elapsed <= 0:
+        return _config.STEPS_PER_SLICE
+    return int(np.clip(steps * _config.SLICE_SECONDS / elapsed, 1, _config.STEPS_PER_SLICE))
+
+
+class _DeferredInterrupt:
+    """Holds Ctrl-C (SIGINT) during training as a flag the host loop reads between slices.
+
+    Installed only in the main thread and only over Python's default handler (the one that
+    raises KeyboardInterrupt); elsewhere nothing changes.
+    """
+
+    def __enter__(self):
+        self.requested = False
+        self._installed = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        if self._installed:
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc_info):
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return False
