@@ -1,7 +1,7 @@
 """Error and warning types, and the GPU install hint.
 
-A leaf module: it imports nothing of gpusom, so every other module (the engines included) can
-import it without an import cycle.
+A leaf module: it imports nothing, so every other module (the engines included) can use it
+without an import cycle.
 """
 
 GPU_INSTALL_HINT = (

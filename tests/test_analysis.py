@@ -3,6 +3,7 @@
 import naive
 import numpy as np
 import pytest
+from engines import on_device, to_numpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -30,6 +31,12 @@ def data_and_lattice(draw):
     return data, lattice
 
 
+def arrays_of(engine, *arrays):
+    """The arrays as inputs of ``engine``: numpy for the CPU, GPU arrays for CUDA; the public
+    functions then run on that engine (one test body for every engine)."""
+    return arrays if engine.name == "cpu" else tuple(on_device(a) for a in arrays)
+
+
 def brute_force_is_argmin(data, lattice, flat):
     """Each chosen cell's distance equals the minimum; the lowest index among exact ties."""
     d2 = naive.all_distances_sq(data, lattice.reshape(-1, lattice.shape[-1]))
@@ -52,18 +59,27 @@ def test_find_bmus_equals_brute_force(case):
     brute_force_is_argmin(data, lattice, rows_cols[:, 0] * lattice.shape[1] + rows_cols[:, 1])
 
 
-def test_find_bmus_ties_go_to_the_lowest_index():
+def test_find_bmus_ties_go_to_the_lowest_index(engine):
     lattice = np.zeros((2, 3, 2))
     lattice[0, 2] = lattice[1, 1] = [1.0, 1.0]
-    np.testing.assert_array_equal(find_bmus([[1.0, 1.0], [5.0, 5.0]], lattice), [[0, 2], [0, 2]])
+    data = np.array([[1.0, 1.0], [5.0, 5.0]])
+    got = find_bmus(*arrays_of(engine, data, lattice))
+    np.testing.assert_array_equal(to_numpy(got), [[0, 2], [0, 2]])
 
 
-def test_find_bmus_is_exact_on_offset_float32_data(rng):
+def test_find_bmus_is_exact_on_offset_float32_data(engine, rng):
     # Large common offset: the norm expansion alone would pick wrong cells here.
-    lattice = (rng.random((20, 20, 8)) + 100.0).astype(np.float32)
-    data = (rng.random((500, 8)) + 100.0).astype(np.float32)
-    flat = find_bmus(data, lattice) @ [20, 1]
+    lattice = (rng.random((12, 12, 8)) + 100.0).astype(np.float32)
+    data = (rng.random((60, 8)) + 100.0).astype(np.float32)
+    flat = to_numpy(find_bmus(*arrays_of(engine, data, lattice))) @ [12, 1]
     brute_force_is_argmin(data, lattice, flat)
+
+
+def test_quantization_error_equals_brute_force(engine, rng):
+    data, lattice = rng.random((40, 3)), rng.random((4, 5, 3))
+    d2 = naive.all_distances_sq(data, lattice.reshape(20, 3))
+    got = quantization_error(*arrays_of(engine, data, lattice))
+    assert got == pytest.approx(np.sqrt(d2.min(axis=1)).mean(), rel=1e-12)
 
 
 def test_blocks_do_not_change_the_result(rng, monkeypatch):
@@ -98,11 +114,12 @@ def test_errors_equal_brute_force(case, is_torus):
     assert 0.0 <= te <= 1.0
 
 
-def test_topographic_error_counts_non_neighbours():
+def test_topographic_error_counts_non_neighbours(engine):
     lattice = np.zeros((1, 5, 1))
     lattice[0, :, 0] = [0.0, 1.0, 2.0, 3.0, 0.4]  # second-best of x=0.1 is the far cell 4
-    assert topographic_error([[0.1], [2.9]], lattice) == 0.5
-    assert topographic_error([[0.1], [2.9]], lattice, is_torus=True) == 0.0  # 0 and 4 touch
+    data, lattice = arrays_of(engine, np.array([[0.1], [2.9]]), lattice)
+    assert topographic_error(data, lattice) == 0.5
+    assert topographic_error(data, lattice, is_torus=True) == 0.0  # 0 and 4 touch
 
 
 @given(
@@ -132,9 +149,9 @@ def test_u_matrix_wraps_on_a_torus():
     assert plane[0, 0] == pytest.approx(9.0) and torus[0, 0] == pytest.approx(9.0)
 
 
-def test_projection_holds_every_cell_and_every_sample(rng):
+def test_projection_holds_every_cell_and_every_sample(engine, rng):
     data, lattice = rng.random((50, 3)), rng.random((4, 5, 3))
-    projection = project_on_lattice(data, lattice, verbose=False)
+    projection = project_on_lattice(*arrays_of(engine, data, lattice), verbose=False)
     assert list(projection) == [(r, c) for r in range(4) for c in range(5)]
     bmus = find_bmus(data, lattice)
     for i, (r, c) in enumerate(bmus):
@@ -154,12 +171,11 @@ def test_projection_with_labels_and_normalize(rng):
         assert labels[i] in projection[(r, c)]
 
 
-def test_closest_vectors_equal_brute_force(rng):
+def test_closest_vectors_equal_brute_force(engine, rng):
     data, lattice = rng.random((30, 3)), rng.random((5, 4, 3))
-    closest = lattice_closest_vectors(data, lattice, verbose=False)
-    labelled = lattice_closest_vectors(
-        data, lattice, additional_list=list(range(30)), verbose=False
-    )
+    inputs = arrays_of(engine, data, lattice)
+    closest = lattice_closest_vectors(*inputs, verbose=False)
+    labelled = lattice_closest_vectors(*inputs, additional_list=list(range(30)), verbose=False)
     d2 = naive.all_distances_sq(lattice.reshape(20, 3), data)
     for flat, sample in enumerate(np.argmin(d2, axis=1)):
         cell = divmod(flat, 4)
@@ -168,9 +184,10 @@ def test_closest_vectors_equal_brute_force(rng):
 
 
 @pytest.mark.parametrize("exponent", [1, 8, 0.5])
-def test_activations_equal_brute_force(rng, exponent):
+def test_activations_equal_brute_force(engine, rng, exponent):
     data, lattice = rng.random((7, 3)), rng.random((4, 6, 3))
-    got = lattice_activations(data, lattice, exponent=exponent, verbose=False)
+    inputs = arrays_of(engine, data, lattice)
+    got = to_numpy(lattice_activations(*inputs, exponent=exponent, verbose=False))
     d2 = naive.all_distances_sq(data, lattice.reshape(24, 3)).reshape(7, 4, 6)
     scaled = (d2.max() - d2) ** exponent
     expected = (scaled - scaled.min()) / (scaled.max() - scaled.min())
