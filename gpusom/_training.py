@@ -45,6 +45,30 @@ def run_slices(engine, codebook, data, n_samples, rng, settings, first, stop, to
     return position, interrupt.requested
 
 
+def check_resumable(som, dim, names, num_iterations, normalize, until):
+    """Raise a ``ValueError`` unless ``som`` holds a run that these arguments can continue."""
+    if not hasattr(som, "steps_done_"):
+        raise ValueError(
+            "resume=True continues an earlier run, but this SOM holds none: train it or load "
+            "a model (SOM.load) first"
+        )
+    if num_iterations != som.num_iterations_:
+        raise ValueError(
+            f"num_iterations must be the run's total, {som.num_iterations_}, when resuming "
+            f"(got {num_iterations}): the schedules of the steps done depend on it"
+        )
+    if normalize != (som.data_min_ is not None):
+        raise ValueError(
+            f"the run was trained with normalize={not normalize}; resume it with the same"
+        )
+    if dim != som.n_features_in_:
+        raise ValueError(f"data has {dim} features, but the run trains on {som.n_features_in_}")
+    if until < som.steps_done_:
+        raise ValueError(f"until ({until}) is before the run's step {som.steps_done_}")
+    if names is not None:
+        som._check_feature_names(names)
+
+
 def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
     """One engine call: the online steps numbered ``steps`` of a ``total``-step run."""
     return engine.train_online(

@@ -18,8 +18,14 @@ def settings(params, n_samples):
     """Validated run settings from a SOM's parameters, the documented defaults filled in.
 
     ``params`` maps the constructor's parameter names to values; the result holds option names
-    (not codes), so it is readable in a model file. The defaults are explained in the Notes of
-    ``gpusom.SOM``.
+    (not codes), so it is readable in a model file.
+
+    The default end points were chosen by measurement (benchmarks/RESULTS.md): with many
+    samples per cell a small final radius or a large final rate crumples the map (topographic
+    error rises), while with fewer samples than cells a large final rate lets cells settle onto
+    the samples (quantization error falls towards 0) without harming the order. With ``rho``
+    samples per cell and ``s = clip(log10(1 / rho), 0, 1)``:
+    ``sigma_end = 0.55 * (0.3 / 0.55) ** s`` and ``learning_rate_end = 0.02 * 10 ** s``.
     """
     rows, cols = _checks.as_som_size(params["som_size"])
     is_torus = _checks.as_bool(params["is_torus"], "is_torus")

@@ -74,8 +74,8 @@ class SOM(ParamsMixin):
     seed : int or numpy.random.Generator, optional
         Seed of the initialisation and of the sample order; the same seed gives the same map.
     verbose : bool, default True
-        Print the one-line timing messages of the original walk-through, and a progress bar for
-        runs expected to take more than about a second.
+        Print the one-line timing messages of the original walk-through, and, on a terminal, a
+        progress bar once a run has taken a second.
 
     Attributes
     ----------
@@ -112,12 +112,7 @@ class SOM(ParamsMixin):
     ``f = t / max(T - 1, 1)``. On a torus each axis uses the minimum-image distance and every cell
     is updated at most once per step, even when the window is wider than the map.
 
-    The default end points were chosen by measurement (``benchmarks/``): with many samples per
-    cell a small final radius or a large final rate crumples the map (topographic error rises),
-    while with fewer samples than cells a large final rate lets cells settle onto the samples
-    (quantization error falls towards 0) without harming the order. With ``rho`` samples per
-    cell and ``s = clip(log10(1 / rho), 0, 1)``: ``sigma_end = 0.55 * (0.3 / 0.55) ** s`` and
-    ``learning_rate_end = 0.02 * 10 ** s``.
+    The default end points depend on the samples per cell (``gpusom.schedules.settings``).
 
     Training runs in slices of steps (``gpusom._training``), so slicing never changes the
     result. Ctrl-C (SIGINT) during training is held until the slice in flight has finished:
@@ -257,7 +252,9 @@ class SOM(ParamsMixin):
         """The training run behind :meth:`train` and :meth:`fit`, on validated arguments."""
         values = data.values
         if resume:
-            self._check_resumable(values, data.names, num_iterations, normalize, until)
+            _training.check_resumable(
+                self, values.shape[1], data.names, num_iterations, normalize, until
+            )
             settings, first = self.settings_, self.steps_done_
             low, span = self.data_min_, self.data_range_
             if first == until:
@@ -337,30 +334,6 @@ class SOM(ParamsMixin):
         self.data_min_, self.data_range_ = scaling
         self.steps_done_, self.num_iterations_ = position
         self._rng = rng
-
-    def _check_resumable(self, values, names, num_iterations, normalize, until):
-        if not hasattr(self, "steps_done_"):
-            raise ValueError(
-                "resume=True continues an earlier run, but this SOM holds none: train it or load "
-                "a model (SOM.load) first"
-            )
-        if num_iterations != self.num_iterations_:
-            raise ValueError(
-                f"num_iterations must be the run's total, {self.num_iterations_}, when resuming "
-                f"(got {num_iterations}): the schedules of the steps done depend on it"
-            )
-        if normalize != (self.data_min_ is not None):
-            raise ValueError(
-                f"the run was trained with normalize={not normalize}; resume it with the same"
-            )
-        if values.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"data has {values.shape[1]} features, but the run trains on {self.n_features_in_}"
-            )
-        if until < self.steps_done_:
-            raise ValueError(f"until ({until}) is before the run's step {self.steps_done_}")
-        if names is not None:
-            self._check_feature_names(names)
 
     def _say(self, message):
         if self.verbose:
