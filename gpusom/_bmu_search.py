@@ -5,8 +5,9 @@ For a block of samples, one matrix product of the centred samples and codebook g
 ``|x_i|^2`` term is the same for a whole row). The product is rounded, so each backend's re-rank
 kernel takes every cell whose score is within the rounding bound of the best and ranks those by
 float64 direct differences, ties to the lowest index: the result equals brute force while memory
-stays at one ``block x n_cells`` matrix. Centring first keeps the bound small (gpu-notes.md: the
-uncentred expansion picked wrong BMUs for a quarter of the samples on offset data).
+stays at one ``block x n_cells`` matrix. Centring first keeps the bound small: uncentred, a
+float32 expansion picked wrong BMUs for about a quarter of the samples of data offset by +100
+(``tests/test_analysis.py`` checks such data).
 """
 
 import numpy as np

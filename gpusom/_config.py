@@ -1,6 +1,6 @@
 """Compilation settings shared by every jitted kernel.
 
-One place for the fastmath flags (``STYLE.md`` item 6): contraction into fused multiply-add and
+One place for the fastmath flags: contraction into fused multiply-add and
 signed-zero freedom help vectorisation; ``nnan``/``ninf`` are left out on purpose because
 distances may legitimately overflow to inf on extreme (but finite) inputs.
 """

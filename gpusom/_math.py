@@ -1,10 +1,10 @@
 """Scalar lattice helpers shared by the CPU (``@njit``) and CUDA (``@cuda.jit``) kernels.
 
 Plain ``register_jitable`` functions compile for both targets, so the geometry of the training
-contract (DESIGN.md section 2) is written once. Distances on the grid are handled per axis: the
-Gaussian is separable, ``exp(-(dr^2 + dc^2) / 2s^2) = exp(-dr^2 / 2s^2) * exp(-dc^2 / 2s^2)``, and
-the truncated window is the disk ``dr^2 + dc^2 <= radius^2``, i.e. one contiguous (or, on a torus,
-circular) run of columns per row.
+contract (the Notes of ``gpusom.SOM``) is written once. Distances on the grid are handled per axis:
+the Gaussian is separable, ``exp(-(dr^2 + dc^2) / 2s^2) = exp(-dr^2 / 2s^2) * exp(-dc^2 / 2s^2)``,
+and the truncated window is the disk ``dr^2 + dc^2 <= radius^2``, i.e. one contiguous (or, on a
+torus, circular) run of columns per row.
 """
 
 import math
@@ -40,7 +40,7 @@ def packed_key(distance_bits, index):
     """``bits << 32 | index`` for the int32 bit pattern of a non-negative float32 distance.
 
     Such a bit pattern orders like the float, so the smallest key is the smallest distance and,
-    on ties, the lowest index (DESIGN.md section 6): an argmin is one integer min.
+    on ties, the lowest index: an argmin is one integer min.
     """
     return (np.int64(distance_bits) << 32) | index
 

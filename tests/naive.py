@@ -1,4 +1,4 @@
-"""Slow, obviously correct references: the oracle for every optimised path (STYLE.md item 8)."""
+"""Slow, obviously correct references: the oracle for every optimised path."""
 
 import numpy as np
 
@@ -20,7 +20,7 @@ def bmu(codebook, x):
 def online_som(
     codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood="gaussian", truncate=3.0
 ):
-    """Plain online SOM, DESIGN.md section 2; returns ``(codebook, bmus)``.
+    """Plain online SOM, the contract in the Notes of ``gpusom.SOM``; returns ``(codebook, bmus)``.
 
     ``codebook`` is ``(rows * cols, dim)``; arithmetic is done in its dtype.
     """

@@ -3,7 +3,7 @@
 Layout. The codebook is split by feature at ``split`` (see ``split_dim``):
 
 - ``head[k, n]``, features ``k < split`` as a structure of arrays, so distances vectorise across
-  cells (DESIGN.md section 6); four features are summed per pass, so the accumulator is read and
+  cells; four features are summed per pass, so the accumulator is read and
   written ``split / 4`` times instead of ``split`` times.
 - ``tail[n, k]``, features ``split + k`` as an array of structures (one contiguous row per cell,
   zero-padded to a multiple of ``TAIL_LANES``), so updating a small window is a few long vector
@@ -91,7 +91,7 @@ def argmin_first(distances):
 
 @overload(argmin_first, jit_options={"cache": True})
 def _argmin_first_jit(distances):
-    # A non-negative float's bit pattern orders like an integer (DESIGN.md section 6), so the
+    # A non-negative float's bit pattern orders like an integer (_math.packed_key), so the
     # search is an integer min that LLVM vectorises instead of a compare-and-branch loop.
     if distances.dtype == types.float32:
 

@@ -1,7 +1,7 @@
 """Launch settings of the CUDA backend.
 
 The host drivers read these at every call (never at import), so tests and benchmarks can patch
-them (STYLE.md item 7): every kernel uses grid-stride loops and is correct for any launch size.
+them: every kernel uses grid-stride loops and is correct for any launch size.
 """
 
 #: Threads per block of every kernel; at most ``gpusom.cuda.kernels.MAX_THREADS``.

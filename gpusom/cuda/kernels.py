@@ -21,14 +21,13 @@ the per-step driver (:func:`train_phase`), ``grid.sync()`` in the persistent one
 (:func:`train_persistent`). The codebook is read once per step and, inside the window, written
 once.
 
-Global BMU stage: float32 distances are non-negative, so their bit patterns order like integers
-and ``key = bits << 32 | index`` orders by distance, then by index (DESIGN.md section 6): one
-64-bit ``atomic.min`` per block and step gives the lowest-index BMU. A float64 distance fills a
-key on its own, so float64 takes two stages: each block writes its best (distance, index) pair,
-and after the barrier every block reduces those pairs itself. The device functions tell the
-two apart by ``part_d is None`` (the ``*_packed`` kernels pass None): numba prunes that branch
-when compiling, so each variant carries only its own code (fewer registers, more resident
-threads).
+Global BMU stage: float32 distances are non-negative, so their bit patterns order like integers and
+``key = bits << 32 | index`` (``gpusom._math.packed_key``) orders by distance, then by index: one
+64-bit ``atomic.min`` per block and step gives the lowest-index BMU. A float64 distance fills a key
+on its own, so float64 takes two stages: each block writes its best (distance, index) pair, and
+after the barrier every block reduces those pairs itself. The device functions tell the two apart by
+``part_d is None`` (the ``*_packed`` kernels pass None): numba prunes that branch when compiling, so
+each variant carries only its own code (fewer registers, more resident threads).
 
 Block reductions use shared memory only (no warp shuffles), which numba's simulator can run.
 Kernels are compiled without fastmath: its flush-to-zero and approximate division would change
