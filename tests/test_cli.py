@@ -96,7 +96,8 @@ def test_npy_data_and_plot_without_data(tmp_path, files, capsys, monkeypatch):
 
 def test_an_interrupted_train_saves_the_model_so_far(tmp_path, files, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    real, calls = cpu.train_online, []
+    engine = cpu.ENGINE
+    real, calls = engine.train_online, []
 
     def train_online(*args):  # Ctrl-C during the third slice
         calls.append(len(args[2]))
@@ -104,7 +105,7 @@ def test_an_interrupted_train_saves_the_model_so_far(tmp_path, files, capsys, mo
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(cpu, "train_online", train_online)
+    monkeypatch.setattr(engine, "train_online", train_online)
     monkeypatch.setattr(_config, "STEPS_PER_SLICE", 100)
     argv = ["train", "data.csv", "--size", "3x3", "--iterations", "1000", "--out", "m.npz"]
     assert main(argv) == 130
