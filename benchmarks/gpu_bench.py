@@ -46,9 +46,10 @@ WORKLOADS = {
 #: how many threads stay resident (its registers per thread bound the blocks per multiprocessor),
 #: so it is timed at two sizes.
 VARIANTS = [
-    ("cuda persistent", "cuda", "persistent", 256),
-    ("cuda persistent, 128 threads/block", "cuda", "persistent", 128),
-    ("cuda per-step", "cuda", "per_step", 256),
+    ("cuda persistent, 128 threads/block (default)", "cuda", "persistent", 128),
+    ("cuda persistent, 256 threads/block", "cuda", "persistent", 256),
+    ("cuda per-step, 128 threads/block", "cuda", "per_step", 128),
+    ("cuda per-step, 256 threads/block", "cuda", "per_step", 256),
     ("cpu", "cpu", None, None),
 ]
 
@@ -139,7 +140,7 @@ def crossover(args):
     """Per-step times of the CPU and the persistent CUDA driver over map sizes."""
     gpu = _backend.cuda_engine()
     gpu.config.DRIVER = "persistent"
-    gpu.config.THREADS_PER_BLOCK = 256
+    gpu.config.THREADS_PER_BLOCK = 128
     header = ("rows x cols x dim", "steps", "cpu us/step", "cuda us/step", "cpu / cuda")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     for rows, cols, dim in CROSSOVER_SHAPES:

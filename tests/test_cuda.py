@@ -367,7 +367,7 @@ def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
     ]
     steps = {(r[0], r[1]): r[2] for r in body}
     assert steps["| small", "cpu"] == "4" and steps["| big", "cpu"] == "5"
-    assert steps["| big", "cuda per-step"] == "3"
+    assert steps["| big", "cuda per-step, 128 threads/block"] == "3"
     for row in body:
         float(row[3].replace(",", ""))  # microseconds per step, a number
         ratio_to_floor = row[5].rstrip(" |")
