@@ -7,6 +7,7 @@ Run on a machine with an NVIDIA GPU, from the repository root (``ci/gpu-check.sh
     python benchmarks/gpu_bench.py --sanitize         # tiny training for compute-sanitizer
     python benchmarks/gpu_bench.py --crossover        # CPU against GPU over map sizes
     python benchmarks/gpu_bench.py --first-call       # seconds of the first tiny trainings
+    python benchmarks/gpu_bench.py --auto             # what backend="auto" picks here, and why
 
 Workloads (gpusom's default schedules, float32, seed 0):
 
@@ -164,6 +165,26 @@ def first_call():
         print(f"first call {backend}: {train_seconds(backend, data, (9, 10), 40):.2f} s")
 
 
+def auto():
+    """Train a map big enough for the GPU under ``backend="auto"``; print what ran and warnings."""
+    import warnings
+
+    data = np.random.default_rng(0).random((1_000, 8), dtype=np.float32)
+    som = SOM((400, 400), seed=0, verbose=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        som.train(data, 2_000)
+    print(f"auto trained on {som.backend_} in {time.perf_counter() - start:.2f} s")
+    for warning in caught:
+        print(f"{warning.category.__name__}: {warning.message}")
+    try:
+        _backend.cuda_engine()
+        print("backend='cuda' runs here")
+    except BackendUnavailableError as error:
+        print(f"backend='cuda': {error}")
+
+
 def sanitize():
     """A tiny training with every kernel variant, for compute-sanitizer's memcheck/racecheck."""
     gpu = _backend.cuda_engine()
@@ -189,6 +210,7 @@ def main(argv=None):
     parser.add_argument("--sanitize", action="store_true", help="tiny run for compute-sanitizer")
     parser.add_argument("--crossover", action="store_true", help="CPU against GPU by map size")
     parser.add_argument("--first-call", action="store_true", help="time the first trainings")
+    parser.add_argument("--auto", action="store_true", help="what backend='auto' picks, and why")
     args = parser.parse_args(argv)
     if args.sanitize:
         sanitize()
@@ -196,6 +218,8 @@ def main(argv=None):
         crossover(args)
     elif args.first_call:
         first_call()
+    elif args.auto:
+        auto()
     else:
         bench(args)
 

@@ -2,14 +2,15 @@
 # Real-GPU check, for a machine with an NVIDIA GPU and the packages of gpusom's GPU and test
 # extras (pip install -e '.[test,cuda12]' or '.[test,cuda13]'; an image that already has numba,
 # numba-cuda, cupy, pytest and hypothesis needs no install: the script runs gpusom from this
-# checkout). Finishes in under 8 minutes:
+# checkout). Finishes in under 9 minutes:
 #
-#   1. the test suite on the device (GPUSOM_TEST_CUDASIM=0: no simulator),
-#   2. a tiny training under compute-sanitizer, memcheck and racecheck,
-#   3. registers and resident threads of the kernels (benchmarks/kernel_resources.py),
-#   4. GPU against CPU per-step times (benchmarks/gpu_bench.py), next to the bandwidth floor,
-#   5. the first call's seconds with an empty and a warm kernel cache, and CPU against GPU
-#      per-step times over map sizes (where backend="auto" should switch).
+#   1. what backend="auto" picks on this machine, and its warning when that is not the GPU,
+#   2. the first call's seconds with an empty and a warm kernel cache,
+#   3. the test suite on the device (GPUSOM_TEST_CUDASIM=0: no simulator),
+#   4. a tiny training under compute-sanitizer, memcheck and racecheck,
+#   5. registers and resident threads of the kernels (benchmarks/kernel_resources.py),
+#   6. GPU against CPU per-step times (benchmarks/gpu_bench.py), next to the bandwidth floor,
+#   7. CPU against GPU per-step times over map sizes (where backend="auto" should switch).
 #
 # Usage: ci/gpu-check.sh [--steps N] [--tests PATH] [--out FILE]
 #   --steps N   steps on the 1000x1000x64 map (default 100000)
@@ -40,7 +41,7 @@ LOGS=${GPUSOM_CHECK_LOGS:-$(mktemp -d)}
 SUMMARY=()
 FAILED=0
 
-# Time limits per stage (40 + 20 + 150 + 2 x 45 + 20 + 100 + 60 s) keep the script under 8 minutes.
+# Time limits per stage (60 + 40 + 20 + 150 + 2 x 45 + 20 + 100 + 60 s) keep the script under 9 minutes.
 # stage NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NAME.log, record the outcome.
 stage() {
     local name=$1 limit=$2 start status
@@ -61,6 +62,10 @@ echo "== $(nvidia-smi -L 2>/dev/null | head -n 1)"
 "$PYTHON" -c 'import sys, numpy, numba; from numba import cuda
 print("python", sys.version.split()[0], "numpy", numpy.__version__, "numba", numba.__version__,
       "numba.cuda", cuda.implementation, cuda.get_current_device().compute_capability)'
+
+# What backend="auto" does with this machine's packages: the GPU, or the CPU and why.
+stage auto 60 "$PYTHON" benchmarks/gpu_bench.py --auto
+cat "$LOGS/auto.log"
 
 # The first call in a fresh process: compiling into an empty cache, then loading from it.
 CACHE=$(mktemp -d)

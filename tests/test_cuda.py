@@ -377,6 +377,17 @@ def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
             float(ratio_to_floor)
 
 
+def test_gpu_bench_says_what_auto_picks(gpu, capsys):
+    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks/gpu_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--auto"])
+    out = capsys.readouterr().out.splitlines()
+    expected = "cpu" if SIMULATOR else "cuda"  # the simulator is no GPU for "auto"
+    assert out[0].startswith(f"auto trained on {expected} in ")
+    assert out[-1] == "backend='cuda' runs here"
+
+
 @pytest.mark.parametrize("refusal", ["launch", "no block fits"])
 def test_a_refused_cooperative_launch_falls_back_to_per_step(monkeypatch, refusal):
     """The device refuses the persistent driver: the slice runs per step, and so do later ones."""
