@@ -11,14 +11,13 @@ import os
 import numpy as np
 
 from .analysis import (
-    lattice_activations,
     lattice_closest_vectors,
     project_on_lattice,
     quantization_error,
     topographic_error,
     u_matrix,
 )
-from .plot import _draw, _fig_size, plot_lattice, plot_u_matrix
+from .plot import plot_activations, plot_lattice, plot_u_matrix
 from .som import SOM
 
 COLORS = np.array(
@@ -79,7 +78,7 @@ def run(out_dir, seed=0, is_torus=False, iterations=15000, *, verbose=True):
         figures.append(projection_figure(projection, closest, lattice.shape[:2]))
         figures[-1].savefig(os.path.join(out_dir, "projection.png"), bbox_inches="tight")
 
-        figures.append(activations_figure(lattice, "blue", verbose=verbose))
+        figures.append(activations_figure(lattice, "blue"))
         figures[-1].savefig(os.path.join(out_dir, "activations.png"), bbox_inches="tight")
     finally:
         for fig in figures:
@@ -156,7 +155,7 @@ def _keep_inside(ax, annotations):
         annotation.xyann = (x + dx * to_points, y + dy * to_points)
 
 
-def activations_figure(lattice, name, *, verbose=False):
+def activations_figure(lattice, name):
     """How strongly a named colour activates each cell, plain and with exponent 8, side by side.
 
     Parameters
@@ -164,8 +163,6 @@ def activations_figure(lattice, name, *, verbose=False):
     lattice : ndarray of shape (rows, cols, 3)
     name : str
         One of :data:`COLOR_LABELS`.
-    verbose : bool, default False
-        Print the timing lines of :func:`gpusom.lattice_activations`.
 
     Returns
     -------
@@ -176,22 +173,10 @@ def activations_figure(lattice, name, *, verbose=False):
 
     color = COLORS[COLOR_LABELS.index(name)]
     rows, cols = lattice.shape[:2]
-    width, height = _fig_size(rows, cols, width=5.0)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), layout="constrained")
+    # Two panels 5 inches wide, each with its colour bar; the height follows the map's shape.
+    height = min(max(5.0 * rows / cols, 1.5), 10.0) + 0.9
+    fig, axes = plt.subplots(1, 2, figsize=(12.4, height), layout="constrained")
     for ax, exponent in zip(axes, (1, 8), strict=True):
-        activations = lattice_activations(
-            color[None, :], lattice, exponent=exponent, verbose=verbose
-        )
-        _draw(
-            fig,
-            ax,
-            activations[0],
-            f"activations of {name}, exponent {exponent}",
-            cmap="inferno",
-            label="activation",
-            vmin=0.0,
-            vmax=1.0,
-        )
-        ax.set_xlabel("column")
-        ax.set_ylabel("row")
+        title = f"activations of {name}, exponent {exponent}"
+        plot_activations(color, lattice, exponent, title=title, ax=ax)
     return fig

@@ -39,11 +39,15 @@ def _draw(fig, ax, image, title, *, cmap=None, label=None, colorbar=True, **imsh
     return shown
 
 
-def _single(image, title, *, fig_size, save_to, **draw_kwargs):
-    """A figure of one lattice image with axis labels, saved when ``save_to`` is given."""
+def _single(image, title, *, fig_size, save_to, ax=None, **draw_kwargs):
+    """One lattice image with axis labels, on ``ax`` or a new figure; saved when ``save_to``
+    is given. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=fig_size)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=fig_size)
+    else:
+        fig = ax.figure
     _draw(fig, ax, image, title, **draw_kwargs)
     ax.set_xlabel("column")
     ax.set_ylabel("row")
@@ -385,7 +389,7 @@ def plot_labels_map(data, labels, lattice, *, save_to=None):
     return _finish(fig, save_to)
 
 
-def plot_activations(sample, lattice, exponent=1, *, save_to=None):
+def plot_activations(sample, lattice, exponent=1, *, title=None, ax=None, save_to=None):
     """Draw how strongly one sample activates each cell (1 at its best matching unit).
 
     The values are :func:`gpusom.lattice_activations` of this sample alone.
@@ -397,13 +401,18 @@ def plot_activations(sample, lattice, exponent=1, *, save_to=None):
     lattice : array_like of shape (rows, cols, dim)
     exponent : float, default 1
         Values above 1 sharpen the peak, below 1 flatten it.
+    title : str, optional
+        Default "activations of the sample", with the exponent when it is not 1.
+    ax : matplotlib.axes.Axes, optional
+        Draw into these axes (of a figure of several panels, say) instead of a new figure.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        The ``(rows, cols)`` activation image in [0, 1] and its colour bar.
+        The ``(rows, cols)`` activation image in [0, 1] and its colour bar (the figure of ``ax``
+        when given).
 
     Examples
     --------
@@ -415,12 +424,14 @@ def plot_activations(sample, lattice, exponent=1, *, save_to=None):
     sample = _checks.as_float_array(sample, "sample", 1)
     data, lattice = _data_and_lattice(sample[None, :], lattice, "sample")
     activations = np.asarray(lattice_activations(data, lattice, exponent=exponent, verbose=False))
-    title = "activations of the sample" + (f" (exponent {exponent:g})" if exponent != 1 else "")
+    if title is None:
+        title = "activations of the sample" + (f" (exponent {exponent:g})" if exponent != 1 else "")
     return _single(
         activations[0],
         title,
         fig_size=_fig_size(*activations.shape[1:]),
         save_to=save_to,
+        ax=ax,
         cmap="inferno",
         label="activation",
         vmin=0.0,

@@ -190,6 +190,17 @@ def test_activations_of_one_sample(rng, exponent):
     assert ax.images[0].get_clim() == (0.0, 1.0)
 
 
+def test_activations_draw_into_given_axes_with_a_title(rng):
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2)
+    lattice = rng.random((4, 6, 3))
+    assert plot_activations(rng.random(3), lattice, 2, title="two", ax=right) is fig
+    assert right.get_title() == "two" and right.images[0].get_array().shape == (4, 6)
+    assert not left.images
+    assert len(fig.axes) == 3  # both panels and the colour bar of the right one
+
+
 # --- saving and bad input, for every picture ---------------------------------------------------
 
 LATTICE = np.random.default_rng(0).random((3, 4, 3))
