@@ -30,9 +30,6 @@ needs_cuda = pytest.mark.skipif(
 needs_device = pytest.mark.skipif(
     SIMULATOR or not _backend.cuda_device_present(), reason="needs a CUDA device"
 )
-simulator_only = pytest.mark.skipif(
-    not SIMULATOR, reason="only meaningful in numba's CUDA simulator"
-)
 
 
 def train_with(engine, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood,
