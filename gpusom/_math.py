@@ -23,10 +23,14 @@ NO_INDEX = np.iinfo(np.int64).max
 INDEX_MASK = 0xFFFFFFFF
 PACKED_MAX_CELLS = INDEX_MASK + 1
 
-#: Neighbourhood functions by name; kernels see only the integer code.
-NEIGHBORHOODS = {"gaussian": 0, "bubble": 1}
+#: Neighbourhood functions by name; kernels see only the integer code. The first two are
+#: products of per-axis factors (:func:`axis_weight`), the others functions of the grid distance
+#: itself (:func:`radial_weight`).
+NEIGHBORHOODS = {"gaussian": 0, "bubble": 1, "mexican_hat": 2, "triangle": 3}
 GAUSSIAN = NEIGHBORHOODS["gaussian"]
 BUBBLE = NEIGHBORHOODS["bubble"]
+MEXICAN_HAT = NEIGHBORHOODS["mexican_hat"]
+TRIANGLE = NEIGHBORHOODS["triangle"]
 
 
 @register_jitable
@@ -56,10 +60,17 @@ def axis_delta(a, b, size, is_torus):
 
 @register_jitable
 def window_radius(neighborhood, sigma, truncate):
-    """Radius of the updated disk: ``truncate * sigma`` (Gaussian) or ``sigma`` (bubble)."""
-    if neighborhood == BUBBLE:
+    """Radius of the updated disk: ``truncate * sigma`` (Gaussian, Mexican hat) or ``sigma``
+    (bubble, and the triangle, which is zero from there on)."""
+    if neighborhood == BUBBLE or neighborhood == TRIANGLE:
         return sigma
     return truncate * sigma
+
+
+@register_jitable
+def is_separable(neighborhood):
+    """True when the weight is the product of a row and a column factor (:func:`axis_weight`)."""
+    return neighborhood == GAUSSIAN or neighborhood == BUBBLE
 
 
 @register_jitable
@@ -77,6 +88,19 @@ def half_width(radius_sq, other_sq, limit):
     while d > 0 and float(d) * float(d) + other_sq > radius_sq:
         d -= 1
     return d
+
+
+@register_jitable
+def radial_weight(neighborhood, dist_sq, sigma):
+    """Weight at squared grid distance ``dist_sq`` of the neighbourhoods that are not separable.
+
+    Triangle: ``max(0, 1 - d / sigma)`` (a cone). Mexican hat:
+    ``(1 - d^2 / sigma^2) * exp(-d^2 / (2 sigma^2))``, negative beyond ``d = sigma``.
+    """
+    if neighborhood == TRIANGLE:
+        return max(0.0, 1.0 - math.sqrt(dist_sq) / sigma)
+    s = dist_sq / (sigma * sigma)
+    return (1.0 - s) * math.exp(-0.5 * s)
 
 
 @register_jitable

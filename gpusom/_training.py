@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _config
 from ._math import NEIGHBORHOODS
-from .schedules import exponential_decay, sample_order
+from .schedules import sample_order, schedule
 
 
 def run_slices(engine, codebook, data, n_samples, rng, settings, first, stop, total, verbose):
@@ -71,12 +71,29 @@ def check_resumable(som, dim, names, num_iterations, normalize, until):
 
 def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
     """One engine call: the online steps numbered ``steps`` of a ``total``-step run."""
+    # Settings of models saved before the decays were options hold no decay: exponential.
     return engine.train_online(
         codebook,
         data,
         sample_order(rng, n_samples, steps.size),
-        exponential_decay(settings["sigma"], settings["sigma_end"], steps, total),
-        exponential_decay(settings["learning_rate"], settings["learning_rate_end"], steps, total),
+        schedule(
+            settings.get("sigma_decay", "exponential"),
+            settings["sigma"],
+            settings["sigma_end"],
+            steps,
+            total,
+            "sigma_decay",
+            True,
+        ),
+        schedule(
+            settings.get("learning_rate_decay", "exponential"),
+            settings["learning_rate"],
+            settings["learning_rate_end"],
+            steps,
+            total,
+            "learning_rate_decay",
+            False,
+        ),
         settings["rows"],
         settings["cols"],
         settings["is_torus"],

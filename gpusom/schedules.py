@@ -12,6 +12,7 @@ from ._math import NEIGHBORHOODS
 
 INITS = {"random": 0, "sample": 1, "pca": 2}
 DTYPES = {"float32": np.float32, "float64": np.float64}
+DECAYS = ("exponential", "linear", "inverse", "power")
 
 
 def settings(params, n_samples):
@@ -47,10 +48,66 @@ def settings(params, n_samples):
         "learning_rate": positive("learning_rate", 0.5),
         "learning_rate_end": positive("learning_rate_end", 0.02 * 10.0**sparsity),
         "neighborhood": params["neighborhood"],
+        "sigma_decay": _as_decay(params["sigma_decay"], "sigma_decay"),
+        "learning_rate_decay": _as_decay(params["learning_rate_decay"], "learning_rate_decay"),
         "truncate": _checks.as_positive_float(params["truncate"], "truncate"),
         "init": params["init"],
         "dtype": params["dtype"],
     }
+
+
+def _as_decay(value, name):
+    if callable(value):
+        return value
+    if not isinstance(value, str) or value not in DECAYS:
+        valid = ", ".join(repr(d) for d in DECAYS)
+        raise ValueError(f"{name} must be one of {valid} or a callable f(t, T); got {value!r}")
+    return value
+
+
+def schedule(decay, start, end, steps, total, name, positive):
+    """The values at ``steps`` of a ``total``-step run of decay ``decay`` (a name of
+    :data:`DECAYS` or a callable ``f(t, T)``), float64; see ``SOM``'s ``sigma_decay``.
+
+    A callable's values are checked: finite, and positive (``positive``, a radius) or at least 0
+    (a rate), else a ``ValueError`` names ``name`` and the step.
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    if callable(decay):
+        values = _call_per_step(decay, steps, total, name)
+        bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0))
+        if bad.any():
+            first = int(np.argmax(bad))
+            kind = "positive" if positive else "non-negative"
+            raise ValueError(
+                f"{name} returned {float(values[first])!r} at step {int(steps[first])}: it must give "
+                f"finite {kind} values"
+            )
+        return values
+    f = steps / max(total - 1, 1)
+    if decay == "linear":
+        return start + (end - start) * f
+    if decay == "inverse":
+        return start / (1.0 + f * (start / end - 1.0))
+    if decay == "power":
+        k = np.log(start / end) / np.log(max(total, 2))
+        return start * (1.0 + steps) ** -k
+    return exponential_decay(start, end, steps, total)
+
+
+def _call_per_step(decay, steps, total, name):
+    """``decay(steps, total)`` as a float64 array of ``steps``' shape, one call per step where
+    the function does not take arrays."""
+    try:
+        values = np.asarray(decay(steps, total), dtype=np.float64)
+        if values.shape == steps.shape:
+            return values
+    except (TypeError, ValueError):
+        pass  # a scalar function: one call per step below
+    try:
+        return np.array([float(decay(int(t), total)) for t in steps], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must map (t, T) to a number: {exc}") from None
 
 
 def exponential_decay(start, end, steps, total):

@@ -51,9 +51,26 @@ class SOM(ParamsMixin):
     learning_rate_end : float, optional
         Learning rate at the last step. Default 0.02 with at least one sample per cell, rising
         geometrically to 0.2 at one sample per ten cells (see Notes).
-    neighborhood : {"gaussian", "bubble"}, default "gaussian"
-        ``h(d) = exp(-d^2 / (2 sigma_t^2))`` for ``d <= truncate * sigma_t``, or ``h = 1`` for
-        ``d <= sigma_t`` (bubble); ``d`` is the Euclidean distance between grid positions.
+    neighborhood : {"gaussian", "bubble", "mexican_hat", "triangle"}, default "gaussian"
+        ``h(d)`` at grid distance ``d`` (Euclidean, between grid positions), and where it is cut:
+
+        - gaussian: ``exp(-d^2 / (2 sigma_t^2))`` for ``d <= truncate * sigma_t``;
+        - bubble: ``1`` for ``d <= sigma_t``;
+        - mexican_hat: ``(1 - d^2 / sigma_t^2) exp(-d^2 / (2 sigma_t^2))`` for
+          ``d <= truncate * sigma_t``: negative beyond ``sigma_t`` (those cells move away from
+          the sample), lowest at ``sqrt(3) sigma_t`` (-0.45); ``truncate`` below 1 keeps only
+          the positive part;
+        - triangle: ``1 - d / sigma_t``, zero from ``d = sigma_t`` on (a cone).
+    sigma_decay, learning_rate_decay : str or callable, default "exponential"
+        How the radius and the rate go from their start to their end values over the run, with
+        ``f = t / max(T - 1, 1)``: "exponential" ``start * (end / start) ** f``; "linear"
+        ``start + (end - start) * f``; "inverse" ``start / (1 + f * (start / end - 1))`` (as
+        MiniSom's decay to one, for any end); "power" ``start * (1 + t) ** -k`` with ``k`` such
+        that the last step has ``end``. A callable ``f(t, T)`` gives the value itself: it is
+        called on the host with an int64 array of step numbers (or, where that fails, one step
+        at a time) and must return finite values, positive for the radius, non-negative for the
+        rate; the start and end settings are then unused. A map trained with a callable cannot
+        be saved to a model file (the function is not data).
     truncate : float, default 2.0
         The Gaussian is cut at ``truncate * sigma_t`` cells, where it has fallen to
         ``exp(-truncate^2 / 2)`` (13.5% at 2): the window is what keeps steps cheap. On the
@@ -106,11 +123,10 @@ class SOM(ParamsMixin):
     Step ``t`` of ``T`` draws a sample uniformly at random (with replacement), finds its best
     matching unit ``b = argmin_n ||x - w_n||^2`` (ties to the lowest flat index ``r * cols + c``)
     and moves every cell within the window towards it: ``w_n += lr_t * h(d(b, n)) * (x - w_n)``.
-    Both radius and rate decay exponentially,
-    ``sigma_t = sigma * (sigma_end / sigma) ** f`` and
-    ``lr_t = learning_rate * (learning_rate_end / learning_rate) ** f`` with
-    ``f = t / max(T - 1, 1)``. On a torus each axis uses the minimum-image distance and every cell
-    is updated at most once per step, even when the window is wider than the map.
+    Radius and rate follow ``sigma_decay`` and ``learning_rate_decay`` (exponential by default:
+    ``sigma_t = sigma * (sigma_end / sigma) ** f`` with ``f = t / max(T - 1, 1)``). On a torus each
+    axis uses the minimum-image distance and every cell is updated at most once per step, even when
+    the window is wider than the map.
 
     The default end points depend on the samples per cell (``gpusom.schedules.settings``).
 
@@ -144,6 +160,8 @@ class SOM(ParamsMixin):
         learning_rate=None,
         learning_rate_end=None,
         neighborhood="gaussian",
+        sigma_decay="exponential",
+        learning_rate_decay="exponential",
         truncate=2.0,
         init="random",
         dtype="float32",
@@ -160,6 +178,8 @@ class SOM(ParamsMixin):
         self.learning_rate = learning_rate
         self.learning_rate_end = learning_rate_end
         self.neighborhood = neighborhood
+        self.sigma_decay = sigma_decay
+        self.learning_rate_decay = learning_rate_decay
         self.truncate = truncate
         self.init = init
         self.dtype = dtype

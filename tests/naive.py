@@ -32,12 +32,24 @@ def online_som(
         b = bmu(codebook, x)
         bmus[t] = b
         d2 = grid_distance_sq(rows, cols, b, is_torus)
-        radius = sigmas[t] if neighborhood == "bubble" else truncate * sigmas[t]
+        sigma = sigmas[t]
+        radius = sigma if neighborhood in ("bubble", "triangle") else truncate * sigma
         inside = d2 <= radius * radius
-        h = np.ones_like(d2) if neighborhood == "bubble" else np.exp(-d2 / (2 * sigmas[t] ** 2))
+        h = neighbourhood_weight(neighborhood, d2, sigma)
         gain = (lrs[t] * h[inside]).astype(codebook.dtype)[:, None]
         codebook[inside] += gain * (x - codebook[inside])
     return codebook, bmus
+
+
+def neighbourhood_weight(neighborhood, d2, sigma):
+    """``h`` at squared grid distances ``d2``, by the formulas in ``SOM``'s docstring."""
+    if neighborhood == "gaussian":
+        return np.exp(-d2 / (2 * sigma**2))
+    if neighborhood == "bubble":
+        return np.ones_like(d2)
+    if neighborhood == "triangle":
+        return np.maximum(0.0, 1.0 - np.sqrt(d2) / sigma)
+    return (1 - d2 / sigma**2) * np.exp(-d2 / (2 * sigma**2))  # Mexican hat
 
 
 def u_matrix(lattice, is_torus=False):

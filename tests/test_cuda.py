@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import gpusom
 from gpusom import _backend
 from gpusom._errors import GPUFallbackWarning
+from gpusom._math import NEIGHBORHOODS
 from gpusom.schedules import exponential_decay
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,7 +94,7 @@ def test_training_matches_cpu_and_oracle(gpu, monkeypatch, rng, case):
     is_torus=st.booleans(),
     dtype=st.sampled_from([np.float32, np.float64]),
     driver=st.sampled_from(["per_step", "persistent"]),
-    neighborhood=st.sampled_from(["gaussian", "bubble"]),
+    neighborhood=st.sampled_from(sorted(NEIGHBORHOODS)),
     sigma=st.floats(0.3, 8.0),
     truncate=st.floats(0.5, 3.0),
     seed=st.integers(0, 2**32 - 1),
@@ -199,9 +200,17 @@ def test_analysis_of_device_arrays_matches_cpu(rng, gpu_arrays):
         gpusom.find_bmus(on_device(np.full((2, 3), np.nan)), lattice)
 
 
-def test_som_trains_on_cuda_like_the_cpu(gpu, rng):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"neighborhood": "mexican_hat", "sigma_decay": "linear", "learning_rate_decay": "power"},
+        {"neighborhood": "triangle", "sigma_decay": "inverse", "sigma": 3.0},
+    ],
+)
+def test_som_trains_on_cuda_like_the_cpu(gpu, rng, options):
     data = rng.random((25, 3))
-    settings = {"som_size": (3, 4), "is_torus": True, "seed": 3, "verbose": False}
+    settings = {"som_size": (3, 4), "is_torus": True, "seed": 3, "verbose": False, **options}
     cuda_som = gpusom.SOM(**settings, backend="cuda")
     got = cuda_som.train(data, 20)
     expected = gpusom.SOM(**settings, backend="cpu").train(data, 20)

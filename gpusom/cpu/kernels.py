@@ -31,7 +31,9 @@ from .._math import (
     axis_delta,
     axis_weight,
     half_width,
+    is_separable,
     packed_key,
+    radial_weight,
     window_radius,
 )
 
@@ -186,6 +188,7 @@ def update_window(
     truncate,
     weight_by_delta,
     col_weight,
+    col_delta,
     gain,
     runs,
 ):
@@ -193,7 +196,9 @@ def update_window(
 
     ``x`` is the sample, zero-padded to the codebook's ``split + tail.shape[1]`` features.
     Scratch: ``weight_by_delta`` (``max(rows, cols) + 1``), ``col_weight`` and ``gain``
-    (``cols``) in the codebook's dtype, ``runs`` a ``(4, 2)`` int64 array.
+    (``cols``) in the codebook's dtype, ``col_delta`` (``cols``) int64, ``runs`` a ``(4, 2)``
+    int64 array. Separable neighbourhoods take one weight per grid distance from a table; the
+    others one per cell, from the squared distance.
     """
     split = head.shape[0]
     x_tail = x[split:]
@@ -202,25 +207,35 @@ def update_window(
     radius_sq = radius * radius
     limit = max(rows, cols)
     widest = half_width(radius_sq, 0.0, limit)
-    # One exp per grid distance; rows and columns share the table (separable weight).
-    for delta in range(widest + 1):
-        weight_by_delta[delta] = axis_weight(neighborhood, delta, sigma)
+    separable = is_separable(neighborhood)
+    rate = head.dtype.type(lr)
+    if separable:
+        # One exp per grid distance; rows and columns share the table.
+        for delta in range(widest + 1):
+            weight_by_delta[delta] = axis_weight(neighborhood, delta, sigma)
     col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
     for run in range(_axis_window(b_col, widest, cols, is_torus, col_starts, col_stops)):
         for c in range(col_starts[run], col_stops[run]):
-            col_weight[c] = weight_by_delta[axis_delta(c, b_col, cols, is_torus)]
+            col_delta[c] = axis_delta(c, b_col, cols, is_torus)
+            if separable:
+                col_weight[c] = weight_by_delta[col_delta[c]]
     for row_run in range(_axis_window(b_row, widest, rows, is_torus, row_starts, row_stops)):
         for r in range(row_starts[row_run], row_stops[row_run]):
             d_row = axis_delta(r, b_row, rows, is_torus)
             reach = half_width(radius_sq, float(d_row * d_row), limit)
-            row_gain = head.dtype.type(lr) * weight_by_delta[d_row]
             base = r * cols
             for run in range(_axis_window(b_col, reach, cols, is_torus, col_starts, col_stops)):
                 lo, hi = col_starts[run], col_stops[run]
                 g = gain[: hi - lo]
-                weights = col_weight[lo:hi]
-                for c in range(hi - lo):
-                    g[c] = row_gain * weights[c]
+                if separable:
+                    row_gain = rate * weight_by_delta[d_row]
+                    weights = col_weight[lo:hi]
+                    for c in range(hi - lo):
+                        g[c] = row_gain * weights[c]
+                else:
+                    for c in range(hi - lo):
+                        dist_sq = float(d_row * d_row + col_delta[lo + c] * col_delta[lo + c])
+                        g[c] = rate * head.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
                 for k in range(split):
                     w = head[k, base + lo : base + hi]
                     xk = x[k]
@@ -266,6 +281,7 @@ def train_online(
     distances = np.empty(head.shape[1], dtype)
     weight_by_delta = np.empty(max(rows, cols) + 1, dtype)
     col_weight = np.empty(cols, dtype)
+    col_delta = np.empty(cols, np.int64)
     gain = np.empty(cols, dtype)
     runs = np.empty((4, 2), np.int64)
     for t in range(order.size):
@@ -292,6 +308,7 @@ def train_online(
             truncate,
             weight_by_delta,
             col_weight,
+            col_delta,
             gain,
             runs,
         )

@@ -45,7 +45,9 @@ from .._math import (
     NO_INDEX,
     axis_delta,
     axis_weight,
+    is_separable,
     packed_key,
+    radial_weight,
     ranks_before,
     window_radius,
 )
@@ -260,11 +262,15 @@ def _phase(
         # selects the same cells, since half_width settles the same inequality exactly.
         if float(d_row * d_row + d_col * d_col) <= radius_sq:
             # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
-            gain = (
-                rate
-                * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
-                * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
-            )
+            if is_separable(neighborhood):
+                gain = (
+                    rate
+                    * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
+                    * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
+                )
+            else:
+                dist_sq = float(d_row * d_row + d_col * d_col)
+                gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
             distance = _update_and_measure(codebook, data, n, gain, previous, sample)
         else:
             distance = _measure(codebook, data, n, sample)
