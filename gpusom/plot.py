@@ -3,6 +3,10 @@
 Every function returns the matplotlib Figure (made with pyplot, so it shows where matplotlib is
 interactive, e.g. in a notebook; call ``plt.show()`` in a script) and saves it when given
 ``save_to=`` a path. matplotlib is imported when a picture is drawn, not when gpusom is imported.
+
+Each takes ``topology=``: "rectangular" draws the lattice as an image (``ax.images``), "hexagonal"
+as one hexagon per cell, a matplotlib ``PolyCollection`` (``ax.collections``) with the cells in
+row-major order whose array (face colours for :func:`plot_lattice`) holds what the image would.
 """
 
 import math
@@ -17,25 +21,121 @@ from .analysis import find_bmus, lattice_activations
 _MIN_CELL_FONT = 5.0
 
 
-def _fig_size(rows, cols, width=6.0, extra_width=1.2, extra_height=0.9):
-    """Inches for one lattice image ``width`` wide, plus room for a colour bar and a title."""
-    height = min(max(width * rows / cols, 1.5), 2.0 * width)
-    return (width + extra_width, height + extra_height)
+def _fig_size(height, width, inches=6.0, extra_width=1.2, extra_height=0.9):
+    """Inches for one lattice picture ``inches`` wide, plus room for a colour bar and a title.
+
+    ``height`` and ``width`` are the picture's extent in cell units (a topology's ``extent``).
+    """
+    picture_height = min(max(inches * height / width, 1.5), 2.0 * inches)
+    return (inches + extra_width, picture_height + extra_height)
 
 
-def _draw(fig, ax, image, title, *, cmap=None, label=None, colorbar=True, **imshow_kwargs):
-    """``imshow`` one lattice-shaped ``image`` on ``ax`` with its title and colour bar."""
-    from matplotlib.ticker import MaxNLocator
+class _Rectangular:
+    """Square cells: cell ``(r, c)`` centred at ``x = c``, ``y = r``, drawn as one image."""
 
-    shown = ax.imshow(image, interpolation="nearest", cmap=cmap, **imshow_kwargs)
-    ax.set_title(title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if colorbar:
+    @staticmethod
+    def extent(rows, cols):
+        """``(height, width)`` of the drawn lattice in cell units."""
+        return rows, cols
+
+    @staticmethod
+    def centres(rows, cols):
+        """``(rows * cols, 2)`` x and y of the cell centres, in row-major order."""
+        row, col = np.divmod(np.arange(rows * cols), cols)
+        return np.column_stack([col, row]).astype(np.float64)
+
+    @staticmethod
+    def draw(ax, image, cmap, vmin, vmax):
+        """``imshow`` the ``(rows, cols)`` or ``(rows, cols, 3)`` ``image``; returns the image."""
+        from matplotlib.ticker import MaxNLocator
+
+        shown = ax.imshow(image, interpolation="nearest", cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        return shown
+
+
+class _Hexagonal:
+    """Hexagonal cells: odd rows shift right by half a cell and rows are ``sqrt(3) / 2`` apart,
+    so all six neighbours are 1 apart. Each cell is a pointy-top hexagon, one polygon each."""
+
+    ROW_STEP = math.sqrt(3.0) / 2.0
+    #: Circumradius of a hexagon of width 1: neighbouring hexagons share an edge.
+    RADIUS = 1.0 / math.sqrt(3.0)
+    #: Corners around the centre, pointy-top (a corner straight above and below the centre).
+    CORNERS = RADIUS * np.array(
+        [[math.cos(a), math.sin(a)] for a in np.radians(np.arange(30.0, 360.0, 60.0))]
+    )
+
+    @classmethod
+    def extent(cls, rows, cols):
+        """``(height, width)`` of the drawn lattice in cell units; shifted rows add half a cell."""
+        return (rows - 1) * cls.ROW_STEP + 2.0 * cls.RADIUS, cols + 0.5 * (rows > 1)
+
+    @classmethod
+    def centres(cls, rows, cols):
+        """``(rows * cols, 2)`` x and y of the cell centres, in row-major order."""
+        row, col = np.divmod(np.arange(rows * cols), cols)
+        return np.column_stack([col + 0.5 * (row % 2), row * cls.ROW_STEP])
+
+    @classmethod
+    def draw(cls, ax, image, cmap, vmin, vmax):
+        """One hexagon per cell of the ``(rows, cols)`` values (coloured by ``cmap`` within
+        ``vmin``, ``vmax``) or ``(rows, cols, 3)`` RGB ``image``; returns the collection."""
+        from matplotlib.collections import PolyCollection
+        from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+
         rows, cols = np.shape(image)[:2]
-        fig.colorbar(
-            shown, ax=ax, fraction=0.046 * min(1.0, rows / max(cols, 1)), pad=0.04, label=label
-        )
+        polygons = cls.centres(rows, cols)[:, None, :] + cls.CORNERS
+        # Edges in the face colour cover the hairline seams antialiasing leaves between faces.
+        hexagons = PolyCollection(polygons, edgecolors="face", linewidths=0.5)
+        if np.ndim(image) == 3:
+            hexagons.set_facecolor(np.reshape(image, (rows * cols, -1)))
+        else:
+            hexagons.set_array(np.ravel(image))
+            hexagons.set_cmap(cmap)
+            hexagons.set_clim(vmin, vmax)
+        ax.add_collection(hexagons, autolim=False)
+        height, width = cls.extent(rows, cols)
+        ax.set_xlim(-0.5, width - 0.5)
+        ax.set_ylim(height - cls.RADIUS, -cls.RADIUS)  # row 0 at the top, as in an image
+        ax.set_aspect("equal")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Row ticks sit on the rows' centres and read as row numbers.
+        ax.yaxis.set_major_locator(FixedLocator(np.arange(rows) * cls.ROW_STEP, nbins=10))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{round(y / cls.ROW_STEP)}"))
+        return hexagons
+
+
+#: The drawings of each value of the pictures' ``topology`` argument.
+_TOPOLOGIES = {"rectangular": _Rectangular, "hexagonal": _Hexagonal}
+
+
+def _as_topology(topology):
+    """The drawing class of the ``topology`` argument; a ValueError lists the valid names."""
+    return _checks.as_choice(topology, "topology", _TOPOLOGIES)
+
+
+def _draw(
+    fig,
+    ax,
+    image,
+    title,
+    *,
+    topology,
+    cmap=None,
+    label=None,
+    colorbar=True,
+    vmin=None,
+    vmax=None,
+):
+    """Draw one lattice-shaped ``image`` on ``ax`` in ``topology`` (a ``_TOPOLOGIES`` value)
+    with its title and colour bar."""
+    shown = topology.draw(ax, image, cmap, vmin, vmax)
+    ax.set_title(title)
+    if colorbar:
+        height, width = topology.extent(*np.shape(image)[:2])
+        fig.colorbar(shown, ax=ax, fraction=0.046 * min(1.0, height / width), pad=0.04, label=label)
     return shown
 
 
@@ -115,7 +215,7 @@ def _lattice_colors(lattice):
     return rgb.reshape(rows, cols, 3)
 
 
-def plot_lattice(lattice, *, save_to=None):
+def plot_lattice(lattice, *, topology="rectangular", save_to=None):
     """Draw the lattice as colours.
 
     A 3-D lattice (``dim == 3``) is drawn directly, each feature min-max scaled to [0, 1] and used
@@ -127,6 +227,9 @@ def plot_lattice(lattice, *, save_to=None):
     Parameters
     ----------
     lattice : array_like of shape (rows, cols, dim)
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
+        The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
+        cell. Row 0 is at the top either way.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -142,19 +245,23 @@ def plot_lattice(lattice, *, save_to=None):
     >>> fig.axes[0].images[0].get_array().shape
     (10, 20, 3)
     """
+    topology = _as_topology(topology)
     rgb = _lattice_colors(lattice)
     dim = np.shape(lattice)[-1]
     how = "features as RGB" if dim <= 3 else "first 3 principal components as RGB"
     return _single(
         rgb,
         f"lattice colours ({how})",
-        fig_size=_fig_size(*rgb.shape[:2], extra_width=0.4),
+        fig_size=_fig_size(*topology.extent(*rgb.shape[:2]), extra_width=0.4),
         save_to=save_to,
+        topology=topology,
         colorbar=False,
     )
 
 
-def plot_u_matrix(um, fig_size=(4, 4), colormap="viridis_r", *, save_to=None):
+def plot_u_matrix(
+    um, fig_size=(4, 4), colormap="viridis_r", *, topology="rectangular", save_to=None
+):
     """Draw a U-matrix as an image with a colour bar.
 
     Parameters
@@ -165,6 +272,9 @@ def plot_u_matrix(um, fig_size=(4, 4), colormap="viridis_r", *, save_to=None):
         Figure size in inches.
     colormap : str, default "viridis_r"
         Any matplotlib colormap name; dark (with the default) means far from the neighbours.
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
+        The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
+        cell. Row 0 is at the top either way.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -181,18 +291,20 @@ def plot_u_matrix(um, fig_size=(4, 4), colormap="viridis_r", *, save_to=None):
     >>> fig.axes[0].get_title()
     'U-matrix'
     """
+    topology = _as_topology(topology)
     um = _checks.as_float_array(um, "um", 2)
     return _single(
         um,
         "U-matrix",
         fig_size=fig_size,
         save_to=save_to,
+        topology=topology,
         cmap=colormap,
         label="mean distance to neighbours",
     )
 
 
-def plot_component_planes(lattice, feature_names=None, *, save_to=None):
+def plot_component_planes(lattice, feature_names=None, *, topology="rectangular", save_to=None):
     """Draw one panel per feature: that feature's value in every cell.
 
     Each panel has its own colour scale (features may have different ranges) and colour bar; a
@@ -203,6 +315,9 @@ def plot_component_planes(lattice, feature_names=None, *, save_to=None):
     lattice : array_like of shape (rows, cols, dim)
     feature_names : sequence of str, optional
         One name per feature, used as the panel titles; default ``"feature 0"``, ``"feature 1"``...
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
+        The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
+        cell. Row 0 is at the top either way.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -220,6 +335,7 @@ def plot_component_planes(lattice, feature_names=None, *, save_to=None):
     """
     import matplotlib.pyplot as plt
 
+    topology = _as_topology(topology)
     lattice = _checks.as_lattice(lattice)
     rows, cols, dim = lattice.shape
     if feature_names is None:
@@ -230,14 +346,16 @@ def plot_component_planes(lattice, feature_names=None, *, save_to=None):
     grid_cols = math.ceil(math.sqrt(dim))
     grid_rows = math.ceil(dim / grid_cols)
     panel = 2.4 if dim > 4 else 3.5
-    width, height = _fig_size(rows, cols, width=panel, extra_width=0.7, extra_height=0.5)
+    width, height = _fig_size(
+        *topology.extent(rows, cols), inches=panel, extra_width=0.7, extra_height=0.5
+    )
     fig, axes = plt.subplots(
         grid_rows, grid_cols, figsize=(grid_cols * width, grid_rows * height), squeeze=False
     )
     axes = axes.ravel()
     for k, ax in enumerate(axes[:dim]):
         vmin, vmax = _color_limits(lattice[..., k])
-        _draw(fig, ax, lattice[..., k], names[k], vmin=vmin, vmax=vmax)
+        _draw(fig, ax, lattice[..., k], names[k], topology=topology, vmin=vmin, vmax=vmax)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes[dim:]:
@@ -255,7 +373,7 @@ def _hit_counts(data, lattice):
     return np.bincount(bmus[:, 0] * cols + bmus[:, 1], minlength=rows * cols).reshape(rows, cols)
 
 
-def plot_hit_map(data, lattice, *, save_to=None):
+def plot_hit_map(data, lattice, *, topology="rectangular", save_to=None):
     """Draw how many samples land on each cell (their best matching unit).
 
     Parameters
@@ -263,6 +381,9 @@ def plot_hit_map(data, lattice, *, save_to=None):
     data : array_like of shape (n_samples, dim)
         In the same scale as the lattice (scale it as the training data was).
     lattice : array_like of shape (rows, cols, dim)
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
+        The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
+        cell. Row 0 is at the top either way.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -279,12 +400,14 @@ def plot_hit_map(data, lattice, *, save_to=None):
     >>> fig.axes[0].images[0].get_array().tolist()
     [[1, 0, 0], [0, 0, 2]]
     """
+    topology = _as_topology(topology)
     counts = _hit_counts(data, lattice)
     return _single(
         counts,
         f"hit map ({int(counts.sum())} samples)",
-        fig_size=_fig_size(*counts.shape),
+        fig_size=_fig_size(*topology.extent(*counts.shape)),
         save_to=save_to,
+        topology=topology,
         cmap="Blues",
         label="samples",
     )
@@ -320,7 +443,7 @@ def _label_colormap(n):
     return matplotlib.colormaps["turbo"].resampled(n)
 
 
-def plot_labels_map(data, labels, lattice, *, save_to=None):
+def plot_labels_map(data, labels, lattice, *, topology="rectangular", save_to=None):
     """Draw the most frequent label of the samples landing on each cell.
 
     Each label has a colour (shown in the legend); cells no sample lands on stay blank. Where the
@@ -334,6 +457,9 @@ def plot_labels_map(data, labels, lattice, *, save_to=None):
     labels : sequence of length n_samples
         One label (number or string) per sample.
     lattice : array_like of shape (rows, cols, dim)
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
+        The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
+        cell. Row 0 is at the top either way.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -353,15 +479,18 @@ def plot_labels_map(data, labels, lattice, *, save_to=None):
     """
     from matplotlib.patches import Patch
 
+    topology = _as_topology(topology)
     codes, classes = _labels_map(data, labels, lattice)
     rows, cols = codes.shape
+    height, width = topology.extent(rows, cols)
     cmap = _label_colormap(classes.size)
-    fig_size = _fig_size(rows, cols, extra_width=0.4)
+    fig_size = _fig_size(height, width, extra_width=0.4)
     fig = _single(
         codes,
         "labels map (most frequent label per cell)",
         fig_size=fig_size,
         save_to=None,
+        topology=topology,
         cmap=cmap,
         colorbar=False,
         vmin=-0.5,
@@ -379,17 +508,19 @@ def plot_labels_map(data, labels, lattice, *, save_to=None):
     )
     # Cell size in points, from the axes box: the text must fit inside a cell.
     box = ax.get_position()
-    cell = 72.0 * min(box.width * fig_size[0] / cols, box.height * fig_size[1] / rows)
+    cell = 72.0 * min(box.width * fig_size[0] / width, box.height * fig_size[1] / height)
     longest = max(len(str(label)) for label in classes)
     font = min(10.0, 0.9 * cell / max(1.0, 0.6 * longest))
     if font >= _MIN_CELL_FONT:
-        for (row, col), code in np.ndenumerate(codes):
+        for (x, y), code in zip(topology.centres(rows, cols), codes.ravel(), strict=True):
             if not np.isnan(code):
-                ax.text(col, row, str(classes[int(code)]), ha="center", va="center", fontsize=font)
+                ax.text(x, y, str(classes[int(code)]), ha="center", va="center", fontsize=font)
     return _finish(fig, save_to)
 
 
-def plot_activations(sample, lattice, exponent=1, *, title=None, ax=None, save_to=None):
+def plot_activations(
+    sample, lattice, exponent=1, *, title=None, ax=None, topology="rectangular", save_to=None
+):
     """Draw how strongly one sample activates each cell (1 at its best matching unit).
 
     The values are :func:`gpusom.lattice_activations` of this sample alone.
@@ -405,6 +536,9 @@ def plot_activations(sample, lattice, exponent=1, *, title=None, ax=None, save_t
         Default "activations of the sample", with the exponent when it is not 1.
     ax : matplotlib.axes.Axes, optional
         Draw into these axes (of a figure of several panels, say) instead of a new figure.
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
+        The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
+        cell. Row 0 is at the top either way.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -421,6 +555,7 @@ def plot_activations(sample, lattice, exponent=1, *, title=None, ax=None, save_t
     >>> fig.axes[0].images[0].get_array().shape
     (10, 20)
     """
+    topology = _as_topology(topology)
     sample = _checks.as_float_array(sample, "sample", 1)
     data, lattice = _data_and_lattice(sample[None, :], lattice, "sample")
     activations = np.asarray(lattice_activations(data, lattice, exponent=exponent, verbose=False))
@@ -429,9 +564,10 @@ def plot_activations(sample, lattice, exponent=1, *, title=None, ax=None, save_t
     return _single(
         activations[0],
         title,
-        fig_size=_fig_size(*activations.shape[1:]),
+        fig_size=_fig_size(*topology.extent(*activations.shape[1:])),
         save_to=save_to,
         ax=ax,
+        topology=topology,
         cmap="inferno",
         label="activation",
         vmin=0.0,

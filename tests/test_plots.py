@@ -5,6 +5,7 @@ from collections import Counter
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.collections import PolyCollection
 
 from gpusom import (
     find_bmus,
@@ -244,3 +245,155 @@ def test_save_to_writes_a_png(tmp_path, name):
 def test_bad_input_names_the_argument(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+@pytest.mark.parametrize("name", sorted(PICTURES))
+def test_topology_must_be_rectangular_or_hexagonal(name):
+    with pytest.raises(ValueError, match="topology must be one of 'rectangular', 'hexagonal'"):
+        PICTURES[name](topology="square")
+
+
+# --- hexagonal lattice -------------------------------------------------------------------------
+
+RADIUS = 1 / np.sqrt(3)  # circumradius of a hexagon of width 1
+
+
+def hexagon_centres(rows, cols):
+    """Cell (r, c) at x = c + 0.5 (r % 2), y = r sqrt(3) / 2, in row-major order."""
+    return np.array(
+        [[c + 0.5 * (r % 2), r * np.sqrt(3) / 2] for r in range(rows) for c in range(cols)]
+    )
+
+
+def hexagon_axes(fig):
+    return [ax for ax in fig.axes if any(isinstance(c, PolyCollection) for c in ax.collections)]
+
+
+def hexagon_corners(collection):
+    """``(n_cells, 6, 2)`` corners of each hexagon (its path, less the closing vertex)."""
+    return np.array([path.vertices[:-1] for path in collection.get_paths()])
+
+
+@pytest.mark.parametrize("name", sorted(PICTURES))
+def test_hexagonal_picture_draws_one_hexagon_per_cell_at_its_centre(name):
+    fig = PICTURES[name](topology="hexagonal")
+    panels = hexagon_axes(fig)
+    assert panels and not any(ax.images for ax in fig.axes)
+    rows, cols = LATTICE.shape[:2]
+    for ax in panels:
+        (hexagons,) = ax.collections
+        corners = hexagon_corners(hexagons)
+        assert corners.shape == (rows * cols, 6, 2)
+        centres = corners.mean(axis=1)
+        np.testing.assert_allclose(centres, hexagon_centres(rows, cols), atol=1e-12)
+        offsets = corners - centres[:, None, :]
+        np.testing.assert_allclose(np.hypot(*offsets.T), RADIUS)  # regular, circumradius 1/sqrt 3
+        # Pointy-top: a corner straight above and below the centre, vertical sides half a cell out.
+        np.testing.assert_allclose(offsets[..., 1].min(axis=1), -RADIUS)
+        np.testing.assert_allclose(offsets[..., 1].max(axis=1), RADIUS)
+        np.testing.assert_allclose(np.abs(offsets[..., 0]).max(axis=1), 0.5)
+        # The whole map shows, row 0 at the top, cells not stretched.
+        low, high = corners.reshape(-1, 2).min(axis=0), corners.reshape(-1, 2).max(axis=0)
+        np.testing.assert_allclose(ax.get_xlim(), (low[0], high[0]))
+        np.testing.assert_allclose(ax.get_ylim(), (high[1], low[1]))
+        assert ax.get_aspect() == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(PICTURES))
+def test_hexagonal_picture_holds_what_the_rectangular_one_holds(name):
+    squares, hexagons = PICTURES[name](), PICTURES[name](topology="hexagonal")
+    assert len(hexagons.axes) == len(squares.axes)  # the same colour bars
+    pairs = list(zip(image_axes(squares), hexagon_axes(hexagons), strict=True))
+    for square_ax, hexagon_ax in pairs:
+        (image,) = square_ax.images
+        (collection,) = hexagon_ax.collections
+        for text in ("get_title", "get_xlabel", "get_ylabel"):
+            assert getattr(hexagon_ax, text)() == getattr(square_ax, text)()
+        values = np.ma.filled(image.get_array().astype(float), np.nan)
+        if values.ndim == 3:  # RGB, as the face colours
+            assert collection.get_array() is None
+            np.testing.assert_array_equal(collection.get_facecolor()[:, :3], values.reshape(-1, 3))
+            assert np.all(collection.get_facecolor()[:, 3] == 1.0)
+        else:
+            got = np.ma.filled(collection.get_array().astype(float), np.nan)
+            np.testing.assert_array_equal(got, values.ravel())
+            assert collection.get_cmap().name == image.get_cmap().name
+            assert collection.get_clim() == pytest.approx(image.get_clim())
+        assert (collection.colorbar is None) == (image.colorbar is None)
+        if image.colorbar is not None:
+            assert collection.colorbar.ax.get_ylabel() == image.colorbar.ax.get_ylabel()
+
+
+def test_hexagonal_u_matrix_and_lattice_hold_their_values_row_by_row(rng):
+    lattice = rng.random((4, 5, 3))
+    um = u_matrix(lattice)
+    fig = plot_u_matrix(um, topology="hexagonal")
+    (hexagons,) = fig.axes[0].collections
+    np.testing.assert_array_equal(hexagons.get_array(), um.ravel())
+    assert hexagons.colorbar is not None and hexagons.colorbar.ax in fig.axes
+    (hexagons,) = plot_lattice(lattice, topology="hexagonal").axes[0].collections
+    np.testing.assert_allclose(
+        hexagons.get_facecolor()[:, :3], unit_range(lattice.reshape(-1, 3)), atol=1e-15
+    )
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (6, 1), (1, 3)])
+def test_neighbouring_hexagons_share_an_edge(shape):
+    rows, cols = shape
+    fig = plot_u_matrix(np.arange(rows * cols, dtype=float).reshape(shape), topology="hexagonal")
+    corners = hexagon_corners(fig.axes[0].collections[0])
+    centres = hexagon_centres(rows, cols)
+    neighbours = 0
+    for a in range(rows * cols):
+        for b in range(a + 1, rows * cols):
+            close = np.linalg.norm(corners[a][:, None] - corners[b][None, :], axis=-1) < 1e-9
+            if np.isclose(np.linalg.norm(centres[a] - centres[b]), 1.0):
+                neighbours += 1
+                assert close.sum() == 2  # one common side, no gap
+            else:
+                assert not close.any()
+    # Each row has cols - 1 pairs side by side; each pair of rows 2 cols - 1 pairs across.
+    assert neighbours == rows * (cols - 1) + (rows - 1) * (2 * cols - 1)
+    # The picture spans the map: half a cell wider than cols where odd rows are shifted.
+    right = cols - 0.5 if rows == 1 else cols
+    assert fig.axes[0].get_xlim() == pytest.approx((-0.5, right))
+    assert corners[..., 0].min() == pytest.approx(-0.5) and corners[..., 0].max() == pytest.approx(
+        right
+    )
+
+
+def test_hexagonal_rows_are_labelled_by_number(rng):
+    fig = plot_u_matrix(rng.random((24, 5)), topology="hexagonal")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    rows = ax.get_yticks() / (np.sqrt(3) / 2)
+    np.testing.assert_allclose(rows, np.round(rows), atol=1e-12)
+    assert 0 in np.round(rows) and 2 <= rows.size <= 12
+    assert [t.get_text() for t in ax.get_yticklabels()] == [str(round(r)) for r in rows]
+
+
+def test_hexagonal_labels_map_writes_each_label_at_its_cell_centre():
+    picture = PICTURES["labels_map"]
+    squares, hexagons = picture().axes[0].texts, picture(topology="hexagonal").axes[0].texts
+    assert len(hexagons) == len(squares) > 0
+    centres = hexagon_centres(*LATTICE.shape[:2])
+    cols = LATTICE.shape[1]
+    for square, hexagon in zip(squares, hexagons, strict=True):
+        col, row = square.get_position()
+        np.testing.assert_allclose(hexagon.get_position(), centres[round(row) * cols + round(col)])
+        assert hexagon.get_text() == square.get_text()
+        assert hexagon.get_fontsize() > 5
+
+
+def test_hexagonal_activations_draw_into_given_axes(rng):
+    fig, (left, right) = plt.subplots(1, 2)
+    plot_activations(rng.random(3), LATTICE, ax=right, topology="hexagonal")
+    assert len(right.collections) == 1 and not left.collections
+    assert len(fig.axes) == 3  # both panels and the colour bar of the right one
+
+
+@pytest.mark.parametrize("name", sorted(PICTURES))
+def test_hexagonal_picture_saves(tmp_path, name):
+    path = tmp_path / f"{name}.png"
+    PICTURES[name](topology="hexagonal", save_to=path)
+    assert np.ptp(plt.imread(path)[..., :3]) > 0
