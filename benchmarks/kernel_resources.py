@@ -89,7 +89,8 @@ def signatures(nt):
     for dtype in (nt.float32, nt.float64):
         matrix = nt.Array(dtype, 2, "C")
         common = (matrix, matrix, index_vector, float_vector, float_vector, nt.int64, nt.int64)
-        common += (nt.boolean, nt.int64, nt.float64, index_vector)
+        # is_torus, neighborhood, truncate, topology, record
+        common += (nt.boolean, nt.int64, nt.float64, nt.int64, index_vector)
         if dtype == nt.float32:
             yield "train_persistent_packed", "float32", common
             yield "train_phase_packed", "float32", (*common, nt.int64)

@@ -133,6 +133,15 @@ def as_som_size(som_size, name="som_size"):
     return as_positive_int(rows, f"{name}[0] (rows)"), as_positive_int(cols, f"{name}[1] (cols)")
 
 
+def check_lattice_shape(rows, is_torus, topology):
+    """A hexagonal torus needs an even number of rows: wrapping must keep each row's shift."""
+    if is_torus and topology == "hexagonal" and rows % 2:
+        raise ValueError(
+            f"a hexagonal torus needs an even number of rows (odd rows are shifted by half a "
+            f"cell, so wrapping {rows} rows would break the pattern); got som_size rows={rows}"
+        )
+
+
 def as_bool(value, name):
     """``value`` as a Python bool; only True and False (Python or numpy) are accepted."""
     if not isinstance(value, bool | np.bool_):

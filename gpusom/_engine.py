@@ -46,12 +46,24 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def train_online(
-        self, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate
+        self,
+        codebook,
+        data,
+        order,
+        sigmas,
+        lrs,
+        rows,
+        cols,
+        is_torus,
+        neighborhood,
+        truncate,
+        topology=0,
     ):
         """Run ``len(order)`` online steps on the training state; returns each step's BMU.
 
         ``order`` (int64) are sample indices, ``sigmas``/``lrs`` (float64) the radius and rate
-        of each step, ``neighborhood`` the code of ``gpusom._math.NEIGHBORHOODS``.
+        of each step, ``neighborhood`` and ``topology`` the codes of
+        ``gpusom._math.NEIGHBORHOODS`` and ``TOPOLOGIES``.
         """
 
     def train_batch(self, *args):

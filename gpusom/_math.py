@@ -33,6 +33,13 @@ MEXICAN_HAT = NEIGHBORHOODS["mexican_hat"]
 TRIANGLE = NEIGHBORHOODS["triangle"]
 
 
+#: Lattice topologies by name. Hexagonal: odd rows shift right by half a cell and rows are
+#: ``sqrt(3) / 2`` apart, so all six neighbours of a cell are at distance 1.
+TOPOLOGIES = {"rectangular": 0, "hexagonal": 1}
+RECTANGULAR = TOPOLOGIES["rectangular"]
+HEXAGONAL = TOPOLOGIES["hexagonal"]
+
+
 @register_jitable
 def ranks_before(d1, i1, d2, i2):
     """The BMU tie rule: ``(d1, i1)`` ranks first for a smaller distance, then a lower index."""
@@ -56,6 +63,27 @@ def axis_delta(a, b, size, is_torus):
     if is_torus and size - d < d:
         d = size - d
     return d
+
+
+@register_jitable
+def quadrance(row, col, b_row, b_col, rows, cols, is_torus, topology):
+    """Four times the squared grid distance between cells ``(row, col)`` and ``(b_row, b_col)``.
+
+    An exact integer on both topologies, so window tests never depend on rounding: rectangular
+    ``4 (dr^2 + dc^2)``; hexagonal ``3 dr^2 + (2 dx)^2`` with ``2 dx`` the doubled horizontal
+    offset (odd rows sit half a cell to the right). On a torus each axis takes the minimum
+    image (a hexagonal torus has an even number of rows, so wrapping keeps row parity).
+    """
+    d_row = axis_delta(row, b_row, rows, is_torus)
+    if topology == RECTANGULAR:
+        d_col = axis_delta(col, b_col, cols, is_torus)
+        return 4 * (d_row * d_row + d_col * d_col)
+    twice_dx = abs(2 * (col - b_col) + row % 2 - b_row % 2)
+    if is_torus:
+        twice_dx = twice_dx % (2 * cols)
+        if 2 * cols - twice_dx < twice_dx:
+            twice_dx = 2 * cols - twice_dx
+    return 3 * d_row * d_row + twice_dx * twice_dx
 
 
 @register_jitable
@@ -92,14 +120,20 @@ def half_width(radius_sq, other_sq, limit):
 
 @register_jitable
 def radial_weight(neighborhood, dist_sq, sigma):
-    """Weight at squared grid distance ``dist_sq`` of the neighbourhoods that are not separable.
+    """Weight at squared grid distance ``dist_sq``: the non-separable neighbourhoods, and every
+    neighbourhood on the hexagonal lattice.
 
-    Triangle: ``max(0, 1 - d / sigma)`` (a cone). Mexican hat:
-    ``(1 - d^2 / sigma^2) * exp(-d^2 / (2 sigma^2))``, negative beyond ``d = sigma``.
+    Gaussian ``exp(-d^2 / (2 sigma^2))``; bubble 1; triangle ``max(0, 1 - d / sigma)`` (a
+    cone); Mexican hat ``(1 - d^2 / sigma^2) * exp(-d^2 / (2 sigma^2))``, negative beyond
+    ``d = sigma``.
     """
+    if neighborhood == BUBBLE:
+        return 1.0
     if neighborhood == TRIANGLE:
         return max(0.0, 1.0 - math.sqrt(dist_sq) / sigma)
     s = dist_sq / (sigma * sigma)
+    if neighborhood == GAUSSIAN:
+        return math.exp(-0.5 * s)
     return (1.0 - s) * math.exp(-0.5 * s)
 
 

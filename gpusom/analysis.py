@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from . import _backend, _bmu_search, _checks
+from ._math import TOPOLOGIES, quadrance
 from ._scaling import normalize_features
 
 
@@ -82,17 +83,18 @@ def quantization_error(data, lattice):
     return float(np.sqrt(distance[:, 0]).mean())
 
 
-def topographic_error(data, lattice, is_torus=False):
+def topographic_error(data, lattice, is_torus=False, *, topology="rectangular"):
     """Fraction of samples whose best and second-best units are not lattice neighbours.
 
-    Neighbours are the 8 surrounding cells (wrapping on a torus). A lattice of one cell has no
-    second unit; its error is 0.
+    Neighbours are the 8 surrounding cells of the rectangular lattice or the 6 of the hexagonal
+    one (wrapping on a torus). A lattice of one cell has no second unit; its error is 0.
 
     Parameters
     ----------
     data : array_like of shape (n_samples, dim)
     lattice : array_like of shape (rows, cols, dim)
     is_torus : bool, default False
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
 
     Returns
     -------
@@ -100,19 +102,40 @@ def topographic_error(data, lattice, is_torus=False):
     """
     data, lattice, _, engine = _prepare(data, lattice)
     rows, cols = lattice.shape[:2]
+    is_torus, topology = _lattice_kind(rows, is_torus, topology)
     if rows * cols == 1:
         return 0.0
     index, _ = _bmus(engine, data, lattice, k=2)
-    return non_adjacent_share(index, rows, cols, is_torus)
+    return non_adjacent_share(index, rows, cols, is_torus, topology)
 
 
-def non_adjacent_share(index, rows, cols, is_torus):
-    """Share of rows of flat ``(n, 2)`` best-unit pairs that are not 8-neighbours."""
-    (r1, c1), (r2, c2) = np.divmod(index[:, 0], cols), np.divmod(index[:, 1], cols)
-    dr, dc = np.abs(r1 - r2), np.abs(c1 - c2)
-    if is_torus:
-        dr, dc = np.minimum(dr, rows - dr), np.minimum(dc, cols - dc)
-    return float(np.mean((dr > 1) | (dc > 1)))
+def non_adjacent_share(index, rows, cols, is_torus, topology="rectangular"):
+    """Share of rows of flat ``(n, 2)`` best-unit pairs that are not lattice neighbours."""
+    code = TOPOLOGIES[topology]
+    q = _quadrances(index[:, 0], index[:, 1], rows, cols, bool(is_torus), code)
+    return float(np.mean(q > NEIGHBOUR_QUADRANCE[code]))
+
+
+#: The largest quadrance (``gpusom._math.quadrance``) of two neighbours, by topology code:
+#: ``4 (1 + 1)`` for the diagonal of the square grid, ``4`` (distance 1) on the hexagonal one.
+NEIGHBOUR_QUADRANCE = (8, 4)
+
+
+@njit(cache=True)
+def _quadrances(first, second, rows, cols, is_torus, topology):
+    out = np.empty(first.size, np.int64)
+    for i in range(first.size):
+        a, b = first[i], second[i]
+        out[i] = quadrance(a // cols, a % cols, b // cols, b % cols, rows, cols, is_torus, topology)
+    return out
+
+
+def _lattice_kind(rows, is_torus, topology):
+    """Validated ``(is_torus, topology)`` of a bare lattice of ``rows`` rows."""
+    is_torus = _checks.as_bool(is_torus, "is_torus")
+    _checks.as_choice(topology, "topology", TOPOLOGIES)
+    _checks.check_lattice_shape(rows, is_torus, topology)
+    return is_torus, topology
 
 
 def project_on_lattice(data, lattice, additional_list=None, normalize=False, *, verbose=True):
@@ -267,16 +290,18 @@ def squared_distances(data, codebook, xp):
     return out
 
 
-def u_matrix(lattice, is_torus=False):
+def u_matrix(lattice, is_torus=False, *, topology="rectangular"):
     """Mean Euclidean distance of every cell to its lattice neighbours (Ultsch's U-matrix).
 
-    Neighbours are the up to 8 surrounding cells; on a torus the lattice wraps, and a cell that
-    is reached through several offsets (maps narrower than 3 cells) counts once.
+    Neighbours are the up to 8 surrounding cells of the rectangular lattice or the up to 6 of
+    the hexagonal one; on a torus the lattice wraps, and a cell that is reached through several
+    offsets (maps narrower than 3 cells) counts once.
 
     Parameters
     ----------
     lattice : array_like of shape (rows, cols, dim)
     is_torus : bool, default False
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
 
     Returns
     -------
@@ -284,11 +309,14 @@ def u_matrix(lattice, is_torus=False):
         0 for a lattice of a single cell.
     """
     lattice = _checks.as_lattice(lattice)
-    return _u_matrix(np.ascontiguousarray(lattice, dtype=np.float64), bool(is_torus))
+    is_torus, topology = _lattice_kind(lattice.shape[0], is_torus, topology)
+    code = TOPOLOGIES[topology]
+    lattice = np.ascontiguousarray(lattice, dtype=np.float64)
+    return _u_matrix(lattice, is_torus, code, NEIGHBOUR_QUADRANCE[code])
 
 
 @njit(cache=True)
-def _u_matrix(lattice, is_torus):
+def _u_matrix(lattice, is_torus, topology, neighbour_quadrance):
     rows, cols, dim = lattice.shape
     out = np.zeros((rows, cols))
     seen = np.empty(9, np.int64)
@@ -305,6 +333,9 @@ def _u_matrix(lattice, is_torus):
                         continue
                     flat = rr * cols + cc
                     if flat == r * cols + c or flat in seen[:count]:
+                        continue
+                    q = quadrance(rr, cc, r, c, rows, cols, is_torus, topology)
+                    if q > neighbour_quadrance:
                         continue
                     seen[count] = flat
                     count += 1

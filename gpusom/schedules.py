@@ -8,7 +8,7 @@ their results differ only by floating-point rounding.
 import numpy as np
 
 from . import _checks
-from ._math import NEIGHBORHOODS
+from ._math import NEIGHBORHOODS, TOPOLOGIES
 
 INITS = {"random": 0, "sample": 1, "pca": 2}
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -30,8 +30,10 @@ def settings(params, n_samples):
     """
     rows, cols = _checks.as_som_size(params["som_size"])
     is_torus = _checks.as_bool(params["is_torus"], "is_torus")
-    for name, choices in (("neighborhood", NEIGHBORHOODS), ("init", INITS), ("dtype", DTYPES)):
+    options = (("topology", TOPOLOGIES), ("neighborhood", NEIGHBORHOODS), ("init", INITS))
+    for name, choices in (*options, ("dtype", DTYPES)):
         _checks.as_choice(params[name], name, choices)
+    _checks.check_lattice_shape(rows, is_torus, params["topology"])
 
     def positive(name, default):
         value = params[name]
@@ -43,6 +45,7 @@ def settings(params, n_samples):
         "rows": rows,
         "cols": cols,
         "is_torus": is_torus,
+        "topology": params["topology"],
         "sigma": sigma,
         "sigma_end": positive("sigma_end", min(0.55 * (0.3 / 0.55) ** sparsity, sigma)),
         "learning_rate": positive("learning_rate", 0.5),
@@ -80,8 +83,8 @@ def schedule(decay, start, end, steps, total, name, positive):
             first = int(np.argmax(bad))
             kind = "positive" if positive else "non-negative"
             raise ValueError(
-                f"{name} returned {float(values[first])!r} at step {int(steps[first])}: it must give "
-                f"finite {kind} values"
+                f"{name} returned {float(values[first])!r} at step {int(steps[first])}: it must "
+                f"give finite {kind} values"
             )
         return values
     f = steps / max(total - 1, 1)

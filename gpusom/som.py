@@ -34,6 +34,11 @@ class SOM(ParamsMixin):
         ``(rows, cols)`` of the lattice.
     is_torus : bool, default False
         Wrap both lattice axes, so opposite edges are neighbours.
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
+        Cells on a square grid (eight neighbours for the topographic error and the u-matrix), or
+        on a hexagonal one: odd rows shift right by half a cell and rows are ``sqrt(3) / 2``
+        apart, so all six neighbours are at distance 1. A hexagonal torus needs an even number
+        of rows.
     num_iterations : int, optional
         Online steps run by :meth:`fit`. Default ``max(10 * n_samples, 10 * rows * cols)``: every
         sample drawn about ten times, and at least ten steps per cell so that each cell is pulled
@@ -153,6 +158,7 @@ class SOM(ParamsMixin):
         som_size,
         is_torus=False,
         *,
+        topology="rectangular",
         num_iterations=None,
         normalize=False,
         sigma=None,
@@ -171,6 +177,7 @@ class SOM(ParamsMixin):
     ):
         self.som_size = som_size
         self.is_torus = is_torus
+        self.topology = topology
         self.num_iterations = num_iterations
         self.normalize = normalize
         self.sigma = sigma
@@ -477,13 +484,15 @@ class SOM(ParamsMixin):
         return float(np.sqrt(self._bmus(X)[2][:, 0]).mean())
 
     def topographic_error(self, X):
-        """Fraction of samples whose two best units are not neighbours (torus-aware)."""
+        """Fraction of samples whose two best units are not neighbours (torus- and
+        topology-aware: 8 neighbours on the rectangular lattice, 6 on the hexagonal one)."""
         rows, cols = self.lattice_.shape[:2]
         if rows * cols == 1:
             self._prepare(X, "X")
             return 0.0
         index = self._bmus(X, k=2)[1]
-        return analysis.non_adjacent_share(index, rows, cols, self.settings_["is_torus"])
+        topology = self.settings_.get("topology", "rectangular")
+        return analysis.non_adjacent_share(index, rows, cols, self.settings_["is_torus"], topology)
 
     def project(self, X, labels=None):
         """Group samples by their best matching unit, as :func:`gpusom.project_on_lattice`.

@@ -3,13 +3,27 @@
 import numpy as np
 
 
-def grid_distance_sq(rows, cols, bmu, is_torus):
-    """Squared grid distance of every cell to flat cell ``bmu``, shape ``(rows * cols,)``."""
+def cell_positions(rows, cols, topology="rectangular"):
+    """``(x, y)`` of every cell, row-major: odd hexagonal rows half a cell to the right and
+    rows ``sqrt(3) / 2`` apart; the period of the plane in x and y for a torus."""
     r, c = np.divmod(np.arange(rows * cols), cols)
-    dr, dc = np.abs(r - bmu // cols), np.abs(c - bmu % cols)
+    if topology == "rectangular":
+        return c.astype(float), r.astype(float), (cols, rows)
+    height = np.sqrt(3) / 2
+    return c + 0.5 * (r % 2), r * height, (cols, rows * height)
+
+
+def grid_distance_sq(rows, cols, bmu, is_torus, topology="rectangular"):
+    """Squared grid distance of every cell to flat cell ``bmu``, shape ``(rows * cols,)``.
+
+    From the cells' positions (minimum image on a torus); every such distance is a multiple of
+    1/4 on both lattices, so the float result is rounded to it.
+    """
+    x, y, (width, height) = cell_positions(rows, cols, topology)
+    dx, dy = np.abs(x - x[bmu]), np.abs(y - y[bmu])
     if is_torus:
-        dr, dc = np.minimum(dr, rows - dr), np.minimum(dc, cols - dc)
-    return (dr * dr + dc * dc).astype(np.float64)
+        dx, dy = np.minimum(dx, width - dx), np.minimum(dy, height - dy)
+    return np.round(4 * (dx * dx + dy * dy)) / 4
 
 
 def bmu(codebook, x):
@@ -18,7 +32,17 @@ def bmu(codebook, x):
 
 
 def online_som(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood="gaussian", truncate=3.0
+    codebook,
+    data,
+    order,
+    sigmas,
+    lrs,
+    rows,
+    cols,
+    is_torus,
+    neighborhood="gaussian",
+    truncate=3.0,
+    topology="rectangular",
 ):
     """Plain online SOM, the contract in the Notes of ``gpusom.SOM``; returns ``(codebook, bmus)``.
 
@@ -31,7 +55,7 @@ def online_som(
         x = data[i]
         b = bmu(codebook, x)
         bmus[t] = b
-        d2 = grid_distance_sq(rows, cols, b, is_torus)
+        d2 = grid_distance_sq(rows, cols, b, is_torus, topology)
         sigma = sigmas[t]
         radius = sigma if neighborhood in ("bubble", "triangle") else truncate * sigma
         inside = d2 <= radius * radius
@@ -52,9 +76,17 @@ def neighbourhood_weight(neighborhood, d2, sigma):
     return (1 - d2 / sigma**2) * np.exp(-d2 / (2 * sigma**2))  # Mexican hat
 
 
-def u_matrix(lattice, is_torus=False):
-    """Mean distance to the distinct 8-neighbours of each cell."""
+def u_matrix(lattice, is_torus=False, topology="rectangular"):
+    """Mean distance to the distinct 8-neighbours (or, hexagonal, the cells at distance 1)."""
     rows, cols, _ = lattice.shape
+    if topology == "hexagonal":
+        vectors = lattice.reshape(rows * cols, -1)
+        out = np.zeros(rows * cols)
+        for cell in range(rows * cols):
+            near = np.flatnonzero(grid_distance_sq(rows, cols, cell, is_torus, topology) == 1)
+            if near.size:
+                out[cell] = np.linalg.norm(vectors[near] - vectors[cell], axis=1).mean()
+        return out.reshape(rows, cols)
     out = np.zeros((rows, cols))
     for r in range(rows):
         for c in range(cols):

@@ -64,7 +64,18 @@ class CPUEngine(Engine):
         return np.concatenate([codebook.head.T, codebook.tail[:, : dim - split]], axis=1)
 
     def train_online(
-        self, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate
+        self,
+        codebook,
+        data,
+        order,
+        sigmas,
+        lrs,
+        rows,
+        cols,
+        is_torus,
+        neighborhood,
+        truncate,
+        topology=0,
     ):
         bmus = np.empty(order.size, dtype=np.int64)
         _train_online(
@@ -80,6 +91,7 @@ class CPUEngine(Engine):
             is_torus,
             neighborhood,
             truncate,
+            topology,
             bmus,
         )
         return bmus

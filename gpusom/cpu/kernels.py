@@ -25,6 +25,7 @@ from numba.extending import overload
 
 from .._config import FASTMATH, FINITE_FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
 from .._math import (
+    HEXAGONAL,
     INDEX_MASK,
     LANES,
     NO_INDEX,
@@ -33,6 +34,7 @@ from .._math import (
     half_width,
     is_separable,
     packed_key,
+    quadrance,
     radial_weight,
     window_radius,
 )
@@ -152,25 +154,83 @@ def pruned_argmin(partial, tail, x_tail, guess):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _axis_window(centre, reach, size, is_torus, starts, stops):
-    """Runs of positions within ``reach`` of ``centre`` on one axis; returns how many (0-2)."""
-    if reach < 0:
+def _offset_runs(centre, first, last, size, is_torus, starts, stops):
+    """Runs of positions ``centre + first`` to ``centre + last`` on one axis (wrapped on a
+    torus, clipped on the plane), each position once; returns how many runs (0-2)."""
+    if last < first:
         return 0
     if is_torus:
-        if 2 * reach + 1 >= size:
+        if last - first + 1 >= size:
             starts[0], stops[0] = 0, size
             return 1
-        lo, hi = centre - reach, centre + reach + 1
-        if lo < 0:
-            starts[0], stops[0], starts[1], stops[1] = lo + size, size, 0, hi
-            return 2
+        lo, hi = (centre + first) % size, (centre + first) % size + last - first + 1
         if hi > size:
             starts[0], stops[0], starts[1], stops[1] = lo, size, 0, hi - size
             return 2
         starts[0], stops[0] = lo, hi
         return 1
-    starts[0], stops[0] = max(centre - reach, 0), min(centre + reach + 1, size)
-    return 1
+    starts[0], stops[0] = max(centre + first, 0), min(centre + last + 1, size)
+    return 1 if starts[0] < stops[0] else 0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _axis_window(centre, reach, size, is_torus, starts, stops):
+    """Runs of positions within ``reach`` of ``centre`` on one axis; returns how many (0-2)."""
+    return _offset_runs(centre, -reach, reach, size, is_torus, starts, stops)
+
+
+@njit(fastmath=FASTMATH, inline="always")
+def _apply_run(head, tail, x, base, lo, g):
+    """``w += g[c] * (x - w)`` for the cells ``base + lo + c`` of one run, all features."""
+    split = head.shape[0]
+    x_tail = x[split:]
+    for k in range(split):
+        w = head[k, base + lo : base + lo + g.size]
+        xk = x[k]
+        for c in range(g.size):
+            w[c] += g[c] * (xk - w[c])
+    if tail.shape[1] > 0:
+        # Written out per cell here, not called: a per-cell call was not inlined and cost ~25%.
+        for c in range(g.size):
+            gc = g[c]
+            cell = tail[base + lo + c]
+            for k in range(cell.size):
+                cell[k] += gc * (x_tail[k] - cell[k])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood,
+                      radius_sq, gain, runs):  # fmt: skip
+    """The update of :func:`update_window` on the hexagonal lattice.
+
+    The window ``quadrance <= 4 radius^2`` (``gpusom._math.quadrance``, exact integers) is, per
+    row at ``dr``, the columns whose doubled offset ``2 (c - b_col) + s`` (``s`` the rows'
+    parity shift) is at most ``m`` in size, ``m^2 <= 4 radius^2 - 3 dr^2``.
+    """
+    b_row, b_col = bmu // cols, bmu % cols
+    q_max = 4.0 * radius_sq
+    rate = head.dtype.type(lr)
+    col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
+    reach = 0
+    while reach < rows and 3.0 * (reach + 1) * (reach + 1) <= q_max:
+        reach += 1
+    for row_run in range(_axis_window(b_row, reach, rows, is_torus, row_starts, row_stops)):
+        for r in range(row_starts[row_run], row_stops[row_run]):
+            d_row = axis_delta(r, b_row, rows, is_torus)
+            m = half_width(q_max, 3.0 * d_row * d_row, 2 * cols)
+            shift = r % 2 - b_row % 2
+            first, last = -((m + shift) // 2), (m - shift) // 2
+            base = r * cols
+            for run in range(
+                _offset_runs(b_col, first, last, cols, is_torus, col_starts, col_stops)
+            ):
+                lo, hi = col_starts[run], col_stops[run]
+                g = gain[: hi - lo]
+                for c in range(hi - lo):
+                    q = quadrance(r, lo + c, b_row, b_col, rows, cols, is_torus, HEXAGONAL)
+                    weight = radial_weight(neighborhood, 0.25 * q, sigma)
+                    g[c] = rate * head.dtype.type(weight)
+                _apply_run(head, tail, x, base, lo, g)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -191,6 +251,7 @@ def update_window(
     col_delta,
     gain,
     runs,
+    topology,
 ):
     """One online update: ``w_n += lr * h(d(bmu, n)) * (x - w_n)`` over the truncated disk.
 
@@ -200,11 +261,14 @@ def update_window(
     int64 array. Separable neighbourhoods take one weight per grid distance from a table; the
     others one per cell, from the squared distance.
     """
-    split = head.shape[0]
-    x_tail = x[split:]
-    b_row, b_col = bmu // cols, bmu % cols
     radius = window_radius(neighborhood, sigma, truncate)
     radius_sq = radius * radius
+    if topology == HEXAGONAL:
+        _update_hexagonal(
+            head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq, gain, runs
+        )
+        return
+    b_row, b_col = bmu // cols, bmu % cols
     limit = max(rows, cols)
     widest = half_width(radius_sq, 0.0, limit)
     separable = is_separable(neighborhood)
@@ -236,18 +300,7 @@ def update_window(
                     for c in range(hi - lo):
                         dist_sq = float(d_row * d_row + col_delta[lo + c] * col_delta[lo + c])
                         g[c] = rate * head.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
-                for k in range(split):
-                    w = head[k, base + lo : base + hi]
-                    xk = x[k]
-                    for c in range(hi - lo):
-                        w[c] += g[c] * (xk - w[c])
-                if tail.shape[1] > 0:
-                    # Written out here, not called: the call was not inlined and cost ~25%.
-                    for c in range(hi - lo):
-                        gc = g[c]
-                        cell = tail[base + lo + c]
-                        for k in range(cell.size):
-                            cell[k] += gc * (x_tail[k] - cell[k])
+                _apply_run(head, tail, x, base, lo, g)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -264,6 +317,7 @@ def train_online(
     is_torus,
     neighborhood,
     truncate,
+    topology,
     bmus,
 ):
     """Run ``order.size`` online steps in place; record each step's BMU in ``bmus``.
@@ -311,6 +365,7 @@ def train_online(
             col_delta,
             gain,
             runs,
+            topology,
         )
 
 

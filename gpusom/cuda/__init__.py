@@ -102,7 +102,18 @@ class CUDAEngine(Engine):
         return np.ascontiguousarray(codebook.copy_to_host()[:dim].T)
 
     def train_online(
-        self, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate
+        self,
+        codebook,
+        data,
+        order,
+        sigmas,
+        lrs,
+        rows,
+        cols,
+        is_torus,
+        neighborhood,
+        truncate,
+        topology=0,
     ):
         threads = _threads_per_block()
         driver = _driver()
@@ -133,6 +144,7 @@ class CUDAEngine(Engine):
             bool(is_torus),
             neighborhood,
             float(truncate),
+            topology,
             record,
             *partials,
         )
@@ -179,7 +191,7 @@ def probe():
     codebook = np.zeros((6, 2), dtype=np.float32)
     state = ENGINE.to_device(codebook, np.ones((2, 2), dtype=np.float32))
     one = np.ones(1)
-    ENGINE.train_online(*state, np.zeros(1, dtype=np.int64), one, one, 2, 3, False, 0, 1.0)
+    ENGINE.train_online(*state, np.zeros(1, dtype=np.int64), one, one, 2, 3, False, 0, 1.0, 0)
     cuda.synchronize()
     try:
         import cupy

@@ -43,10 +43,12 @@ from .._math import (
     INDEX_MASK,
     LANES,
     NO_INDEX,
+    RECTANGULAR,
     axis_delta,
     axis_weight,
     is_separable,
     packed_key,
+    quadrance,
     radial_weight,
     ranks_before,
     window_radius,
@@ -229,6 +231,7 @@ def _phase(
     is_torus,
     neighborhood,
     truncate,
+    topology,
     record,
     part_d,
     part_i,
@@ -256,20 +259,22 @@ def _phase(
     best_key = NO_INDEX
     best_d, best_i = INF, NO_INDEX
     for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
-        d_row = axis_delta(n // cols, bmu_row, rows, is_torus)
-        d_col = axis_delta(n % cols, bmu_col, cols, is_torus)
+        row, col = n // cols, n % cols
+        q = quadrance(row, col, bmu_row, bmu_col, rows, cols, is_torus, topology)
         # The CPU walks the disk as runs of columns (gpusom._math.half_width); this integer test
-        # selects the same cells, since half_width settles the same inequality exactly.
-        if float(d_row * d_row + d_col * d_col) <= radius_sq:
+        # selects the same cells, since both settle the same inequality exactly.
+        if float(q) <= 4.0 * radius_sq:
             # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
-            if is_separable(neighborhood):
+            if topology == RECTANGULAR and is_separable(neighborhood):
+                d_row = axis_delta(row, bmu_row, rows, is_torus)
+                d_col = axis_delta(col, bmu_col, cols, is_torus)
                 gain = (
                     rate
                     * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
                     * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
                 )
             else:
-                dist_sq = float(d_row * d_row + d_col * d_col)
+                dist_sq = 0.25 * float(q)
                 gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
             distance = _update_and_measure(codebook, data, n, gain, previous, sample)
         else:
@@ -284,21 +289,21 @@ def _phase(
 
 @cuda.jit(device=True)
 def _one_phase(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-    part_d, part_i, t,
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    topology, record, part_d, part_i, t,
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     _phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-        part_d, part_i, t, shared_d, shared_i,
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        topology, record, part_d, part_i, t, shared_d, shared_i,
     )  # fmt: skip
 
 
 @cuda.jit(device=True)
 def _all_phases(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-    part_d, part_i,
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    topology, record, part_d, part_i,
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
@@ -307,7 +312,7 @@ def _all_phases(
     for t in range(n_steps + 1):
         _phase(
             codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-            record, part_d, part_i, t, shared_d, shared_i,
+            topology, record, part_d, part_i, t, shared_d, shared_i,
         )  # fmt: skip
         if t < n_steps:
             grid.sync()
@@ -320,8 +325,8 @@ def _all_phases(
 
 @cuda.jit(cache=True)
 def train_phase(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-    part_d, part_i, t,
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    topology, record, part_d, part_i, t,
 ):  # fmt: skip
     """One phase per launch: the per-step reference driver launches phases 0 to ``order.size``.
 
@@ -331,27 +336,39 @@ def train_phase(
     indices. For float32, :func:`train_phase_packed` is the faster variant.
     """
     _one_phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-        part_d, part_i, t,
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        topology, record, part_d, part_i, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_phase_packed(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record, t
+    codebook,
+    data,
+    order,
+    sigmas,
+    lrs,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    topology,
+    record,
+    t,
 ):
     """:func:`train_phase` for float32: ``record`` (starting at ``NO_INDEX``) collects packed
     keys through one 64-bit ``atomic.min`` per block; no pair arrays."""
     _one_phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-        None, None, t,
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        topology, record, None, None, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-    part_d, part_i,
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    topology, record, part_d, part_i,
 ):  # fmt: skip
     """All phases of a slice in one cooperative launch, ``grid.sync()`` between phases.
 
@@ -359,19 +376,30 @@ def train_persistent(
     cooperative limit (every block resident at once), or the barrier deadlocks.
     """
     _all_phases(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-        part_d, part_i,
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        topology, record, part_d, part_i,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent_packed(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record
+    codebook,
+    data,
+    order,
+    sigmas,
+    lrs,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    topology,
+    record,
 ):
     """:func:`train_persistent` for float32, with packed keys as :func:`train_phase_packed`."""
     _all_phases(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate, record,
-        None, None,
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        topology, record, None, None,
     )  # fmt: skip
 
 
