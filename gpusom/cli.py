@@ -1,11 +1,12 @@
 """The ``gpusom`` command line: train a map, project data on it, draw its pictures, run the demo.
 
-``gpusom train DATA --size ROWSxCOLS [--torus] [--iterations N] [--normalize] [--backend B]
-[--seed S] --out MODEL``, ``gpusom project MODEL DATA --out OUT.csv``, ``gpusom plot MODEL --out
-DIR [--data DATA [--labels COLUMN]]``, ``gpusom demo --out DIR`` and ``gpusom --version``. DATA
-is a ``.csv`` file (a first row that is not all numbers is a header of column names) or a 2-D
-``.npy`` array. Every mistake in the input (unreadable or malformed files, non-numeric columns,
-missing values, bad sizes) ends with one line on stderr and exit status 2, never a traceback.
+``gpusom train DATA --size ROWSxCOLS [--torus] [--hexagonal] [--iterations N] [--normalize]
+[--backend B] [--seed S] --out MODEL``, ``gpusom project MODEL DATA --out OUT.csv``, ``gpusom plot
+MODEL --out DIR [--data DATA [--labels COLUMN]]``, ``gpusom demo --out DIR`` and ``gpusom
+--version``. DATA is a ``.csv`` file (a first row that is not all numbers is a header of column
+names) or a 2-D ``.npy`` array. Every mistake in the input (unreadable or malformed files,
+non-numeric columns, missing values, bad sizes) ends with one line on stderr and exit status 2,
+never a traceback.
 """
 
 import argparse
@@ -138,6 +139,7 @@ def _train(args):
     som = SOM(
         args.size,
         args.torus,
+        topology="hexagonal" if args.hexagonal else "rectangular",
         num_iterations=args.iterations,
         normalize=args.normalize,
         backend=args.backend,
@@ -192,25 +194,31 @@ def _plot(args):
         raise UsageError("gpusom plot: error: --labels needs --data")
     som = _load(args.model)
     lattice = som.lattice_
+    topology = som.settings_.get("topology", "rectangular")
     data = labels = None
     if args.data is not None:
         values, _, labels = read_table(args.data, args.labels)
         data = som.scale(values)  # the pictures compare data with the lattice in its own space
     os.makedirs(args.out, exist_ok=True)
     pictures = {
-        "lattice.png": lambda path: plot.plot_lattice(lattice, save_to=path),
+        "lattice.png": lambda path: plot.plot_lattice(lattice, topology=topology, save_to=path),
         "u_matrix.png": lambda path: plot.plot_u_matrix(
-            u_matrix(lattice, som.settings_["is_torus"]), fig_size=(7, 5), save_to=path
+            u_matrix(lattice, som.settings_["is_torus"], topology=topology),
+            fig_size=(7, 5),
+            topology=topology,
+            save_to=path,
         ),
         "component_planes.png": lambda path: plot.plot_component_planes(
-            lattice, getattr(som, "feature_names_in_", None), save_to=path
+            lattice, getattr(som, "feature_names_in_", None), topology=topology, save_to=path
         ),
     }
     if data is not None:
-        pictures["hit_map.png"] = lambda path: plot.plot_hit_map(data, lattice, save_to=path)
+        pictures["hit_map.png"] = lambda path: plot.plot_hit_map(
+            data, lattice, topology=topology, save_to=path
+        )
     if labels is not None:
         pictures["labels_map.png"] = lambda path: plot.plot_labels_map(
-            data, labels, lattice, save_to=path
+            data, labels, lattice, topology=topology, save_to=path
         )
     for name, draw in pictures.items():
         draw(os.path.join(args.out, name))
@@ -233,6 +241,7 @@ def build_parser():
     train.add_argument("data", metavar="DATA", help=".csv or .npy file, one sample per row")
     train.add_argument("--size", type=_size, required=True, metavar="ROWSxCOLS")
     train.add_argument("--torus", action="store_true", help="wrap the lattice's edges")
+    train.add_argument("--hexagonal", action="store_true", help="a hexagonal lattice")
     train.add_argument(
         "--iterations",
         type=_positive_int,

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from . import _checks
+from ._math import HEXAGONAL, RECTANGULAR, TOPOLOGIES
 from .analysis import find_bmus, lattice_activations
 
 #: Smallest font (points) used to write a label inside a labels-map cell; below it, no text.
@@ -107,13 +108,13 @@ class _Hexagonal:
         return hexagons
 
 
-#: The drawings of each value of the pictures' ``topology`` argument.
-_TOPOLOGIES = {"rectangular": _Rectangular, "hexagonal": _Hexagonal}
+#: The drawing of each topology code (``gpusom._math.TOPOLOGIES``).
+_DRAWINGS = {RECTANGULAR: _Rectangular, HEXAGONAL: _Hexagonal}
 
 
 def _as_topology(topology):
     """The drawing class of the ``topology`` argument; a ValueError lists the valid names."""
-    return _checks.as_choice(topology, "topology", _TOPOLOGIES)
+    return _DRAWINGS[_checks.as_choice(topology, "topology", TOPOLOGIES)]
 
 
 def _draw(
@@ -129,7 +130,7 @@ def _draw(
     vmin=None,
     vmax=None,
 ):
-    """Draw one lattice-shaped ``image`` on ``ax`` in ``topology`` (a ``_TOPOLOGIES`` value)
+    """Draw one lattice-shaped ``image`` on ``ax`` in ``topology`` (a ``_DRAWINGS`` value)
     with its title and colour bar."""
     shown = topology.draw(ax, image, cmap, vmin, vmax)
     ax.set_title(title)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from gpusom import SOM, _config, cpu
+from gpusom import SOM, _config, cpu, plot
 from gpusom.cli import main, read_table
 
 
@@ -206,3 +206,22 @@ def test_version_prints_the_package_version(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"gpusom {gpusom.__version__}\n"
+
+
+def test_a_hexagonal_model_is_trained_and_drawn_as_hexagons(tmp_path, files, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "data.csv", "--size", "4x3", "--hexagonal", "--iterations", "300"]
+    assert main([*argv, "--out", "hex.npz"]) == 0
+    assert SOM.load("hex.npz").settings_["topology"] == "hexagonal"
+    topologies = {}
+    for name in ("plot_lattice", "plot_u_matrix", "plot_component_planes", "plot_hit_map"):
+        real = getattr(plot, name)
+
+        def recording(*args, real=real, name=name, **kwargs):
+            topologies[name] = kwargs["topology"]
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(plot, name, recording)
+    assert main(["plot", "hex.npz", "--data", "data.csv", "--out", "pictures"]) == 0
+    assert set(topologies.values()) == {"hexagonal"} and len(topologies) == 4
+    assert len(list((tmp_path / "pictures").iterdir())) == 4
