@@ -280,9 +280,11 @@ def update_window(
     col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
     for run in range(_axis_window(b_col, widest, cols, is_torus, col_starts, col_stops)):
         for c in range(col_starts[run], col_stops[run]):
-            col_delta[c] = axis_delta(c, b_col, cols, is_torus)
+            delta = axis_delta(c, b_col, cols, is_torus)
             if separable:
-                col_weight[c] = weight_by_delta[col_delta[c]]
+                col_weight[c] = weight_by_delta[delta]
+            else:
+                col_delta[c] = delta
     for row_run in range(_axis_window(b_row, widest, rows, is_torus, row_starts, row_stops)):
         for r in range(row_starts[row_run], row_stops[row_run]):
             d_row = axis_delta(r, b_row, rows, is_torus)
