@@ -64,7 +64,10 @@ class SOM(ParamsMixin):
         - mexican_hat: ``(1 - d^2 / sigma_t^2) exp(-d^2 / (2 sigma_t^2))`` for
           ``d <= truncate * sigma_t``: negative beyond ``sigma_t`` (those cells move away from
           the sample), lowest at ``sqrt(3) sigma_t`` (-0.45); ``truncate`` below 1 keeps only
-          the positive part;
+          the positive part. Online training with the negative part is unstable: the cells
+          pushed away are pushed again, further each time (the walk-through overflows even at
+          ``learning_rate=0.05``), so a run that ends with inf or NaN values is a
+          ``ValueError``;
         - triangle: ``1 - d / sigma_t``, zero from ``d = sigma_t`` on (a cone).
     sigma_decay, learning_rate_decay : str or callable, default "exponential"
         How the radius and the rate go from their start to their end values over the run, with
@@ -325,10 +328,12 @@ class SOM(ParamsMixin):
         position, interrupted = _training.run_slices(
             engine, *state, n_samples, rng, settings, first, until, num_iterations, self.verbose
         )
+        lattice = engine.to_host(state[0], dim).reshape(rows, cols, dim)
+        _check_converged(lattice, settings)
         # Everything the run changes is recorded together, also after an interrupt. The
         # generator is copied: a Generator given as seed stays the caller's to use.
         self._set_trained(
-            lattice=engine.to_host(state[0], dim).reshape(rows, cols, dim),
+            lattice=lattice,
             backend=engine.name,
             settings=settings,
             names=data.names if data.names is not None or not resume else self._names(),
@@ -579,3 +584,18 @@ class _Input:
         # Validation, scaling and the initial codebook are host code: a GPU array is checked
         # where it lives and copied to the host once; the training engine uploads it again.
         self.values = self.engine.to_numpy(self.engine.as_array(data, name, 2))
+
+
+def _check_converged(lattice, settings):
+    """Raise a ``ValueError`` for a lattice that training drove to inf or NaN (kept nowhere)."""
+    bad = int(np.count_nonzero(~np.isfinite(lattice)))
+    if not bad:
+        return
+    why = (
+        "the Mexican hat's negative weights push the cells beyond sigma away from every "
+        "sample, further each time; use a much smaller learning_rate, truncate <= 1 (its "
+        "positive part only) or another neighborhood"
+        if settings["neighborhood"] == "mexican_hat"
+        else "lower learning_rate or scale the data (normalize=True)"
+    )
+    raise ValueError(f"training diverged: {bad} lattice values are inf or NaN; {why}")

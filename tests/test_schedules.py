@@ -128,3 +128,13 @@ def test_named_decays_are_stored_and_a_callable_cannot_be(rng, tmp_path):
 def test_settings_name_the_decays():
     settings = schedules.settings(SOM((4, 4)).get_params(), 100)
     assert (settings["sigma_decay"], settings["learning_rate_decay"]) == ("exponential",) * 2
+
+
+def test_a_diverging_mexican_hat_is_an_error_not_a_nan_map(rng):
+    data = rng.random((200, 3)).astype(np.float32)
+    som = SOM((50, 100), seed=0, neighborhood="mexican_hat", verbose=False, backend="cpu")
+    with pytest.raises(ValueError, match=r"training diverged: .*Mexican hat"):
+        som.train(data, 15_000)
+    assert not hasattr(som, "lattice_")  # nothing half-trained is kept
+    stable = SOM((10, 10), seed=0, neighborhood="mexican_hat", truncate=1.0, verbose=False)
+    assert np.isfinite(stable.train(data, 2_000)).all()
