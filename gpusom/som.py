@@ -65,9 +65,9 @@ class SOM(ParamsMixin):
           ``d <= truncate * sigma_t``: negative beyond ``sigma_t`` (those cells move away from
           the sample), lowest at ``sqrt(3) sigma_t`` (-0.45); ``truncate`` below 1 keeps only
           the positive part. Online training with the negative part is unstable: the cells
-          pushed away are pushed again, further each time (the walk-through overflows even at
-          ``learning_rate=0.05``), so a run that ends with inf or NaN values is a
-          ``ValueError``;
+          pushed away are pushed again, further each time (on the walk-through, values reach
+          1e35 at ``learning_rate=0.05`` and overflow at 0.2), so a run that ends with inf or
+          NaN values is a ``ValueError``;
         - triangle: ``1 - d / sigma_t``, zero from ``d = sigma_t`` on (a cone).
     sigma_decay, learning_rate_decay : str or callable, default "exponential"
         How the radius and the rate go from their start to their end values over the run, with
