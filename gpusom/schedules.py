@@ -21,12 +21,13 @@ def settings(params, n_samples):
     ``params`` maps the constructor's parameter names to values; the result holds option names
     (not codes), so it is readable in a model file.
 
-    The default end points were chosen by measurement (benchmarks/RESULTS.md): with many
-    samples per cell a small final radius or a large final rate crumples the map (topographic
-    error rises), while with fewer samples than cells a large final rate lets cells settle onto
-    the samples (quantization error falls towards 0) without harming the order. With ``rho``
-    samples per cell and ``s = clip(log10(1 / rho), 0, 1)``:
-    ``sigma_end = 0.55 * (0.3 / 0.55) ** s`` and ``learning_rate_end = 0.02 * 10 ** s``.
+    The defaults (``sigma_end = 1``, ``learning_rate_end = 0.005``, the radius on the
+    "inverse" decay) were chosen on a panel of six data sets against five peer libraries,
+    scoring order and fit together (benchmarks/RESULTS.md, "Map quality panel"): a final radius
+    of one cell and a small final rate keep neighbouring cells apart, where the earlier defaults
+    (a final radius of 0.55 cells and a rate of 0.02, or 0.3 and 0.2 with fewer samples than
+    cells) let cells settle onto single samples in flat tiles: a lower quantization error, a
+    worse map.
     """
     rows, cols = _checks.as_som_size(params["som_size"])
     is_torus = _checks.as_bool(params["is_torus"], "is_torus")
@@ -39,7 +40,6 @@ def settings(params, n_samples):
         value = params[name]
         return default if value is None else _checks.as_positive_float(value, name)
 
-    sparsity = float(np.clip(np.log10(rows * cols / n_samples), 0.0, 1.0))
     sigma = positive("sigma", max(rows, cols) / 4.0)
     return {
         "rows": rows,
@@ -47,9 +47,9 @@ def settings(params, n_samples):
         "is_torus": is_torus,
         "topology": params["topology"],
         "sigma": sigma,
-        "sigma_end": positive("sigma_end", min(0.55 * (0.3 / 0.55) ** sparsity, sigma)),
+        "sigma_end": positive("sigma_end", min(1.0, sigma)),
         "learning_rate": positive("learning_rate", 0.5),
-        "learning_rate_end": positive("learning_rate_end", 0.02 * 10.0**sparsity),
+        "learning_rate_end": positive("learning_rate_end", 0.005),
         "neighborhood": params["neighborhood"],
         "sigma_decay": _as_decay(params["sigma_decay"], "sigma_decay"),
         "learning_rate_decay": _as_decay(params["learning_rate_decay"], "learning_rate_decay"),

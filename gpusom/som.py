@@ -49,13 +49,11 @@ class SOM(ParamsMixin):
     sigma : float, optional
         Neighbourhood radius (in cells) at the first step. Default ``max(rows, cols) / 4``.
     sigma_end : float, optional
-        Radius at the last step. Default 0.55 when there are at least as many training samples
-        as cells, falling geometrically to 0.3 at one sample per ten cells (see Notes).
+        Radius at the last step. Default 1 (or ``sigma``, if that is smaller).
     learning_rate : float, optional
         Learning rate at the first step. Default 0.5.
     learning_rate_end : float, optional
-        Learning rate at the last step. Default 0.02 with at least one sample per cell, rising
-        geometrically to 0.2 at one sample per ten cells (see Notes).
+        Learning rate at the last step. Default 0.005.
     neighborhood : {"gaussian", "bubble", "mexican_hat", "triangle"}, default "gaussian"
         ``h(d)`` at grid distance ``d`` (Euclidean, between grid positions), and where it is cut:
 
@@ -69,7 +67,7 @@ class SOM(ParamsMixin):
           1e35 at ``learning_rate=0.05`` and overflow at 0.2), so a run that ends with inf or
           NaN values is a ``ValueError``;
         - triangle: ``1 - d / sigma_t``, zero from ``d = sigma_t`` on (a cone).
-    sigma_decay, learning_rate_decay : str or callable, default "exponential"
+    sigma_decay, learning_rate_decay : str or callable, default "inverse" and "exponential"
         How the radius and the rate go from their start to their end values over the run, with
         ``f = t / max(T - 1, 1)``: "exponential" ``start * (end / start) ** f``; "linear"
         ``start + (end - start) * f``; "inverse" ``start / (1 + f * (start / end - 1))`` (as
@@ -131,12 +129,17 @@ class SOM(ParamsMixin):
     Step ``t`` of ``T`` draws a sample uniformly at random (with replacement), finds its best
     matching unit ``b = argmin_n ||x - w_n||^2`` (ties to the lowest flat index ``r * cols + c``)
     and moves every cell within the window towards it: ``w_n += lr_t * h(d(b, n)) * (x - w_n)``.
-    Radius and rate follow ``sigma_decay`` and ``learning_rate_decay`` (exponential by default:
-    ``sigma_t = sigma * (sigma_end / sigma) ** f`` with ``f = t / max(T - 1, 1)``). On a torus each
-    axis uses the minimum-image distance and every cell is updated at most once per step, even when
-    the window is wider than the map.
+    Radius and rate follow ``sigma_decay`` and ``learning_rate_decay``; by default
+    ``sigma_t = sigma / (1 + f * (sigma / sigma_end - 1))`` and
+    ``lr_t = learning_rate * (learning_rate_end / learning_rate) ** f`` with
+    ``f = t / max(T - 1, 1)``. On a torus each axis uses the minimum-image distance and every
+    cell is updated at most once per step, even when the window is wider than the map.
 
-    The default end points depend on the samples per cell (``gpusom.schedules.settings``).
+    The defaults favour ordered, smooth maps over the lowest quantization error
+    (``gpusom.schedules.settings``). The QE-first maps of gpusom 0.1, whose cells settle onto
+    single samples, come from ``sigma_decay="exponential", sigma_end=0.55,
+    learning_rate_end=0.02`` (with fewer samples than cells, 0.1 samples per cell or less:
+    ``sigma_end=0.3, learning_rate_end=0.2``).
 
     Training runs in slices of steps (``gpusom._training``), so slicing never changes the
     result. Ctrl-C (SIGINT) during training is held until the slice in flight has finished:
@@ -169,7 +172,7 @@ class SOM(ParamsMixin):
         learning_rate=None,
         learning_rate_end=None,
         neighborhood="gaussian",
-        sigma_decay="exponential",
+        sigma_decay="inverse",
         learning_rate_decay="exponential",
         truncate=2.0,
         init="random",

@@ -53,6 +53,7 @@ def test_som_train_follows_contract(rng, init, is_torus):
         seed=7,
         verbose=False,
         backend="cpu",
+        sigma_decay="exponential",
     )
     lattice = som.train(data, steps)
 
@@ -221,29 +222,49 @@ def test_training_orders_the_map_and_reduces_quantization_error(rng):
     initial = initial_codebook(data, 100, 10, INITS["random"], np.random.default_rng(0))
     lattice = som.train(data, 5000)
     initial = initial.reshape(10, 10, 3)
-    assert gpusom.quantization_error(data, lattice) < 0.9 * gpusom.quantization_error(data, initial)
+    # The defaults keep neighbours apart rather than on single samples, so the fit is judged
+    # against one cell at the mean of the data, not against the unordered random codebook.
+    one_cell = data.mean(axis=0).reshape(1, 1, 3)
+    assert gpusom.quantization_error(data, lattice) < 0.5 * gpusom.quantization_error(
+        data, one_cell
+    )
     assert gpusom.topographic_error(data, initial) > 0.5  # a random codebook has no order
     assert gpusom.topographic_error(data, lattice) < 0.1
 
 
-@pytest.mark.parametrize(
-    ("n_samples", "sigma_end", "lr_end"),
-    [
-        (1000, 0.55, 0.02),
-        (100, 0.55, 0.02),
-        (10, 0.3, 0.2),
-        (1, 0.3, 0.2),
-        (30, 0.55 * (0.3 / 0.55) ** 0.5229, 0.02 * 10**0.5229),
-    ],
-)
-def test_default_schedule_end_points_follow_samples_per_cell(n_samples, sigma_end, lr_end):
+@pytest.mark.parametrize("n_samples", [1, 30, 10_000])
+def test_default_schedules_end_at_one_cell_and_a_small_rate(n_samples):
     settings = schedules.settings(SOM((10, 10)).get_params(), n_samples)
-    assert settings["sigma"] == 2.5
-    assert settings["learning_rate"] == 0.5
-    assert settings["sigma_end"] == pytest.approx(sigma_end, rel=1e-4)
-    assert settings["learning_rate_end"] == pytest.approx(lr_end, rel=1e-4)
+    expected = {"sigma": 2.5, "sigma_end": 1.0, "learning_rate": 0.5, "learning_rate_end": 0.005}
+    assert {name: settings[name] for name in expected} == expected
+    assert (settings["sigma_decay"], settings["learning_rate_decay"]) == ("inverse", "exponential")
     # never a growing radius, whatever the map size
     assert schedules.settings(SOM((1, 1)).get_params(), n_samples)["sigma_end"] == 0.25
+
+
+def test_the_defaults_give_smooth_maps_and_the_qe_first_settings_do_not():
+    """The walk-through: no flat tiles of cells collapsed onto one sample with the defaults;
+    the documented QE-first settings bring the tiles back (and a lower QE)."""
+    data = np.random.default_rng(0).random((200, 3))
+
+    def flat_share_and_qe(**settings):
+        som = SOM((50, 100), seed=0, verbose=False, backend="cpu", **settings)
+        lattice = som.train(data, 15_000)
+        pairs = np.concatenate(
+            [
+                np.linalg.norm(np.diff(lattice, axis=0), axis=2).ravel(),
+                np.linalg.norm(np.diff(lattice, axis=1), axis=2).ravel(),
+            ]
+        )
+        return np.mean(pairs < 1e-3), som.quantization_error(data)
+
+    smooth, fit = flat_share_and_qe()
+    # 200 samples on 5,000 cells: the QE-first settings for fewer samples than cells
+    tiles, qe_first = flat_share_and_qe(
+        sigma_decay="exponential", sigma_end=0.3, learning_rate_end=0.2
+    )
+    assert smooth <= 0.01 < 0.05 < tiles
+    assert qe_first < fit
 
 
 def test_partial_distance_search_is_exact_on_clustered_data(engine, rng):
