@@ -100,7 +100,7 @@ for path in (str(REPO_ROOT), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench import clustered, cpu_model  # noqa: E402  the benchmark's own generator
+from bench import _seed_numba, clustered, cpu_model  # noqa: E402  the benchmark's own
 
 SEED = 0
 FLAT = 1e-3
@@ -168,16 +168,6 @@ def measures(data, lattice):
 
 
 # --------------------------------------------------------------------------- libraries
-
-
-def _seed_numba(seed):
-    import numba
-
-    @numba.njit
-    def seed_it(s):
-        np.random.seed(s)  # noqa: NPY002  numba's RNG (numbasom uses it) has only this API
-
-    seed_it(seed)
 
 
 def train_gpusom(data, rows, cols, steps, spec):
