@@ -74,16 +74,25 @@ def quadrance(row, col, b_row, b_col, rows, cols, is_torus, topology):
     offset (odd rows sit half a cell to the right). On a torus each axis takes the minimum
     image (a hexagonal torus has an even number of rows, so wrapping keeps row parity).
     """
-    d_row = axis_delta(row, b_row, rows, is_torus)
     if topology == RECTANGULAR:
+        d_row = axis_delta(row, b_row, rows, is_torus)
         d_col = axis_delta(col, b_col, cols, is_torus)
         return 4 * (d_row * d_row + d_col * d_col)
+    d_row, twice_dx = hex_offsets(row, col, b_row, b_col, rows, cols, is_torus)
+    return 3 * d_row * d_row + twice_dx * twice_dx
+
+
+@register_jitable
+def hex_offsets(row, col, b_row, b_col, rows, cols, is_torus):
+    """``(dr, 2 dx)`` between two cells of the hexagonal lattice: the row distance and the
+    doubled horizontal offset, both non-negative integers (minimum images on a torus)."""
+    d_row = axis_delta(row, b_row, rows, is_torus)
     twice_dx = abs(2 * (col - b_col) + row % 2 - b_row % 2)
     if is_torus:
         twice_dx = twice_dx % (2 * cols)
         if 2 * cols - twice_dx < twice_dx:
             twice_dx = 2 * cols - twice_dx
-    return 3 * d_row * d_row + twice_dx * twice_dx
+    return d_row, twice_dx
 
 
 @register_jitable
@@ -140,6 +149,13 @@ def radial_weight(neighborhood, dist_sq, sigma):
 @register_jitable
 def axis_weight(neighborhood, delta, sigma):
     """One axis' factor of the neighbourhood weight at grid distance ``delta``."""
+    return axis_weight_sq(neighborhood, float(delta * delta), sigma)
+
+
+@register_jitable
+def axis_weight_sq(neighborhood, delta_sq, sigma):
+    """One axis' factor of a separable weight at squared axis offset ``delta_sq``: on the
+    hexagonal lattice ``0.75 dr^2`` (rows) and ``(2 dx)^2 / 4`` (columns), both exact."""
     if neighborhood == BUBBLE:
         return 1.0
-    return math.exp(-(delta * delta) / (2.0 * sigma * sigma))
+    return math.exp(-delta_sq / (2.0 * sigma * sigma))

@@ -31,7 +31,9 @@ from .._math import (
     NO_INDEX,
     axis_delta,
     axis_weight,
+    axis_weight_sq,
     half_width,
+    hex_offsets,
     is_separable,
     packed_key,
     quadrance,
@@ -200,16 +202,22 @@ def _apply_run(head, tail, x, base, lo, g):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood,
-                      radius_sq, gain, runs):  # fmt: skip
+                      radius_sq, weight_by_offset, gain, runs):  # fmt: skip
     """The update of :func:`update_window` on the hexagonal lattice.
 
     The window ``quadrance <= 4 radius^2`` (``gpusom._math.quadrance``, exact integers) is, per
     row at ``dr``, the columns whose doubled offset ``2 (c - b_col) + s`` (``s`` the rows'
-    parity shift) is at most ``m`` in size, ``m^2 <= 4 radius^2 - 3 dr^2``.
+    parity shift) is at most ``m`` in size, ``m^2 <= 4 radius^2 - 3 dr^2``. Separable weights
+    are a row factor times a column factor from a table by doubled offset (``weight_by_offset``,
+    ``2 cols + 1``), as the rectangular tables; the others one weight per cell.
     """
     b_row, b_col = bmu // cols, bmu % cols
     q_max = 4.0 * radius_sq
     rate = head.dtype.type(lr)
+    separable = is_separable(neighborhood)
+    if separable:
+        for twice_dx in range(half_width(q_max, 0.0, 2 * cols) + 1):
+            weight_by_offset[twice_dx] = axis_weight_sq(neighborhood, 0.25 * twice_dx**2, sigma)
     col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
     reach = 0
     while reach < rows and 3.0 * (reach + 1) * (reach + 1) <= q_max:
@@ -226,10 +234,17 @@ def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neigh
             ):
                 lo, hi = col_starts[run], col_stops[run]
                 g = gain[: hi - lo]
-                for c in range(hi - lo):
-                    q = quadrance(r, lo + c, b_row, b_col, rows, cols, is_torus, HEXAGONAL)
-                    weight = radial_weight(neighborhood, 0.25 * q, sigma)
-                    g[c] = rate * head.dtype.type(weight)
+                if separable:
+                    row_weight = axis_weight_sq(neighborhood, 0.75 * d_row * d_row, sigma)
+                    row_gain = rate * head.dtype.type(row_weight)
+                    for c in range(hi - lo):
+                        _, twice_dx = hex_offsets(r, lo + c, b_row, b_col, rows, cols, is_torus)
+                        g[c] = row_gain * weight_by_offset[twice_dx]
+                else:
+                    for c in range(hi - lo):
+                        q = quadrance(r, lo + c, b_row, b_col, rows, cols, is_torus, HEXAGONAL)
+                        weight = radial_weight(neighborhood, 0.25 * q, sigma)
+                        g[c] = rate * head.dtype.type(weight)
                 _apply_run(head, tail, x, base, lo, g)
 
 
@@ -265,7 +280,20 @@ def update_window(
     radius_sq = radius * radius
     if topology == HEXAGONAL:
         _update_hexagonal(
-            head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq, gain, runs
+            head,
+            tail,
+            x,
+            bmu,
+            sigma,
+            lr,
+            rows,
+            cols,
+            is_torus,
+            neighborhood,
+            radius_sq,
+            weight_by_delta,
+            gain,
+            runs,
         )
         return
     b_row, b_col = bmu // cols, bmu % cols
@@ -335,7 +363,8 @@ def train_online(
     dtype = head.dtype
     x = np.zeros(split + tail.shape[1], dtype)
     distances = np.empty(head.shape[1], dtype)
-    weight_by_delta = np.empty(max(rows, cols) + 1, dtype)
+    # by grid distance (rectangular) or doubled horizontal offset (hexagonal)
+    weight_by_delta = np.empty(max(rows, 2 * cols) + 1, dtype)
     col_weight = np.empty(cols, dtype)
     col_delta = np.empty(cols, np.int64)
     gain = np.empty(cols, dtype)

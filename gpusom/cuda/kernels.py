@@ -46,6 +46,8 @@ from .._math import (
     RECTANGULAR,
     axis_delta,
     axis_weight,
+    axis_weight_sq,
+    hex_offsets,
     is_separable,
     packed_key,
     quadrance,
@@ -272,6 +274,14 @@ def _phase(
                     rate
                     * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
                     * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
+                )
+            elif is_separable(neighborhood):
+                d_row, twice_dx = hex_offsets(row, col, bmu_row, bmu_col, rows, cols, is_torus)
+                row_sq, col_sq = 0.75 * d_row * d_row, 0.25 * twice_dx * twice_dx
+                gain = (
+                    rate
+                    * codebook.dtype.type(axis_weight_sq(neighborhood, row_sq, sigma))
+                    * codebook.dtype.type(axis_weight_sq(neighborhood, col_sq, sigma))
                 )
             else:
                 dist_sq = 0.25 * float(q)
