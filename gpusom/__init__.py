@@ -5,6 +5,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._errors import BackendUnavailableError as BackendUnavailableError
+from ._errors import GPUFallbackWarning as GPUFallbackWarning
+from ._errors import NotFittedError as NotFittedError
 from .analysis import (
     find_bmus,
     lattice_activations,
@@ -30,6 +33,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
+# The error and warning types are importable from here (gpusom.GPUFallbackWarning, ...) but stay
+# out of the star import, which gives the walk-through's names and the analysis functions.
 __all__ = [
     "SOM",
     "find_bmus",

@@ -68,3 +68,13 @@ def test_importing_gpusom_imports_no_device_engine_and_the_errors_are_a_leaf():
     assert result.returncode == 0, result.stderr
     source = inspect.getsource(importlib.import_module("gpusom._errors"))
     assert not [line for line in source.splitlines() if line.startswith(("import", "from"))]
+
+
+def test_errors_and_the_fallback_warning_are_public():
+    import gpusom
+
+    assert issubclass(gpusom.GPUFallbackWarning, RuntimeWarning)
+    assert issubclass(gpusom.BackendUnavailableError, RuntimeError)
+    assert issubclass(gpusom.NotFittedError, ValueError)
+    assert gpusom.NotFittedError is gpusom.som.NotFittedError
+    assert "GPUFallbackWarning" not in gpusom.__all__
