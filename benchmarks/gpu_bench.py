@@ -13,6 +13,7 @@ Workloads (gpusom's default schedules, float32, seed 0):
 
 - ``walk-through``: 200 samples uniform in [0, 1)^3, 50x100 lattice (plane), 15,000 steps.
 - ``1000x1000x64``: 10,000 samples uniform in [0, 1)^64, 1000x1000 lattice, ``--steps`` steps.
+- ``1000x1000x64 hexagonal``: the same on the hexagonal lattice.
 
 Each row times ``SOM.train`` (``verbose=False``, ``backend`` and, for CUDA, the driver set):
 per step = (time of the run - time of a one-step run) / (steps - 1), so initialisation, uploads
@@ -37,10 +38,18 @@ sys.path.insert(0, str(REPO_ROOT))
 from gpusom import SOM, _backend  # noqa: E402
 from gpusom._errors import BackendUnavailableError  # noqa: E402
 
-#: ``steps`` None: ``--steps``; ``cpu_steps``: the CPU row runs ``--cpu-steps`` steps instead.
+#: ``steps`` None: ``--steps``; ``cpu_steps``: the CPU row runs ``--cpu-steps`` steps instead;
+#: ``options``: further ``SOM`` settings.
 WORKLOADS = {
     "walk-through": {"shape": (50, 100), "dim": 3, "samples": 200, "steps": 15_000},
     "1000x1000x64": {"shape": (1000, 1000), "dim": 64, "samples": 10_000, "cpu_steps": True},
+    "1000x1000x64 hexagonal": {
+        "shape": (1000, 1000),
+        "dim": 64,
+        "samples": 10_000,
+        "cpu_steps": True,
+        "options": {"topology": "hexagonal"},
+    },
 }
 
 #: (label, backend, CUDA driver, threads per block). The persistent kernel's block size decides
@@ -58,19 +67,19 @@ VARIANTS = [
 COPY_BYTES = 1 << 30
 
 
-def train_seconds(backend, data, shape, steps, dtype="float32"):
-    """Wall time of ``SOM(shape).train(data, steps)`` on ``backend``."""
-    som = SOM(shape, backend=backend, dtype=dtype, seed=0, verbose=False)
+def train_seconds(backend, data, shape, steps, dtype="float32", **options):
+    """Wall time of ``SOM(shape, **options).train(data, steps)`` on ``backend``."""
+    som = SOM(shape, backend=backend, dtype=dtype, seed=0, verbose=False, **options)
     start = time.perf_counter()
     som.train(data, steps)
     return time.perf_counter() - start
 
 
-def per_step_us(backend, data, shape, steps):
+def per_step_us(backend, data, shape, steps, **options):
     """Microseconds per step of a ``steps``-step run, set-up excluded."""
-    train_seconds(backend, data[:8], (2, 3), 5)  # compiles whatever this backend runs
-    overhead = train_seconds(backend, data, shape, 1)
-    return (train_seconds(backend, data, shape, steps) - overhead) / (steps - 1) * 1e6
+    train_seconds(backend, data[:8], (2, 3), 5, **options)  # compiles what this backend runs
+    overhead = train_seconds(backend, data, shape, 1, **options)
+    return (train_seconds(backend, data, shape, steps, **options) - overhead) / (steps - 1) * 1e6
 
 
 def copy_bandwidth(cuda, n_bytes=COPY_BYTES, repeat=5):
@@ -106,7 +115,7 @@ def bench(args):
                 gpu.config.DRIVER = driver
                 gpu.config.THREADS_PER_BLOCK = threads
             run_steps = args.cpu_steps if backend == "cpu" and spec.get("cpu_steps") else steps
-            us = per_step_us(backend, data, spec["shape"], run_steps)
+            us = per_step_us(backend, data, spec["shape"], run_steps, **spec.get("options", {}))
             ratio = f"{us / floor_us:.1f}" if backend == "cuda" else "-"
             rows_out.append(
                 (name, label, f"{run_steps:,}", f"{us:,.1f}", f"{floor_us:,.1f}", ratio)

@@ -9,11 +9,12 @@
 #   3. the test suite on the device (GPUSOM_TEST_CUDASIM=0: no simulator),
 #   4. a tiny training under compute-sanitizer, memcheck and racecheck,
 #   5. registers and resident threads of the kernels (benchmarks/kernel_resources.py),
-#   6. GPU against CPU per-step times (benchmarks/gpu_bench.py), next to the bandwidth floor,
+#   6. GPU against CPU per-step times (benchmarks/gpu_bench.py, rectangular and hexagonal),
+#      next to the bandwidth floor,
 #   7. CPU against GPU per-step times over map sizes (where backend="auto" should switch).
 #
 # Usage: ci/gpu-check.sh [--steps N] [--tests PATH] [--out FILE]
-#   --steps N   steps on the 1000x1000x64 map (default 100000)
+#   --steps N   steps on the 1000x1000x64 maps (default 50000)
 #   --tests PATH  the tests to run (default tests: the whole suite)
 #   --out FILE  also write the benchmark table (markdown) to FILE
 # Environment: PYTHON (default python3), COMPUTE_SANITIZER (path of compute-sanitizer).
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 # This checkout's gpusom, also for the tests' subprocesses, installed or not.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-STEPS=100000
+STEPS=50000
 TESTS=tests
 OUT=""
 while [ $# -gt 0 ]; do
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
         --steps) STEPS=$2; shift 2 ;;
         --tests) TESTS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done

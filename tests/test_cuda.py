@@ -366,8 +366,17 @@ def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
     monkeypatch.setattr(gpu.config, "DRIVER", gpu.config.DRIVER)  # the script sets both
     monkeypatch.setattr(bench, "COPY_BYTES", 1 << 12)
     tiny = {"shape": (2, 3), "dim": 3, "samples": 10}
+    hexagonal = {**tiny, "steps": 4, "options": {"topology": "hexagonal"}}
+    workloads = {
+        "small": {**tiny, "steps": 4},
+        "big": {**tiny, "cpu_steps": True},
+        "hex": hexagonal,
+    }
+    monkeypatch.setattr(bench, "WORKLOADS", workloads)
+    topologies = []
+    real_som = bench.SOM
     monkeypatch.setattr(
-        bench, "WORKLOADS", {"small": {**tiny, "steps": 4}, "big": {**tiny, "cpu_steps": True}}
+        bench, "SOM", lambda *a, **kw: topologies.append(kw.get("topology")) or real_som(*a, **kw)
     )
     monkeypatch.setattr(bench, "VARIANTS", [(*v[:3], v[3] and 32) for v in bench.VARIANTS])
     out = tmp_path / "table.md"
@@ -376,8 +385,9 @@ def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
     assert rows[0][1:3] == ["backend", "steps"]
     body = rows[2:]
     assert [(r[0], r[1]) for r in body] == [
-        (f"| {w}", v[0]) for w in ("small", "big") for v in bench.VARIANTS
+        (f"| {w}", v[0]) for w in ("small", "big", "hex") for v in bench.VARIANTS
     ]
+    assert topologies.count("hexagonal") == 3 * len(bench.VARIANTS)  # warm-up, one step, run
     steps = {(r[0], r[1]): r[2] for r in body}
     assert steps["| small", "cpu"] == "4" and steps["| big", "cpu"] == "5"
     assert steps["| big", "cuda per-step, 128 threads/block"] == "3"
