@@ -272,7 +272,9 @@ def gpusom_steps(settings, n, rows, cols, steps):
     if choice is None:
         return steps
     if choice == "fit":
-        return max(10 * n, 10 * rows * cols)
+        from gpusom.schedules import default_num_iterations
+
+        return default_num_iterations(n, rows * cols)
     return max(1, round(float(choice) * steps))
 
 

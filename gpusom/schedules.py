@@ -59,6 +59,11 @@ def settings(params, n_samples):
     }
 
 
+def default_num_iterations(n_samples, n_cells):
+    """Steps of ``SOM.fit`` when ``num_iterations`` is not given (see ``SOM``'s docstring)."""
+    return max(10 * n_samples, min(500 * n_cells, 75 * n_samples))
+
+
 def _as_decay(value, name):
     if callable(value):
         return value

@@ -40,10 +40,12 @@ class SOM(ParamsMixin):
         apart, so all six neighbours are at distance 1. A hexagonal torus needs an even number
         of rows.
     num_iterations : int, optional
-        Online steps run by :meth:`fit`. Default ``max(10 * n_samples, 10 * rows * cols)``: every
-        sample drawn about ten times, and at least ten steps per cell so that each cell is pulled
-        into place even when there are fewer samples than cells. :meth:`train` takes its own
-        ``num_iterations`` argument instead.
+        Online steps run by :meth:`fit`. Default
+        ``max(10 * n_samples, min(500 * n_cells, 75 * n_samples))``: Kohonen's 500 steps per
+        cell, but no sample drawn more than about 75 times (with few samples per cell, more
+        steps only pull cells onto the samples: flat tiles) and every sample about 10 times at
+        least; measured on the quality panel (benchmarks/RESULTS.md). :meth:`train` takes its
+        own ``num_iterations`` argument instead.
     normalize : bool, default False
         :meth:`fit` min-max scales each feature to [0, 1] first, as ``train(..., normalize=True)``.
     sigma : float, optional
@@ -274,7 +276,7 @@ class SOM(ParamsMixin):
         data = _Input(X, "X")
         if self.num_iterations is None:
             rows, cols = _checks.as_som_size(self.som_size)
-            num_iterations = 10 * max(data.values.shape[0], rows * cols)
+            num_iterations = schedules.default_num_iterations(data.values.shape[0], rows * cols)
         else:
             num_iterations = _checks.as_positive_int(self.num_iterations, "num_iterations")
         normalize = _checks.as_bool(self.normalize, "normalize")

@@ -86,7 +86,8 @@ def test_npy_data_and_plot_without_data(tmp_path, files, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "data.npy", "--size", "3x4", "--seed", "1", "--out", "m.npz"]) == 0
     som = SOM.load("m.npz")
-    assert not hasattr(som, "feature_names_in_") and som.num_iterations_ == 600
+    # fit's default for 60 samples on 12 cells: 75 draws of each sample
+    assert not hasattr(som, "feature_names_in_") and som.num_iterations_ == 75 * 60
     assert main(["project", "m.npz", "data.npy", "--out", "cells.csv"]) == 0
     assert main(["plot", "m.npz", "--out", "pictures"]) == 0
     names = sorted(p.name for p in (tmp_path / "pictures").iterdir())

@@ -63,11 +63,11 @@ def test_fit_predict_transform_score(data):
     np.testing.assert_array_equal(SOM(**som.get_params()).fit_transform(data), cells)
 
 
-def test_fit_defaults_to_ten_steps_per_sample_or_cell(data):
-    som = SOM((2, 3), seed=0, verbose=False).fit(data)
-    assert som.num_iterations_ == 600
-    som = SOM((10, 10), seed=0, verbose=False).fit(data)
-    assert som.num_iterations_ == 1000
+def test_fit_defaults_to_500_steps_per_cell_within_10_to_75_per_sample(data):
+    assert len(data) == 60
+    assert SOM((2, 3), seed=0, verbose=False).fit(data).num_iterations_ == 500 * 6
+    assert SOM((10, 10), seed=0, verbose=False).fit(data).num_iterations_ == 75 * 60
+    assert SOM((1, 1), seed=0, verbose=False).fit(data).num_iterations_ == 10 * 60
 
 
 def test_methods_before_training_raise_not_fitted(data):
