@@ -80,7 +80,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib.metadata
 import io
 import json
 import os
@@ -100,7 +99,7 @@ for path in (str(REPO_ROOT), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench import _seed_numba, clustered, cpu_model  # noqa: E402  the benchmark's own
+from bench import _seed_numba, clustered, cpu_model, version_of  # noqa: E402
 
 SEED = 0
 FLAT = 1e-3
@@ -437,13 +436,6 @@ def plot_colors(path, lattice_dir, labels):
             ax.set_yticks([])
     fig.colorbar(image, ax=axes[1, :].tolist(), shrink=0.8)
     fig.savefig(path, dpi=80)
-
-
-def version_of(dist):
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def candidate_label(settings, index):
