@@ -1,0 +1,456 @@
+"""Dask: batch training and analysis of data that lives in chunks, on one machine or a cluster.
+
+A batch epoch is a map-reduce (dask-ml's ``KMeans`` has the same shape): every chunk of rows
+gives the per-cell sums and counts of the samples whose best matching unit is that cell
+(``gpusom._batch.bmu_sums``, on the engine of the chunk: numpy chunks on the CPU engine, cupy
+chunks on the CUDA engine inside their worker), the partial sums are added in a tree, and the
+client smooths the totals into the next codebook (``gpusom._batch.smooth``). Only
+``n_cells x (dim + 1)`` numbers per chunk travel; the samples never leave their worker, and each
+epoch reads the data once.
+
+The analysis helpers (:func:`find_bmus`, :func:`quantization_error`, ...) are lazy: they return
+dask collections, computed when the caller asks. :func:`project` computes, since its result is
+a dict of samples.
+
+``import gpusom`` never imports dask: every function imports it on first use, with an error that
+says what to install where it is missing.
+"""
+
+import sys
+
+import numpy as np
+
+from . import _backend, _checks
+from .analysis import group_by_cell, non_adjacent_share
+
+INSTALL_HINT = 'pip install "gpusom[dask]"'
+
+#: Partial sums added per node of the reduction tree: a node holds this many
+#: ``n_cells x (dim + 1)`` float64 blocks at once.
+SPLIT_EVERY = 8
+
+#: Name prefix of the arrays :func:`as_dask_array` returns, so a second call adds no second check.
+_CHECKED = "gpusom-checked-"
+
+
+def _dask():
+    """The ``dask`` module with ``dask.array`` loaded; an ImportError with the fix if missing."""
+    try:
+        import dask
+        import dask.array  # loads the submodule onto ``dask``
+    except ImportError as exc:
+        raise ImportError(
+            f"gpusom's Dask support needs dask[array,dataframe] and distributed: {INSTALL_HINT}"
+        ) from exc
+    return dask
+
+
+def is_dask(obj):
+    """True for a dask Array or a dask DataFrame.
+
+    Only asks modules that are already imported: an object cannot be a dask collection unless
+    dask made it, so this never imports dask.
+
+    Parameters
+    ----------
+    obj : object
+
+    Returns
+    -------
+    bool
+    """
+    return _is_dask_array(obj) or _is_dask_frame(obj)
+
+
+def _is_dask_array(obj):
+    array = sys.modules.get("dask.array")
+    return array is not None and isinstance(obj, array.Array)
+
+
+def _is_dask_frame(obj):
+    frame = sys.modules.get("dask.dataframe")
+    return frame is not None and isinstance(obj, frame.DataFrame)
+
+
+def as_dask_array(value, name="data"):
+    """``value`` as a validated ``(n_samples, dim)`` dask Array, and its feature names.
+
+    The checks that the metadata allows (type, dimensions, dtype, empty) raise here, before any
+    work is scheduled; only the DataFrame's partition lengths are computed
+    (``to_dask_array(lengths=True)``), after its columns passed. NaN and infinite values can only
+    be seen in the values: each chunk's task checks its own and raises a ``ValueError`` naming
+    ``name`` when the array is computed.
+
+    Parameters
+    ----------
+    value : dask.array.Array or dask.dataframe.DataFrame
+        A 2-D array of numbers, or a DataFrame of numeric columns (missing values count as NaN).
+    name : str, default "data"
+        The argument's name in error messages.
+
+    Returns
+    -------
+    array : dask.array.Array
+        float32 when the input is float32 (every column, for a DataFrame), else float64; one
+        chunk along the features (rechunked where the input had several).
+    feature_names : ndarray of object or None
+        The column names of a DataFrame whose column names are all strings; else None
+        (scikit-learn's convention, as ``gpusom._checks.feature_names``).
+
+    Raises
+    ------
+    TypeError
+        Not a dask collection, or not numeric.
+    ValueError
+        Not 2-D, or no samples or no features.
+    """
+    dask = _dask()
+    names = None
+    if _is_dask_frame(value):
+        value, names = _frame_array(value, name)
+    elif not _is_dask_array(value):
+        raise TypeError(f"{name} must be a dask Array or dask DataFrame, got {type(value)!r}")
+    array = value
+    if array.name.startswith(_CHECKED):
+        return array, names
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got a dask array of dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got {array.ndim}-D with shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    if array.numblocks[1] > 1:
+        # a chunk's BMU search needs whole samples
+        array = array.rechunk({1: -1})
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    checked = array.map_blocks(
+        _finite_block,
+        name=_CHECKED + dask.base.tokenize(array, name),
+        dtype=array.dtype,
+        meta=array._meta,
+        check_name=name,
+    )
+    return checked, names
+
+
+def _frame_array(frame, name):
+    """The dask Array of a DataFrame's values, and its string feature names (or None)."""
+    dtypes = list(frame.dtypes.items())
+    if not dtypes:
+        raise ValueError(f"{name} has no columns")
+    for column, dtype in dtypes:
+        if getattr(dtype, "kind", "O") not in "biuf":
+            raise TypeError(f"{name} column {column!r} is not numeric (dtype {dtype})")
+    columns = [column for column, _ in dtypes]
+    names = None
+    if all(isinstance(column, str) for column in columns):
+        names = np.asarray(columns, dtype=object)
+    all_float32 = all(dtype == np.float32 for _, dtype in dtypes)
+    # astype turns pandas' missing values (nullable integers too) into NaN, which the chunk
+    # check then reports
+    values = frame.astype(np.float32 if all_float32 else np.float64)
+    return values.to_dask_array(lengths=True), names
+
+
+def _finite_block(block, check_name):
+    """``block`` itself, after checking that every value is finite (runs in the chunk's task)."""
+    xp = _backend.array_engine(block).xp
+    bad = int(xp.count_nonzero(~xp.isfinite(block)))
+    if bad:
+        raise ValueError(f"{check_name} contains {bad} NaN or infinite value(s) in one chunk")
+    return block
+
+
+def _numpy_codebook(codebook, dim=None):
+    """A ``(n_cells, dim)`` float numpy codebook (a GPU one is copied to the host: it travels)."""
+    engine = _backend.array_engine(codebook)
+    codebook = engine.to_numpy(engine.as_array(codebook, "codebook", 2))
+    if dim is not None and codebook.shape[1] != dim:
+        raise ValueError(
+            f"data has {dim} features per sample but the codebook vectors have {codebook.shape[1]}"
+        )
+    return codebook
+
+
+def _current_client(client):
+    """``client``, else the current ``distributed.Client``, else None (dask's default scheduler).
+
+    A client can only exist once ``distributed`` is imported, so this never imports it.
+    """
+    if client is not None or "distributed" not in sys.modules:
+        return client
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:  # no client in this process
+        return None
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def train_batch(
+    data,
+    codebook,
+    sigmas,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    topology,
+    client=None,
+):
+    """Batch SOM epochs over a chunked dataset: one map-reduce over the chunks per epoch.
+
+    Each epoch broadcasts the current codebook (scattered to every worker on a distributed
+    cluster, a graph constant otherwise), maps every chunk to the per-cell sums and counts of
+    its samples (``gpusom._batch.bmu_sums`` on the chunk's engine), adds them in a tree of
+    :data:`SPLIT_EVERY` blocks per node and smooths the totals on the client with the CPU engine
+    (``gpusom._batch.smooth``). Nothing is persisted: each epoch reads the data once, so data
+    larger than the cluster's memory trains as long as one chunk per worker thread fits.
+    A worker that dies mid-epoch costs only its chunks, which the scheduler reruns elsewhere.
+
+    Parameters
+    ----------
+    data : dask.array.Array or dask.dataframe.DataFrame
+        ``(n_samples, dim)`` samples, validated by :func:`as_dask_array`.
+    codebook : ndarray of shape (n_cells, dim)
+        The starting codebook, ``n_cells = rows * cols``; its dtype is the result's.
+    sigmas : sequence of float
+        The neighbourhood radius of each epoch.
+    rows, cols : int
+    is_torus : bool
+    neighborhood, topology : int
+        Codes of ``gpusom._math.NEIGHBORHOODS`` and ``TOPOLOGIES``.
+    truncate : float
+    client : distributed.Client, optional
+        Where to run; by default the current client where there is one, else dask's default
+        scheduler.
+
+    Returns
+    -------
+    ndarray of shape (n_cells, dim)
+        The trained codebook, a numpy array.
+    """
+    dask = _dask()
+    from . import _batch
+
+    data, _ = as_dask_array(data, "data")
+    codebook = _numpy_codebook(codebook, data.shape[1])
+    client = _current_client(client)
+    host = _backend.cpu_engine()
+    for sigma in sigmas:
+        sums, counts = _epoch_sums(dask, data, codebook, client)
+        codebook = _batch.smooth(
+            host,
+            sums,
+            counts,
+            codebook,
+            float(sigma),
+            rows,
+            cols,
+            is_torus,
+            neighborhood,
+            truncate,
+            topology,
+        )
+    return np.asarray(codebook)
+
+
+def _epoch_sums(dask, data, codebook, client):
+    """``(sums, counts)`` of one epoch over all chunks, float64 numpy arrays."""
+    n_cells, dim = codebook.shape
+    if client is not None:
+        shared = client.scatter(codebook, broadcast=True, hash=False)
+    else:
+        shared = dask.delayed(codebook, pure=True)
+    parts = data.map_blocks(
+        _chunk_sums,
+        shared,
+        chunks=(1, n_cells, dim + 1),
+        new_axis=[2],
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0)),
+    )
+    total = parts.sum(axis=0, split_every=SPLIT_EVERY)
+    if client is not None:
+        total = client.compute(total).result()
+    else:
+        total = total.compute()
+    return total[:, :dim], total[:, dim]
+
+
+def _chunk_sums(chunk, codebook):
+    """One chunk's ``(1, n_cells, dim + 1)`` float64 partial sums: per-cell sums of its samples
+    by best matching unit, then their counts, computed on the chunk's engine."""
+    from . import _batch
+
+    n_cells, dim = codebook.shape
+    engine = _backend.array_engine(chunk)
+    # bmu_sums compares samples and codebook in one dtype, the codebook's: the training dtype
+    chunk = chunk.astype(codebook.dtype, copy=False)
+    sums, counts = _batch.bmu_sums(engine, chunk, engine.xp.asarray(codebook))
+    out = np.empty((1, n_cells, dim + 1))
+    out[0, :, :dim] = engine.to_numpy(sums)
+    out[0, :, dim] = engine.to_numpy(counts)
+    return out
+
+
+# -- analysis ------------------------------------------------------------------------------------
+
+
+def find_bmus(data, codebook, k=1):
+    """Lazy exact ``k`` best units of every sample, chunk by chunk.
+
+    Parameters
+    ----------
+    data : dask.array.Array or dask.dataframe.DataFrame
+        ``(n_samples, dim)`` samples.
+    codebook : array of shape (n_cells, dim)
+    k : {1, 2}, default 1
+
+    Returns
+    -------
+    index : dask.array.Array of int64, shape (n_samples, k)
+        Flat cell indices; ties to the lowest index; a missing second unit is -1.
+    squared_distance : dask.array.Array of float64, shape (n_samples, k)
+        A missing second unit is inf.
+
+    Both come from the same tasks: computing them together searches each chunk once.
+    """
+    dask = _dask()
+    data, _ = as_dask_array(data, "data")
+    codebook = _numpy_codebook(codebook, data.shape[1])
+    if k not in (1, 2):
+        raise ValueError(f"k must be 1 or 2, got {k!r}")
+    return dask.array.apply_gufunc(
+        _chunk_bmus,
+        "(d)->(k),(k)",
+        data,
+        output_dtypes=(np.int64, np.float64),
+        output_sizes={"k": k},
+        codebook=dask.delayed(codebook, pure=True),
+        k=k,
+    )
+
+
+def _chunk_bmus(chunk, codebook, k):
+    """``(index, squared_distance)`` of one chunk as numpy arrays, on the chunk's engine."""
+    if chunk.shape[0] == 0:
+        return np.empty((0, k), np.int64), np.empty((0, k))
+    engine = _backend.array_engine(chunk)
+    index, distance = engine.find_bmus(chunk, engine.xp.asarray(codebook), k)
+    return engine.to_numpy(index), engine.to_numpy(distance)
+
+
+def predict(data, codebook):
+    """Lazy flat index ``row * cols + col`` of each sample's best unit: int64 ``(n_samples,)``."""
+    return find_bmus(data, codebook, 1)[0][:, 0]
+
+
+def transform(data, codebook, cols):
+    """Lazy ``(row, col)`` of each sample's best unit on a lattice of ``cols`` columns.
+
+    Returns
+    -------
+    dask.array.Array of int64, shape (n_samples, 2)
+    """
+    dask = _dask()
+    flat = predict(data, codebook)
+    return dask.array.stack([flat // cols, flat % cols], axis=1)
+
+
+def quantization_error(data, codebook):
+    """Lazy mean Euclidean distance of each sample to its best unit: a 0-d float64 dask array."""
+    _, distance = find_bmus(data, codebook, 1)
+    return _dask().array.sqrt(distance[:, 0]).mean()
+
+
+def topographic_error(data, codebook, rows, cols, is_torus, topology="rectangular"):
+    """Lazy share of samples whose two best units are not lattice neighbours.
+
+    Each chunk's share (``gpusom.analysis.non_adjacent_share``) is weighted by its number of
+    samples; a lattice of one cell has no second unit and an error of 0.
+
+    Parameters
+    ----------
+    data : dask.array.Array or dask.dataframe.DataFrame
+    codebook : array of shape (rows * cols, dim)
+    rows, cols : int
+    is_torus : bool
+    topology : {"rectangular", "hexagonal"}, default "rectangular"
+
+    Returns
+    -------
+    dask.array.Array
+        0-d, float64.
+    """
+    dask = _dask()
+    da = dask.array
+    if rows * cols == 1:
+        as_dask_array(data, "data")
+        return da.zeros((), dtype=np.float64)
+    index, _ = find_bmus(data, codebook, 2)
+    parts = index.map_blocks(
+        _chunk_non_adjacent,
+        rows,
+        cols,
+        is_torus,
+        topology,
+        chunks=(1, 2),
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+    )
+    totals = parts.sum(axis=0)
+    return totals[0] / totals[1]
+
+
+def _chunk_non_adjacent(index, rows, cols, is_torus, topology):
+    """``[[share * n, n]]`` of one chunk's ``(n, 2)`` best-unit pairs."""
+    n = index.shape[0]
+    if n == 0:
+        return np.zeros((1, 2))
+    share = non_adjacent_share(index, rows, cols, is_torus, topology)
+    return np.array([[share * n, n]], dtype=np.float64)
+
+
+def project(data, codebook, shape, labels=None, samples=None):
+    """Group samples by their best unit, as ``gpusom.analysis.group_by_cell``. Computes.
+
+    The result is a dict of samples in memory, so this computes the BMUs, and the samples
+    themselves unless ``labels`` are given, in one pass over the data.
+
+    Parameters
+    ----------
+    data : dask.array.Array or dask.dataframe.DataFrame
+        The samples compared with the codebook (scaled as the training data).
+    codebook : array of shape (rows * cols, dim)
+    shape : tuple of int
+        ``(rows, cols)``.
+    labels : sequence, optional
+        One label per sample; when given, the cells hold labels instead of samples.
+    samples : dask.array.Array, optional
+        What the cells hold when no labels are given (the unscaled samples); default ``data``.
+
+    Returns
+    -------
+    dict
+        ``{(row, col): [...]}`` for every cell, in row-major order.
+    """
+    dask = _dask()
+    data, _ = as_dask_array(data, "data")
+    flat = predict(data, codebook)
+    if labels is not None:
+        n = data.shape[0]
+        if not np.isnan(n):
+            # before any work is scheduled, where the length is known
+            labels = _checks.as_labels(labels, int(n), "labels")
+        (flat,) = dask.compute(flat)
+        return group_by_cell(flat, shape, _checks.as_labels(labels, flat.shape[0], "labels"))
+    samples = data if samples is None else as_dask_array(samples, "samples")[0]
+    flat, items = dask.compute(flat, samples)
+    items = _backend.array_engine(items).to_numpy(items)
+    return group_by_cell(flat, shape, items)
