@@ -66,9 +66,21 @@ class Engine(abc.ABC):
         ``gpusom._math.NEIGHBORHOODS`` and ``TOPOLOGIES``.
         """
 
-    def train_batch(self, *args):
-        """Batch training epochs; no engine implements them yet."""
-        raise NotImplementedError(f"the {self.name} engine has no batch training yet")
+    @abc.abstractmethod
+    def train_batch(
+        self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology=0
+    ):
+        """Run ``len(sigmas)`` epochs of the batch SOM; returns the new codebook.
+
+        ``codebook`` ``(n_cells, dim)`` is an array of this engine in the training dtype
+        (float32 or float64), ``data`` ``(n_samples, dim)`` one of the same dtype, ``sigmas``
+        (float64) the radius of each epoch, ``neighborhood`` and ``topology`` the codes of
+        ``gpusom._math.NEIGHBORHOODS`` and ``TOPOLOGIES``. The result is a new ``(n_cells,
+        dim)`` array of this engine in ``codebook``'s dtype. Engines delegate to
+        ``gpusom._batch.train_epochs``, which runs their kernels (the attribute ``batch``);
+        its docstring defines the algorithm and the square window of the separable
+        neighbourhoods.
+        """
 
     @abc.abstractmethod
     def find_bmus(self, data, codebook, k=1):

@@ -111,3 +111,53 @@ def all_distances_sq(data, codebook):
     """``(n_samples, n_cells)`` float64 squared distances by direct differences."""
     diff = data.astype(np.float64)[:, None, :] - codebook.astype(np.float64)[None, :, :]
     return (diff * diff).sum(axis=2)
+
+
+def batch_som(
+    codebook,
+    data,
+    sigmas,
+    rows,
+    cols,
+    is_torus,
+    neighborhood="gaussian",
+    truncate=3.0,
+    topology="rectangular",
+):
+    """Plain batch SOM (``gpusom._batch``), dense weights, float64; returns the codebook.
+
+    Each epoch: BMUs by :func:`bmu`'s rule, then ``w_n = sum_b h_bn S_b / sum_b h_bn C_b`` over
+    the cells ``b`` with samples, in ascending ``b``; a cell whose denominator is not positive
+    keeps its vector. The window: the square ``|dr|, |dc| <= radius`` for the Gaussian and the
+    bubble on the rectangular lattice, the disk ``d <= radius`` otherwise.
+    """
+    dtype = codebook.dtype
+    codebook = codebook.astype(np.float64)
+    data = data.astype(dtype).astype(np.float64)
+    n_cells = rows * cols
+    square = topology == "rectangular" and neighborhood in ("gaussian", "bubble")
+    x, y, (width, height) = cell_positions(rows, cols, topology)
+    for sigma in sigmas:
+        bmus = np.argmin(all_distances_sq(data, codebook), axis=1)
+        sums, counts = np.zeros_like(codebook), np.zeros(n_cells)
+        for i, b in enumerate(bmus):
+            sums[b] += data[i]
+            counts[b] += 1
+        radius = sigma if neighborhood in ("bubble", "triangle") else truncate * sigma
+        num, den = np.zeros_like(codebook), np.zeros(n_cells)
+        for b in np.flatnonzero(counts):
+            d2 = grid_distance_sq(rows, cols, b, is_torus, topology)
+            if square:
+                dx, dy = np.abs(x - x[b]), np.abs(y - y[b])
+                if is_torus:
+                    dx, dy = np.minimum(dx, width - dx), np.minimum(dy, height - dy)
+                inside = (dx <= radius) & (dy <= radius)
+            else:
+                inside = d2 <= radius * radius
+            h = np.where(inside, neighbourhood_weight(neighborhood, d2, sigma), 0.0)
+            num += h[:, None] * sums[b]
+            den += h * counts[b]
+        update = den > 0
+        codebook[update] = num[update] / den[update, None]
+        codebook = codebook.astype(dtype).astype(np.float64)
+    return codebook.astype(dtype)

@@ -6,9 +6,10 @@ Its arrays are numpy arrays; its training state is a split ``Codebook`` (see
 
 import numpy as np
 
-from .. import _checks
+from .. import _batch, _checks
 from .._bmu_search import blocked_bmus
 from .._engine import Engine
+from . import batch as batch_kernels
 from .kernels import TAIL_LANES, rerank, split_dim
 from .kernels import train_online as _train_online
 
@@ -99,6 +100,17 @@ class CPUEngine(Engine):
     def find_bmus(self, data, codebook, k=1):
         """Exact best units in blocks (``gpusom._bmu_search``), re-ranked by the CPU kernel."""
         return blocked_bmus(data, codebook, k, np, rerank)
+
+    #: The batch kernels, run by ``gpusom._batch``.
+    batch = batch_kernels
+
+    def train_batch(
+        self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology=0
+    ):
+        """Batch epochs (``gpusom._batch.train_epochs``) with this engine's kernels."""
+        return _batch.train_epochs(
+            self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology
+        )
 
 
 ENGINE = CPUEngine()

@@ -20,10 +20,11 @@ import numpy as np
 from numba import cuda
 from numba.core import config as numba_config
 
-from .. import _bmu_search, _checks
+from .. import _batch, _bmu_search, _checks
 from .._engine import Engine
 from .._errors import GPU_INSTALL_HINT, BackendUnavailableError
 from .._math import INDEX_MASK, NO_INDEX, PACKED_MAX_CELLS
+from . import batch as batch_kernels
 from . import config, kernels
 
 #: True under numba's CUDA simulator (set before numba was imported; fixed for the process).
@@ -169,6 +170,17 @@ class CUDAEngine(Engine):
             kernels.rerank[min(dots.shape[0], config.MAX_BLOCKS), threads](dots, *rest)
 
         return _bmu_search.blocked_bmus(data, codebook, k, xp, rerank)
+
+    #: The batch kernels, run by ``gpusom._batch``.
+    batch = batch_kernels
+
+    def train_batch(
+        self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology=0
+    ):
+        """Batch epochs (``gpusom._batch.train_epochs``) with this engine's kernels."""
+        return _batch.train_epochs(
+            self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology
+        )
 
 
 ENGINE = CUDAEngine()
