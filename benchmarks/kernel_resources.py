@@ -89,24 +89,30 @@ def signatures(nt):
     for dtype in (nt.float32, nt.float64):
         matrix = nt.Array(dtype, 2, "C")
         common = (matrix, matrix, index_vector, float_vector, float_vector, nt.int64, nt.int64)
-        # is_torus, neighborhood, truncate, topology, record
-        common += (nt.boolean, nt.int64, nt.float64, nt.int64, index_vector)
+        # is_torus, neighborhood, truncate, topology
+        common += (nt.boolean, nt.int64, nt.float64, nt.int64)
         if dtype == nt.float32:
-            yield "train_persistent_packed", "float32", common
-            yield "train_phase_packed", "float32", (*common, nt.int64)
+            yield "train_persistent_packed", "float32", (*common, index_vector)
+            yield "train_phase_packed", "float32", (*common, index_vector, nt.int64)
         # float32 maps too large for packed keys take the pair kernels as float64 maps do.
-        yield "train_persistent", str(dtype), (*common, *pairs)
-        yield "train_phase", str(dtype), (*common, *pairs, nt.int64)
-    # gpusom._bmu_search: the scores (dots, cb_sq) are float32 unless a squared norm could
-    # overflow float32; data and codebook keep their own dtype.
+        yield "train_persistent", str(dtype), (*common, index_vector, *pairs)
+        yield "train_phase", str(dtype), (*common, index_vector, *pairs, nt.int64)
+        # other metrics and missing values: metric, missing flags, then as the pair kernels
+        general = (*common, nt.int64, nt.boolean[::1], index_vector, *pairs)
+        yield "train_persistent_any", str(dtype), general
+        yield "train_phase_any", str(dtype), (*general, nt.int64)
+    # gpusom._bmu_search: the Euclidean and Manhattan scores (dots, cb_sq) are float32 unless a
+    # squared norm could overflow float32, cosine ones float64; data and codebook keep their own
+    # dtype.
     for scores, dtype, variant in (
         (nt.float32, nt.float32, "float32"),
         (nt.float32, nt.float64, "float64"),
+        (nt.float64, nt.float32, "float32, float64 scores"),
         (nt.float64, nt.float64, "float64, float64 scores"),
     ):
         matrix = nt.Array(dtype, 2, "C")
         arguments = (nt.Array(scores, 2, "C"), nt.Array(scores, 1, "C"), float_vector)
-        arguments += (matrix, matrix, nt.int64, nt.int64[:, ::1], nt.float64[:, ::1])
+        arguments += (matrix, matrix, nt.int64, nt.int64, nt.int64[:, ::1], nt.float64[:, ::1])
         yield "rerank", variant, arguments
 
 

@@ -13,6 +13,7 @@ float32 expansion picked wrong BMUs for about a quarter of the samples of data o
 import numpy as np
 
 from . import _config
+from ._math import COSINE, EUCLIDEAN, MANHATTAN
 
 
 def block_rows(n_samples, n_cells):
@@ -25,71 +26,156 @@ def search_bytes(n_samples, n_cells, dim, k):
     """Bytes :func:`blocked_bmus` allocates at its peak, every temporary counted (upper bound).
 
     Per codebook element: the float64 centred copy, its squares and their float64 copy, and the
-    product-precision copy (8 + 8 + 8 + 8); per block row, the same for the centred samples plus
-    one row of products; per sample, the results.
+    product-precision copies of the vectors and squares (8 + 8 + 8 + 8 + 8); per block row, the
+    same for the centred samples plus one row of products; per sample, the results.
     """
     block = block_rows(n_samples, n_cells)
-    codebook = 32 * n_cells * dim + 24 * n_cells
+    codebook = 40 * n_cells * dim + 24 * n_cells
     per_block = block * (32 * dim + 8 * n_cells + 24)
     return codebook + per_block + 16 * n_samples * k
 
 
-def blocked_bmus(data, codebook, k, xp, rerank):
-    """Exact ``k`` (1 or 2) best units of every sample.
+def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN):
+    """Exact ``k`` (1 or 2) best units of every sample under ``metric``.
 
     Parameters
     ----------
     data : array of module ``xp``, shape (n_samples, dim)
+        NaN marks a missing feature (already allowed by the caller): distances use the present
+        features only, Euclidean and Manhattan ones scaled by ``dim / present``.
     codebook : array of module ``xp``, shape (n_cells, dim)
     k : {1, 2}
     xp : module
         numpy, or cupy for device arrays.
     rerank : callable
-        ``rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance)`` for one
-        block (the backend's kernel): ``cb_sq[j] - 2 * dots[i, j]`` is the score of cell ``j``,
-        within ``tolerance[i] / 2`` of the exact value up to the row's constant.
+        ``rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance)``
+        for one block (the backend's kernel): ``cb_sq[j] - 2 * dots[i, j]`` is the score of
+        cell ``j``, within ``tolerance[i] / 2`` of the exact value up to the row's constant.
+    metric : int, default Euclidean
+        A code of ``gpusom._math.METRICS``.
 
     Returns
     -------
     index : int64 array of module ``xp``, shape (n_samples, k)
-    squared_distance : float64 array of module ``xp``, shape (n_samples, k)
+    distance : float64 array of module ``xp``, shape (n_samples, k)
+        The ranking distance: squared Euclidean, Manhattan or cosine.
     """
     n, dim = data.shape
     n_cells = codebook.shape[0]
-    centre = codebook.mean(axis=0, dtype=np.float64)
-    centred_cb = codebook - centre
-    # float32 products unless a squared norm could overflow them: scores must stay finite.
-    spread = max(
-        float(xp.abs(centred_cb).max()),
-        float(xp.abs(data.max(axis=0) - centre).max()),
-        float(xp.abs(data.min(axis=0) - centre).max()),
-    )
-    product_dtype = np.float32 if spread * spread * dim < 1e36 else np.float64
-    centred_cb = centred_cb.astype(product_dtype)
-    cb_sq = (centred_cb.astype(np.float64) ** 2).sum(axis=1)
-    cb_norm_max = float(xp.sqrt(cb_sq.max()))
-    cb_sq_product = cb_sq.astype(product_dtype)
-    # Rounding bound of |x|^2 - 2 x.w + |w|^2 in the product's precision (inputs rounded, then a
-    # dot product of length dim), doubled because two scores are compared, safety factor 2.
-    bound_scale = 8.0 * (dim + 4) * np.finfo(product_dtype).eps / 2
+    scores = _SCORES[metric](codebook, data, xp)
     out_index = xp.empty((n, k), dtype=np.int64)
     out_distance = xp.empty((n, k), dtype=np.float64)
     block = block_rows(n, n_cells)
     for start in range(0, n, block):
         stop = min(start + block, n)
         chunk = data[start:stop]
-        centred = (chunk - centre).astype(product_dtype)
-        dots = centred @ centred_cb.T
-        x_norm = xp.sqrt((centred.astype(np.float64) ** 2).sum(axis=1))
-        tolerance = bound_scale * (x_norm + cb_norm_max) ** 2
+        dots, cb_sq, tolerance = scores(chunk)
         rerank(
             dots,
-            cb_sq_product,
+            cb_sq,
             tolerance,
             chunk,
             codebook,
             k,
+            metric,
             out_index[start:stop],
             out_distance[start:stop],
         )
+    if metric != COSINE:
+        present = (~xp.isnan(data)).sum(axis=1)
+        if int(present.min()) < dim:
+            out_distance *= (dim / present)[:, None]
     return out_index, out_distance
+
+
+def _euclidean_scores(codebook, data, xp):
+    """Per-block scores for squared Euclidean distances: centred matrix products.
+
+    A sample with missing features is compared on its present ones:
+    ``sum_present (x - w)^2 = sum_present w^2 - 2 x.w + const``, the first term one more product
+    with the sample's mask; folded into ``dots`` so that the kernel's ``cb_sq`` is zero.
+    """
+    dim = data.shape[1]
+    centre = codebook.mean(axis=0, dtype=np.float64)
+    centred_cb = codebook - centre
+    # float32 products unless a squared norm could overflow them: scores must stay finite.
+    spread = max(
+        float(xp.abs(centred_cb).max()),
+        float(xp.nanmax(xp.abs(xp.nanmax(data, axis=0) - centre))),
+        float(xp.nanmax(xp.abs(xp.nanmin(data, axis=0) - centre))),
+    )
+    product_dtype = np.float32 if spread * spread * dim < 1e36 else np.float64
+    centred_cb = centred_cb.astype(product_dtype)
+    cb_squares = centred_cb.astype(np.float64) ** 2
+    cb_sq = cb_squares.sum(axis=1)
+    cb_norm_max = float(xp.sqrt(cb_sq.max()))
+    cb_sq_product = cb_sq.astype(product_dtype)
+    no_cb_sq = xp.zeros_like(cb_sq_product)
+    cb_squares = cb_squares.astype(product_dtype)
+    # Rounding bound of |x|^2 - 2 x.w + |w|^2 in the product's precision (inputs rounded, then a
+    # dot product of length dim), doubled because two scores are compared, safety factor 2.
+    bound_scale = 8.0 * (dim + 4) * np.finfo(product_dtype).eps / 2
+
+    def scores(chunk):
+        centred = chunk - centre
+        missing = xp.isnan(centred)
+        masked = bool(missing.any())
+        if masked:
+            centred = xp.where(missing, 0.0, centred)
+        centred = centred.astype(product_dtype)
+        dots = centred @ centred_cb.T
+        x_norm = xp.sqrt((centred.astype(np.float64) ** 2).sum(axis=1))
+        tolerance = bound_scale * (x_norm + cb_norm_max) ** 2
+        if not masked:
+            return dots, cb_sq_product, tolerance
+        dots -= 0.5 * ((~missing).astype(product_dtype) @ cb_squares.T)
+        return dots, no_cb_sq, tolerance + bound_scale * cb_norm_max**2
+
+    return scores
+
+
+def _cosine_scores(codebook, data, xp):
+    """Per-block scores ``-2 cos(x, w)`` from float64 products of the normalised vectors.
+
+    A sample with missing features is compared on its present ones, the cells' norms too (one
+    more product with the sample's mask). Zero vectors have cosine 0 (distance 1).
+    """
+    dim = data.shape[1]
+    cb = codebook.astype(np.float64)
+    cb_squares = cb * cb
+    cb_norm = xp.sqrt(cb_squares.sum(axis=1))
+    unit_cb = cb / xp.where(cb_norm > 0, cb_norm, 1.0)[:, None]
+    no_cb_sq = xp.zeros(codebook.shape[0])
+    # Unit vectors: each cosine is within (dim + 4) eps of exact; scores are twice that,
+    # doubled because two are compared, safety factor 2.
+    tolerance_value = 8.0 * (dim + 4) * np.finfo(np.float64).eps
+
+    def scores(chunk):
+        x = chunk.astype(np.float64)
+        missing = xp.isnan(x)
+        x = xp.where(missing, 0.0, x)
+        x_norm = xp.sqrt((x * x).sum(axis=1))
+        x = x / xp.where(x_norm > 0, x_norm, 1.0)[:, None]
+        if bool(missing.any()):
+            norms = xp.sqrt((~missing).astype(np.float64) @ cb_squares.T)
+            cosines = (x @ cb.T) / xp.where(norms > 0, norms, xp.inf)
+        else:
+            cosines = x @ unit_cb.T
+        return cosines, no_cb_sq, xp.full(x.shape[0], tolerance_value)
+
+    return scores
+
+
+def _manhattan_scores(codebook, data, xp):
+    """No product orders Manhattan distances: every cell is a candidate (zero scores, infinite
+    tolerance), so the kernel's direct distances decide alone."""
+    zeros = xp.zeros(codebook.shape[0], dtype=np.float32)
+
+    def scores(chunk):
+        n = chunk.shape[0]
+        return xp.zeros((n, codebook.shape[0]), dtype=np.float32), zeros, xp.full(n, xp.inf)
+
+    return scores
+
+
+_SCORES = {EUCLIDEAN: _euclidean_scores, COSINE: _cosine_scores, MANHATTAN: _manhattan_scores}

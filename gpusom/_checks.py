@@ -11,12 +11,13 @@ import os
 import numpy as np
 
 
-def as_float_array(value, name, ndim):
+def as_float_array(value, name, ndim, allow_nan=False):
     """``value`` as a finite float array of ``ndim`` dimensions, never empty.
 
     float32 and float64 are kept; other numeric types become float64. The caller's array is never
     written to (a view is returned where no conversion is needed). A pandas DataFrame must have
-    numeric columns only; its missing values count as NaN.
+    numeric columns only; its missing values count as NaN. With ``allow_nan``, NaN marks a
+    missing value (inf is still an error) and every row needs one present value.
     """
     if _is_sparse(value):
         raise TypeError(f"{name} is a sparse matrix; gpusom needs dense data (call .toarray())")
@@ -31,10 +32,10 @@ def as_float_array(value, name, ndim):
             array = array.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must hold numbers only ({exc})") from None
-    return checked_float_array(array, name, ndim, np)
+    return checked_float_array(array, name, ndim, np, allow_nan)
 
 
-def checked_float_array(array, name, ndim, xp):
+def checked_float_array(array, name, ndim, xp, allow_nan=False):
     """The checks of :func:`as_float_array` on an array of module ``xp`` (numpy or cupy).
 
     Returns ``array``, converted to float64 unless it is float32 or float64.
@@ -49,9 +50,24 @@ def checked_float_array(array, name, ndim, xp):
         raise ValueError(f"{name} is empty (shape {array.shape})")
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)
-    bad = int(xp.count_nonzero(~xp.isfinite(array)))
+    if not allow_nan:
+        bad = int(xp.count_nonzero(~xp.isfinite(array)))
+        if bad:
+            raise ValueError(
+                f"{name} contains {bad} NaN or infinite value(s); to treat NaN as missing "
+                'values, use nan_policy="ignore"'
+            )
+        return array
+    bad = int(xp.count_nonzero(xp.isinf(array)))
     if bad:
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+        raise ValueError(f"{name} contains {bad} infinite value(s); only NaN can mark missing ones")
+    empty = xp.isnan(array).all(axis=-1)
+    if bool(empty.any()):
+        rows = [int(i) for i in xp.flatnonzero(empty.ravel())[:5].tolist()]
+        raise ValueError(
+            f"{name} has {int(empty.sum())} row(s) with no present value (all NaN), "
+            f"first at row {rows[0]}: a sample needs at least one feature"
+        )
     return array
 
 

@@ -21,10 +21,11 @@ class Engine(abc.ABC):
         """The module of this engine's arrays (numpy, or cupy)."""
 
     @abc.abstractmethod
-    def as_array(self, value, name, ndim):
+    def as_array(self, value, name, ndim, allow_nan=False):
         """``value`` as a finite float array of this engine, ``ndim`` dimensions, never empty.
 
-        float32 and float64 are kept, other numbers become float64; errors name ``name``.
+        float32 and float64 are kept, other numbers become float64; errors name ``name``. With
+        ``allow_nan``, NaN marks missing values (``gpusom._checks.checked_float_array``).
         """
 
     @abc.abstractmethod
@@ -58,12 +59,14 @@ class Engine(abc.ABC):
         neighborhood,
         truncate,
         topology=0,
+        metric=0,
     ):
         """Run ``len(order)`` online steps on the training state; returns each step's BMU.
 
         ``order`` (int64) are sample indices, ``sigmas``/``lrs`` (float64) the radius and rate
-        of each step, ``neighborhood`` and ``topology`` the codes of
-        ``gpusom._math.NEIGHBORHOODS`` and ``TOPOLOGIES``.
+        of each step, ``neighborhood``, ``topology`` and ``metric`` the codes of
+        ``gpusom._math.NEIGHBORHOODS``, ``TOPOLOGIES`` and ``METRICS``. NaN features of the
+        data are missing: a sample's distances and its update use its present features only.
         """
 
     @abc.abstractmethod
@@ -83,9 +86,11 @@ class Engine(abc.ABC):
         """
 
     @abc.abstractmethod
-    def find_bmus(self, data, codebook, k=1):
+    def find_bmus(self, data, codebook, k=1, metric=0):
         """Exact ``k`` (1 or 2) best units of each sample, ties to the lowest index.
 
-        Returns ``(index, squared_distance)`` of shape ``(n_samples, k)``, int64 and float64,
-        arrays of this engine; a missing second unit is ``(-1, inf)``.
+        ``metric`` is a code of ``gpusom._math.METRICS``; NaN features of ``data`` are missing
+        (``gpusom._bmu_search.blocked_bmus``). Returns ``(index, distance)`` of shape
+        ``(n_samples, k)``, int64 and float64, arrays of this engine: the ranking distance
+        (squared for Euclidean); a missing second unit is ``(-1, inf)``.
         """

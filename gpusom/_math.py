@@ -159,3 +159,61 @@ def axis_weight_sq(neighborhood, delta_sq, sigma):
     if neighborhood == BUBBLE:
         return 1.0
     return math.exp(-delta_sq / (2.0 * sigma * sigma))
+
+
+#: Distances between a sample and a codebook vector by name; kernels see only the code.
+#: Euclidean is ranked by its square (the root only for reported values), Manhattan is
+#: ``sum |x - w|`` and cosine ``1 - x.w / (|x| |w|)`` (:func:`cosine_distance`).
+METRICS = {"euclidean": 0, "cosine": 1, "manhattan": 2}
+EUCLIDEAN = METRICS["euclidean"]
+COSINE = METRICS["cosine"]
+MANHATTAN = METRICS["manhattan"]
+
+#: What a NaN in the data means: an error, or a missing feature that distances and updates skip.
+NAN_POLICIES = {"raise": 0, "ignore": 1}
+
+
+def reported_distance(ranking, metric):
+    """The distance users see from the ranking value the searches return (an array): the
+    root of a squared Euclidean distance, the others as they are."""
+    return ranking**0.5 if metric == EUCLIDEAN else ranking
+
+
+@register_jitable
+def cosine_distance(dot, norm_x_sq, norm_w_sq):
+    """``1 - dot / (|x| |w|)`` clamped to ``[0, 2]``; 1 (no similarity) when a norm is zero.
+
+    The clamp keeps a rounded cosine slightly above 1 from giving a negative distance, which
+    would break the packed keys that order non-negative distances (:func:`packed_key`).
+    """
+    if norm_x_sq == 0.0 or norm_w_sq == 0.0:
+        return 1.0
+    d = 1.0 - dot / (math.sqrt(norm_x_sq) * math.sqrt(norm_w_sq))
+    return min(max(d, 0.0), 2.0)
+
+
+@register_jitable
+def exact_distance(data, i, codebook, j, metric):
+    """The ranking distance of sample ``data[i]`` and codebook row ``codebook[j]`` in float64,
+    by direct differences: squared Euclidean, Manhattan or cosine. NaN features of the sample
+    are skipped (missing values); the caller scales the result for them where it reports it.
+    """
+    total = 0.0
+    norm_x = 0.0
+    norm_w = 0.0
+    for f in range(data.shape[1]):
+        x = np.float64(data[i, f])
+        if x != x:
+            continue
+        w = np.float64(codebook[j, f])
+        if metric == EUCLIDEAN:
+            total += (x - w) * (x - w)
+        elif metric == MANHATTAN:
+            total += abs(x - w)
+        else:
+            total += x * w
+            norm_x += x * x
+            norm_w += w * w
+    if metric == COSINE:
+        return cosine_distance(total, norm_x, norm_w)
+    return total

@@ -13,7 +13,7 @@ from timeit import default_timer as timer
 import numpy as np
 
 from . import _config
-from ._math import NEIGHBORHOODS, TOPOLOGIES
+from ._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from .schedules import sample_order, schedule
 
 
@@ -71,8 +71,8 @@ def check_resumable(som, dim, names, num_iterations, normalize, until):
 
 def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
     """One engine call: the online steps numbered ``steps`` of a ``total``-step run."""
-    # Settings of models saved before these options existed hold no decay (exponential) and
-    # no topology (rectangular).
+    # Settings of models saved before these options existed hold no decay (exponential), no
+    # topology (rectangular) and no metric (Euclidean).
     return engine.train_online(
         codebook,
         data,
@@ -101,6 +101,7 @@ def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
         NEIGHBORHOODS[settings["neighborhood"]],
         settings["truncate"],
         TOPOLOGIES[settings.get("topology", "rectangular")],
+        METRICS[settings.get("metric", "euclidean")],
     )
 
 

@@ -11,26 +11,36 @@ import numpy as np
 from numba import njit
 
 from . import _backend, _bmu_search, _checks
-from ._math import TOPOLOGIES, quadrance
+from ._math import (
+    COSINE,
+    EUCLIDEAN,
+    METRICS,
+    NAN_POLICIES,
+    TOPOLOGIES,
+    exact_distance,
+    quadrance,
+    reported_distance,
+)
 from ._scaling import normalize_features
 
 
-def _prepare(data, lattice, normalize=False, data_name="data"):
+def _prepare(data, lattice, normalize=False, data_name="data", nan_policy="raise"):
     """Validated ``(data, lattice, scaled data, engine)``; the scaled data is what gets compared.
 
     The engine is the one of the arrays: when either is a GPU array, both are moved there.
     """
+    allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
     engine = _backend.array_engine(data, lattice)
-    data = engine.as_array(data, data_name, 2)
+    data = engine.as_array(data, data_name, 2, allow_nan)
     lattice = engine.as_array(lattice, "lattice", 3)
     _checks.check_same_dim(data, lattice, data_name)
     scaled = normalize_features(data, engine.xp) if normalize else data
     return data, lattice, scaled, engine
 
 
-def _bmus(engine, data, lattice, k=1):
-    """Exact flat BMU indices ``(n, k)`` and squared distances, as numpy arrays."""
-    index, distance = engine.find_bmus(data, lattice.reshape(-1, lattice.shape[-1]), k)
+def _bmus(engine, data, lattice, k=1, metric=EUCLIDEAN):
+    """Exact flat BMU indices ``(n, k)`` and ranking distances, as numpy arrays."""
+    index, distance = engine.find_bmus(data, lattice.reshape(-1, lattice.shape[-1]), k, metric)
     return engine.to_numpy(index), engine.to_numpy(distance)
 
 
@@ -39,19 +49,23 @@ def _say(verbose, message, start):
         print(f"{message} took: {timer() - start:f} seconds.")
 
 
-def find_bmus(data, lattice):
+def find_bmus(data, lattice, *, metric="euclidean", nan_policy="raise"):
     """Best matching unit of every sample.
 
     Parameters
     ----------
     data : array_like of shape (n_samples, dim)
     lattice : array_like of shape (rows, cols, dim)
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+        The distance that picks best units (``gpusom.SOM``'s ``metric``).
+    nan_policy : {"raise", "ignore"}, default "raise"
+        NaN in ``data`` is an error, or a missing value (``gpusom.SOM``'s ``nan_policy``).
 
     Returns
     -------
     ndarray of int64, shape (n_samples, 2)
-        ``(row, col)`` of the cell closest to each sample (Euclidean distance; ties go to the
-        lowest flat index ``row * cols + col``); a GPU array when an input was one.
+        ``(row, col)`` of the cell closest to each sample (ties go to the lowest flat index
+        ``row * cols + col``); a GPU array when an input was one.
 
     Examples
     --------
@@ -60,30 +74,37 @@ def find_bmus(data, lattice):
     >>> find_bmus([[4.0], [0.1]], lattice).tolist()
     [[1, 2], [0, 0]]
     """
-    data, lattice, _, engine = _prepare(data, lattice)
-    index, _ = _bmus(engine, data, lattice)
+    data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
+    index, _ = _bmus(engine, data, lattice, metric=_metric(metric))
     cells = np.stack(np.divmod(index[:, 0], lattice.shape[1]), axis=1)
     return engine.xp.asarray(cells)
 
 
-def quantization_error(data, lattice):
-    """Mean Euclidean distance between each sample and its best matching unit.
+def quantization_error(data, lattice, *, metric="euclidean", nan_policy="raise"):
+    """Mean distance between each sample and its best matching unit.
 
     Parameters
     ----------
     data : array_like of shape (n_samples, dim)
     lattice : array_like of shape (rows, cols, dim)
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+        The distance (``gpusom.SOM``'s ``metric``).
+    nan_policy : {"raise", "ignore"}, default "raise"
+        NaN in ``data`` is an error, or a missing value (``gpusom.SOM``'s ``nan_policy``).
 
     Returns
     -------
     float
     """
-    data, lattice, _, engine = _prepare(data, lattice)
-    _, distance = _bmus(engine, data, lattice)
-    return float(np.sqrt(distance[:, 0]).mean())
+    data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
+    code = _metric(metric)
+    _, distance = _bmus(engine, data, lattice, metric=code)
+    return float(reported_distance(distance[:, 0], code).mean())
 
 
-def topographic_error(data, lattice, is_torus=False, *, topology="rectangular"):
+def topographic_error(
+    data, lattice, is_torus=False, *, topology="rectangular", metric="euclidean", nan_policy="raise"
+):
     """Fraction of samples whose best and second-best units are not lattice neighbours.
 
     Neighbours are the 8 surrounding cells of the rectangular lattice or the 6 of the hexagonal
@@ -95,17 +116,22 @@ def topographic_error(data, lattice, is_torus=False, *, topology="rectangular"):
     lattice : array_like of shape (rows, cols, dim)
     is_torus : bool, default False
     topology : {"rectangular", "hexagonal"}, default "rectangular"
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+        The distance that picks best units (``gpusom.SOM``'s ``metric``).
+    nan_policy : {"raise", "ignore"}, default "raise"
+        NaN in ``data`` is an error, or a missing value (``gpusom.SOM``'s ``nan_policy``).
 
     Returns
     -------
     float
     """
-    data, lattice, _, engine = _prepare(data, lattice)
+    data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
     rows, cols = lattice.shape[:2]
     is_torus, topology = _lattice_kind(rows, is_torus, topology)
+    code = _metric(metric)
     if rows * cols == 1:
         return 0.0
-    index, _ = _bmus(engine, data, lattice, k=2)
+    index, _ = _bmus(engine, data, lattice, k=2, metric=code)
     return non_adjacent_share(index, rows, cols, is_torus, topology)
 
 
@@ -130,6 +156,11 @@ def _quadrances(first, second, rows, cols, is_torus, topology):
     return out
 
 
+def _metric(metric):
+    """The code of a validated metric name."""
+    return _checks.as_choice(metric, "metric", METRICS)
+
+
 def _lattice_kind(rows, is_torus, topology):
     """Validated ``(is_torus, topology)`` of a bare lattice of ``rows`` rows."""
     is_torus = _checks.as_bool(is_torus, "is_torus")
@@ -138,7 +169,16 @@ def _lattice_kind(rows, is_torus, topology):
     return is_torus, topology
 
 
-def project_on_lattice(data, lattice, additional_list=None, normalize=False, *, verbose=True):
+def project_on_lattice(
+    data,
+    lattice,
+    additional_list=None,
+    normalize=False,
+    *,
+    verbose=True,
+    metric="euclidean",
+    nan_policy="raise",
+):
     """Group samples by the lattice cell they land on.
 
     Parameters
@@ -152,6 +192,10 @@ def project_on_lattice(data, lattice, additional_list=None, normalize=False, *, 
         original vectors).
     verbose : bool, default True
         Print the timing line.
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+        The distance that picks best units (``gpusom.SOM``'s ``metric``).
+    nan_policy : {"raise", "ignore"}, default "raise"
+        NaN in ``data`` is an error, or a missing value (``gpusom.SOM``'s ``nan_policy``).
 
     Returns
     -------
@@ -160,9 +204,9 @@ def project_on_lattice(data, lattice, additional_list=None, normalize=False, *, 
         landed, else the samples (or labels) in data order.
     """
     start = timer()
-    data, lattice, scaled, engine = _prepare(data, lattice, normalize)
+    data, lattice, scaled, engine = _prepare(data, lattice, normalize, nan_policy=nan_policy)
     labels = _checks.as_labels(additional_list, data.shape[0])
-    index, _ = _bmus(engine, scaled, lattice)
+    index, _ = _bmus(engine, scaled, lattice, metric=_metric(metric))
     items = labels if labels is not None else engine.to_numpy(data)
     projection = group_by_cell(index[:, 0], lattice.shape[:2], items)
     _say(verbose, "Projecting on SOM", start)
@@ -182,7 +226,16 @@ def group_by_cell(flat_index, shape, items):
     return projection
 
 
-def lattice_closest_vectors(data, lattice, additional_list=None, normalized=False, *, verbose=True):
+def lattice_closest_vectors(
+    data,
+    lattice,
+    additional_list=None,
+    normalized=False,
+    *,
+    verbose=True,
+    metric="euclidean",
+    nan_policy="raise",
+):
     """The sample closest to each lattice cell.
 
     Parameters
@@ -195,6 +248,10 @@ def lattice_closest_vectors(data, lattice, additional_list=None, normalized=Fals
         Min-max scale ``data`` per feature before comparing.
     verbose : bool, default True
         Print the timing line.
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+        The distance (``gpusom.SOM``'s ``metric``).
+    nan_policy : {"raise", "ignore"}, default "raise"
+        NaN in ``data`` is an error, or a missing value (``gpusom.SOM``'s ``nan_policy``).
 
     Returns
     -------
@@ -203,11 +260,18 @@ def lattice_closest_vectors(data, lattice, additional_list=None, normalized=Fals
         cell, in row-major order.
     """
     start = timer()
-    data, lattice, scaled, engine = _prepare(data, lattice, normalized)
+    data, lattice, scaled, engine = _prepare(data, lattice, normalized, nan_policy=nan_policy)
     labels = _checks.as_labels(additional_list, data.shape[0])
     cols, dim = lattice.shape[1:]
-    # The same search with the roles swapped: cells are the queries, samples the codebook.
-    closest = engine.to_numpy(engine.find_bmus(lattice.reshape(-1, dim), scaled)[0])
+    code = _metric(metric)
+    if code == EUCLIDEAN and not bool(engine.xp.isnan(scaled).any()):
+        # The same search with the roles swapped: cells are the queries, samples the codebook.
+        closest = engine.to_numpy(engine.find_bmus(lattice.reshape(-1, dim), scaled)[0])
+    else:
+        # A sample's missing features are its own, so the roles cannot swap: the dense
+        # distances, first sample on ties.
+        distances = distance_matrix(scaled, lattice.reshape(-1, dim), code, engine.xp)
+        closest = engine.to_numpy(distances.argmin(axis=0))[:, None]
     data = engine.to_numpy(data)
     result = {}
     for flat, sample in enumerate(closest[:, 0].tolist()):
@@ -217,12 +281,22 @@ def lattice_closest_vectors(data, lattice, additional_list=None, normalized=Fals
     return result
 
 
-def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=True):
+def lattice_activations(
+    data,
+    lattice,
+    normalize=False,
+    exponent=1,
+    *,
+    verbose=True,
+    metric="euclidean",
+    nan_policy="raise",
+):
     """How strongly each sample activates each cell, scaled to [0, 1].
 
-    The activation is ``(D - d) ** exponent`` with ``d`` the squared Euclidean distance between
-    sample and cell and ``D`` the largest such distance over all samples and cells, then min-max
-    scaled over the whole result (as the original library). Where every distance is equal the
+    The activation is ``(D - d) ** exponent`` with ``d`` the squared Euclidean distance (or the
+    Manhattan or cosine distance, by ``metric``) between sample and cell and ``D`` the largest
+    such distance over all samples and cells, then min-max scaled over the whole result (as the
+    original library). Where every distance is equal the
     activations are all 1.
 
     Parameters
@@ -235,6 +309,10 @@ def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=T
         Values above 1 sharpen the peaks, below 1 flatten them.
     verbose : bool, default True
         Print the timing line.
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+        The distance (``gpusom.SOM``'s ``metric``).
+    nan_policy : {"raise", "ignore"}, default "raise"
+        NaN in ``data`` is an error, or a missing value (``gpusom.SOM``'s ``nan_policy``).
 
     Returns
     -------
@@ -242,7 +320,8 @@ def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=T
         A GPU array when an input was one.
     """
     start = timer()
-    data, lattice, scaled, engine = _prepare(data, lattice, normalize)
+    data, lattice, scaled, engine = _prepare(data, lattice, normalize, nan_policy=nan_policy)
+    code = _metric(metric)
     exponent = _checks.as_positive_float(exponent, "exponent")
     rows, cols, dim = lattice.shape
     n = data.shape[0]
@@ -253,7 +332,7 @@ def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=T
         8 * (n * rows * cols + 3 * rows * cols * dim + 2 * block * (dim + rows * cols)),
         f"activations of {n} samples on {rows}x{cols} cells",
     )
-    out = squared_distances(scaled, lattice.reshape(-1, dim), xp).reshape(n, rows, cols)
+    out = distance_matrix(scaled, lattice.reshape(-1, dim), code, xp).reshape(n, rows, cols)
     xp.subtract(out.max(), out, out=out)
     if exponent != 1:
         xp.power(out, exponent, out=out)
@@ -264,6 +343,30 @@ def lattice_activations(data, lattice, normalize=False, exponent=1, *, verbose=T
     else:
         out[...] = 1.0
     _say(verbose, "Computing SOM activations", start)
+    return out
+
+
+def distance_matrix(data, codebook, metric, xp):
+    """``(n_samples, n_cells)`` float64 ranking distances under ``metric`` (squared Euclidean,
+    cosine or Manhattan), NaN features of ``data`` missing (Euclidean and Manhattan scaled by
+    ``dim / present``, as ``gpusom._bmu_search``). Arrays of module ``xp``."""
+    missing = xp.isnan(data)
+    if metric == EUCLIDEAN and not bool(missing.any()):
+        return squared_distances(data, codebook, xp)
+    n, dim = data.shape
+    present = (~missing).astype(np.float64)
+    filled = xp.where(missing, 0.0, data).astype(np.float64)
+    cb = codebook.astype(np.float64)
+    out = xp.zeros((n, codebook.shape[0]))
+    if metric == COSINE:
+        norms = xp.sqrt(present @ (cb * cb).T) * xp.sqrt((filled * filled).sum(axis=1))[:, None]
+        cosine = (filled @ cb.T) / xp.where(norms > 0, norms, xp.inf)
+        return xp.clip(1.0 - cosine, 0.0, 2.0)
+    for k in range(dim):
+        diff = filled[:, k, None] - cb[None, :, k]
+        diff = diff * diff if metric == EUCLIDEAN else xp.abs(diff)
+        out += diff * present[:, k, None]
+    out *= (dim / present.sum(axis=1))[:, None]
     return out
 
 
@@ -290,8 +393,8 @@ def squared_distances(data, codebook, xp):
     return out
 
 
-def u_matrix(lattice, is_torus=False, *, topology="rectangular"):
-    """Mean Euclidean distance of every cell to its lattice neighbours (Ultsch's U-matrix).
+def u_matrix(lattice, is_torus=False, *, topology="rectangular", metric="euclidean"):
+    """Mean distance of every cell to its lattice neighbours (Ultsch's U-matrix).
 
     Neighbours are the up to 8 surrounding cells of the rectangular lattice or the up to 6 of
     the hexagonal one; on a torus the lattice wraps, and a cell that is reached through several
@@ -302,6 +405,8 @@ def u_matrix(lattice, is_torus=False, *, topology="rectangular"):
     lattice : array_like of shape (rows, cols, dim)
     is_torus : bool, default False
     topology : {"rectangular", "hexagonal"}, default "rectangular"
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+        The distance between neighbouring cells (the map's ``metric``).
 
     Returns
     -------
@@ -312,12 +417,13 @@ def u_matrix(lattice, is_torus=False, *, topology="rectangular"):
     is_torus, topology = _lattice_kind(lattice.shape[0], is_torus, topology)
     code = TOPOLOGIES[topology]
     lattice = np.ascontiguousarray(lattice, dtype=np.float64)
-    return _u_matrix(lattice, is_torus, code, NEIGHBOUR_QUADRANCE[code])
+    return _u_matrix(lattice, is_torus, code, NEIGHBOUR_QUADRANCE[code], _metric(metric))
 
 
 @njit(cache=True)
-def _u_matrix(lattice, is_torus, topology, neighbour_quadrance):
+def _u_matrix(lattice, is_torus, topology, neighbour_quadrance, metric):
     rows, cols, dim = lattice.shape
+    vectors = lattice.reshape(rows * cols, dim)
     out = np.zeros((rows, cols))
     seen = np.empty(9, np.int64)
     for r in range(rows):
@@ -339,11 +445,8 @@ def _u_matrix(lattice, is_torus, topology, neighbour_quadrance):
                         continue
                     seen[count] = flat
                     count += 1
-                    d = 0.0
-                    for k in range(dim):
-                        diff = lattice[r, c, k] - lattice[rr, cc, k]
-                        d += diff * diff
-                    total += np.sqrt(d)
+                    d = exact_distance(vectors, r * cols + c, vectors, flat, metric)
+                    total += np.sqrt(d) if metric == EUCLIDEAN else d
             if count:
                 out[r, c] = total / count
     return out

@@ -203,7 +203,12 @@ def _plot(args):
     pictures = {
         "lattice.png": lambda path: plot.plot_lattice(lattice, topology=topology, save_to=path),
         "u_matrix.png": lambda path: plot.plot_u_matrix(
-            u_matrix(lattice, som.settings_["is_torus"], topology=topology),
+            u_matrix(
+                lattice,
+                som.settings_["is_torus"],
+                topology=topology,
+                metric=som.settings_.get("metric", "euclidean"),
+            ),
             fig_size=(7, 5),
             topology=topology,
             save_to=path,

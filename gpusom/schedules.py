@@ -8,7 +8,7 @@ their results differ only by floating-point rounding.
 import numpy as np
 
 from . import _checks
-from ._math import NEIGHBORHOODS, TOPOLOGIES
+from ._math import METRICS, NAN_POLICIES, NEIGHBORHOODS, TOPOLOGIES
 
 INITS = {"random": 0, "sample": 1, "pca": 2}
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -31,7 +31,13 @@ def settings(params, n_samples):
     """
     rows, cols = _checks.as_som_size(params["som_size"])
     is_torus = _checks.as_bool(params["is_torus"], "is_torus")
-    options = (("topology", TOPOLOGIES), ("neighborhood", NEIGHBORHOODS), ("init", INITS))
+    options = (
+        ("topology", TOPOLOGIES),
+        ("neighborhood", NEIGHBORHOODS),
+        ("init", INITS),
+        ("metric", METRICS),
+        ("nan_policy", NAN_POLICIES),
+    )
     for name, choices in (*options, ("dtype", DTYPES)):
         _checks.as_choice(params[name], name, choices)
     _checks.check_lattice_shape(rows, is_torus, params["topology"])
@@ -56,6 +62,8 @@ def settings(params, n_samples):
         "truncate": _checks.as_positive_float(params["truncate"], "truncate"),
         "init": params["init"],
         "dtype": params["dtype"],
+        "metric": params["metric"],
+        "nan_policy": params["nan_policy"],
     }
 
 
@@ -144,8 +152,14 @@ def sample_order(rng, n_samples, count):
 
 
 def initial_codebook(data, n_cells, cols, init, rng):
-    """The ``(n_cells, dim)`` float64 starting codebook for init code ``init``."""
+    """The ``(n_cells, dim)`` float64 starting codebook for init code ``init``.
+
+    Missing (NaN) values of ``data`` count as their feature's mean here.
+    """
     dim = data.shape[1]
+    missing = np.isnan(data)
+    if missing.any():
+        data = np.where(missing, np.nanmean(data, axis=0, dtype=np.float64), data)
     if init == INITS["sample"]:
         return data[rng.integers(0, data.shape[0], size=n_cells)].astype(np.float64)
     if init == INITS["pca"]:

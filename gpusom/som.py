@@ -14,6 +14,7 @@ import numpy as np
 from . import _backend, _checks, _model_file, _training, analysis, io, schedules
 from ._errors import NotFittedError
 from ._estimator import ParamsMixin
+from ._math import METRICS, NAN_POLICIES, reported_distance
 from ._scaling import feature_range, scale
 from .analysis import group_by_cell
 from .schedules import DTYPES, INITS
@@ -96,6 +97,19 @@ class SOM(ParamsMixin):
         when a GPU was present but unusable. "cuda" fails with the cause instead. The
         ``GPUSOM_BACKEND`` environment variable overrides "auto". Kept as given; ``backend_``
         records what ran.
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+        The distance that picks each sample's best matching unit, in training and in every
+        method (pass it to ``gpusom.u_matrix`` for the map's u-matrix): ``||x - w||``,
+        ``1 - x.w / (|x| |w|)`` (1 where a norm is zero: no similarity) or ``sum |x - w|``.
+        The update is the same for all: ``w`` moves towards ``x``. The best unit is exact
+        under each, ties to the lowest index.
+    nan_policy : {"raise", "ignore"}, default "raise"
+        What a NaN in the data is (scipy's word): an error naming the input, or a missing
+        value. With "ignore", a sample's distance uses its present features only, Euclidean and
+        Manhattan ones scaled by ``dim / present`` (a cosine is scale-free and is not); its
+        update moves only the present features of each cell; the initial codebook takes a
+        missing value as its feature's mean; every method accepts NaN the same way. A sample
+        with no present feature is an error naming its row. inf is always an error.
     seed : int or numpy.random.Generator, optional
         Seed of the initialisation and of the sample order; the same seed gives the same map.
     verbose : bool, default True
@@ -180,6 +194,8 @@ class SOM(ParamsMixin):
         init="random",
         dtype="float32",
         backend="auto",
+        metric="euclidean",
+        nan_policy="raise",
         seed=None,
         verbose=True,
     ):
@@ -199,6 +215,8 @@ class SOM(ParamsMixin):
         self.init = init
         self.dtype = dtype
         self.backend = backend
+        self.metric = metric
+        self.nan_policy = nan_policy
         self.seed = seed
         self.verbose = verbose
 
@@ -256,7 +274,7 @@ class SOM(ParamsMixin):
             raise ValueError(f"until ({until}) must not exceed num_iterations ({num_iterations})")
         normalize = _checks.as_bool(normalize, "normalize")
         resume = _checks.as_bool(resume, "resume")
-        return self._train(_Input(data, "data"), num_iterations, normalize, resume, until)
+        return self._train(self._input(data, "data"), num_iterations, normalize, resume, until)
 
     def fit(self, X, y=None):
         """Train a new map on ``X`` for ``num_iterations`` steps (see the class parameters).
@@ -273,7 +291,7 @@ class SOM(ParamsMixin):
         SOM
             This SOM, trained.
         """
-        data = _Input(X, "X")
+        data = self._input(X, "X")
         if self.num_iterations is None:
             rows, cols = _checks.as_som_size(self.som_size)
             num_iterations = schedules.default_num_iterations(data.values.shape[0], rows * cols)
@@ -282,6 +300,11 @@ class SOM(ParamsMixin):
         normalize = _checks.as_bool(self.normalize, "normalize")
         self._train(data, num_iterations, normalize, False, num_iterations)
         return self
+
+    def _input(self, data, name):
+        """Training data as an ``_Input``, NaN allowed under ``nan_policy="ignore"``."""
+        allow_nan = _checks.as_choice(self.nan_policy, "nan_policy", NAN_POLICIES) == 1
+        return _Input(data, name, allow_nan)
 
     def _train(self, data, num_iterations, normalize, resume, until):
         """The training run behind :meth:`train` and :meth:`fit`, on validated arguments."""
@@ -393,7 +416,7 @@ class SOM(ParamsMixin):
         if names is not None:
             self._check_feature_names(names)
         own = _backend.array_engine(X)
-        X = own.as_array(X, name, 2)
+        X = own.as_array(X, name, 2, self._allows_nan())
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"{name} has {X.shape[1]} features, but SOM is expecting {self.n_features_in_} "
@@ -401,7 +424,13 @@ class SOM(ParamsMixin):
             )
         scaled = X if self.data_min_ is None else scale(X, self.data_min_, self.data_range_, own.xp)
         engine = _backend.analysis_engine(self.backend_, own)
-        return X, engine.as_array(scaled, name, 2), engine
+        return X, engine.as_array(scaled, name, 2, self._allows_nan()), engine
+
+    def _allows_nan(self):
+        return self.settings_.get("nan_policy", "raise") == "ignore"
+
+    def _metric(self):
+        return METRICS[self.settings_.get("metric", "euclidean")]
 
     def _lattice_on(self, engine):
         """The lattice as an array of ``engine``, uploaded once per trained map."""
@@ -416,7 +445,8 @@ class SOM(ParamsMixin):
         """``(X, flat BMU indices, squared distances)``, both ``(n, k)`` numpy arrays."""
         X, scaled, engine = self._prepare(X, name)
         lattice = self._lattice_on(engine)
-        index, distance = engine.find_bmus(scaled, lattice.reshape(-1, lattice.shape[-1]), k)
+        codebook = lattice.reshape(-1, lattice.shape[-1])
+        index, distance = engine.find_bmus(scaled, codebook, k, self._metric())
         return X, engine.to_numpy(index), engine.to_numpy(distance)
 
     def scale(self, X):
@@ -434,7 +464,7 @@ class SOM(ParamsMixin):
         """
         self._check_fitted()
         own = _backend.array_engine(X)
-        X = own.as_array(X, "X", 2)
+        X = own.as_array(X, "X", 2, self._allows_nan())
         return X if self.data_min_ is None else scale(X, self.data_min_, self.data_range_, own.xp)
 
     def predict(self, X):
@@ -485,13 +515,15 @@ class SOM(ParamsMixin):
         -------
         tuple of int
         """
-        x = _checks.as_float_array(x, "x", 1)
+        self._check_fitted()
+        x = _checks.as_float_array(x, "x", 1, self._allows_nan())
         flat = int(self._bmus(x[None, :], "x")[1][0, 0])
         return divmod(flat, self.lattice_.shape[1])
 
     def quantization_error(self, X):
-        """Mean distance of each sample (scaled as in training) to its best matching unit."""
-        return float(np.sqrt(self._bmus(X)[2][:, 0]).mean())
+        """Mean distance of each sample (scaled as in training) to its best matching unit,
+        under the map's metric."""
+        return float(reported_distance(self._bmus(X)[2][:, 0], self._metric()).mean())
 
     def topographic_error(self, X):
         """Fraction of samples whose two best units are not neighbours (torus- and
@@ -583,12 +615,12 @@ class SOM(ParamsMixin):
 class _Input:
     """Training data as a validated host array, with its feature names and its engine."""
 
-    def __init__(self, data, name):
+    def __init__(self, data, name, allow_nan=False):
         self.engine = _backend.array_engine(data)
         self.names = _checks.feature_names(data)
         # Validation, scaling and the initial codebook are host code: a GPU array is checked
         # where it lives and copied to the host once; the training engine uploads it again.
-        self.values = self.engine.to_numpy(self.engine.as_array(data, name, 2))
+        self.values = self.engine.to_numpy(self.engine.as_array(data, name, 2, allow_nan))
 
 
 def _check_converged(lattice, settings):

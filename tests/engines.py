@@ -16,7 +16,7 @@ from numba.core import types as numba_types
 from numba.np import numpy_support
 
 from gpusom import _backend
-from gpusom._math import NEIGHBORHOODS, TOPOLOGIES
+from gpusom._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 
 #: True when this process runs numba's CUDA simulator instead of a GPU.
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
@@ -33,12 +33,12 @@ needs_device = pytest.mark.skipif(
 
 
 def train_with(engine, codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood,
-               truncate=3.0, topology="rectangular"):  # fmt: skip
+               truncate=3.0, topology="rectangular", metric="euclidean"):  # fmt: skip
     """One slice of online steps through ``engine``: ``(host codebook, BMU of every step)``."""
     state = engine.to_device(codebook, data)
     nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
     bmus = engine.train_online(
-        *state, order, sigmas, lrs, rows, cols, is_torus, nbh, truncate, lattice
+        *state, order, sigmas, lrs, rows, cols, is_torus, nbh, truncate, lattice, METRICS[metric]
     )
     return engine.to_host(state[0], codebook.shape[1]), np.asarray(bmus)
 

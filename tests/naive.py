@@ -26,9 +26,25 @@ def grid_distance_sq(rows, cols, bmu, is_torus, topology="rectangular"):
     return np.round(4 * (dx * dx + dy * dy)) / 4
 
 
-def bmu(codebook, x):
+def distances(codebook, x, metric="euclidean"):
+    """Ranking distance of ``x`` to every codebook row in float64, present (non-NaN) features
+    only: squared Euclidean, Manhattan, or ``1 - cos`` (1 where a norm is zero)."""
+    present = ~np.isnan(x)
+    w = codebook.astype(np.float64)[:, present]
+    x = np.asarray(x, dtype=np.float64)[present]
+    if metric == "euclidean":
+        return ((w - x) ** 2).sum(axis=1)
+    if metric == "manhattan":
+        return np.abs(w - x).sum(axis=1)
+    norms = np.sqrt((w * w).sum(axis=1)) * np.sqrt((x * x).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = np.where(norms > 0, (w @ x) / norms, 0.0)
+    return np.clip(1.0 - cosine, 0.0, 2.0)
+
+
+def bmu(codebook, x, metric="euclidean"):
     """Flat index of the closest codebook row (float64 direct differences; first on ties)."""
-    return int(np.argmin(((codebook.astype(np.float64) - x) ** 2).sum(axis=1)))
+    return int(np.argmin(distances(codebook, x, metric)))
 
 
 def online_som(
@@ -43,17 +59,19 @@ def online_som(
     neighborhood="gaussian",
     truncate=3.0,
     topology="rectangular",
+    metric="euclidean",
 ):
     """Plain online SOM, the contract in the Notes of ``gpusom.SOM``; returns ``(codebook, bmus)``.
 
-    ``codebook`` is ``(rows * cols, dim)``; arithmetic is done in its dtype.
+    ``codebook`` is ``(rows * cols, dim)``; arithmetic is done in its dtype. NaN features of a
+    sample are missing: its distances skip them and its update leaves them alone.
     """
     codebook = codebook.copy()
     data = data.astype(codebook.dtype)
     bmus = np.empty(len(order), dtype=np.int64)
     for t, i in enumerate(order):
         x = data[i]
-        b = bmu(codebook, x)
+        b = bmu(codebook, x, metric)
         bmus[t] = b
         d2 = grid_distance_sq(rows, cols, b, is_torus, topology)
         sigma = sigmas[t]
@@ -61,7 +79,9 @@ def online_som(
         inside = d2 <= radius * radius
         h = neighbourhood_weight(neighborhood, d2, sigma)
         gain = (lrs[t] * h[inside]).astype(codebook.dtype)[:, None]
-        codebook[inside] += gain * (x - codebook[inside])
+        present = ~np.isnan(x)
+        moved = codebook[np.ix_(inside, present)]
+        codebook[np.ix_(inside, present)] = moved + gain * (x[present] - moved)
     return codebook, bmus
 
 

@@ -31,11 +31,13 @@ class Codebook:
 
 
 class Data:
-    """The internal samples, with each sample's last BMU (the partial distance search's guess)."""
+    """The internal samples, with each sample's last BMU (the partial distance search's guess)
+    and whether it has missing (NaN) features."""
 
     def __init__(self, data, dtype):
         self.values = np.ascontiguousarray(data, dtype=dtype)
         self.guesses = np.zeros(self.values.shape[0], dtype=np.int64)
+        self.missing = np.isnan(self.values).any(axis=1)
 
 
 class CPUEngine(Engine):
@@ -47,8 +49,8 @@ class CPUEngine(Engine):
     def xp(self):
         return np
 
-    def as_array(self, value, name, ndim):
-        return _checks.as_float_array(value, name, ndim)
+    def as_array(self, value, name, ndim, allow_nan=False):
+        return _checks.as_float_array(value, name, ndim, allow_nan)
 
     def to_numpy(self, array):
         return np.asarray(array)
@@ -77,6 +79,7 @@ class CPUEngine(Engine):
         neighborhood,
         truncate,
         topology=0,
+        metric=0,
     ):
         bmus = np.empty(order.size, dtype=np.int64)
         _train_online(
@@ -93,13 +96,15 @@ class CPUEngine(Engine):
             neighborhood,
             truncate,
             topology,
+            metric,
+            data.missing,
             bmus,
         )
         return bmus
 
-    def find_bmus(self, data, codebook, k=1):
+    def find_bmus(self, data, codebook, k=1, metric=0):
         """Exact best units in blocks (``gpusom._bmu_search``), re-ranked by the CPU kernel."""
-        return blocked_bmus(data, codebook, k, np, rerank)
+        return blocked_bmus(data, codebook, k, np, rerank, metric)
 
     #: The batch kernels, run by ``gpusom._batch``.
     batch = batch_kernels

@@ -25,13 +25,18 @@ from numba.extending import overload
 
 from .._config import FASTMATH, FINITE_FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
 from .._math import (
+    COSINE,
+    EUCLIDEAN,
     HEXAGONAL,
     INDEX_MASK,
     LANES,
+    MANHATTAN,
     NO_INDEX,
     axis_delta,
     axis_weight,
     axis_weight_sq,
+    cosine_distance,
+    exact_distance,
     half_width,
     hex_offsets,
     is_separable,
@@ -156,6 +161,58 @@ def pruned_argmin(partial, tail, x_tail, guess):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def metric_distances(head, tail, x, present, metric, norms, out):
+    """``out[n]``: the distance of every cell to ``x`` under ``metric``, present features only.
+
+    The path of every step that is not plain Euclidean on a complete sample: squared Euclidean,
+    Manhattan or cosine (``gpusom._math.cosine_distance``), over the features where
+    ``present`` is 1 (``x`` holds 0 where it is 0, so products with it vanish). No pruning: a
+    cosine's partial sums do not bound it. ``norms`` (``n_cells``) is scratch.
+    """
+    split, n_cells = head.shape
+    out[:] = 0.0
+    norms[:] = 0.0
+    for k in range(split):
+        if present[k] == 0:
+            continue
+        w, xk = head[k], x[k]
+        if metric == EUCLIDEAN:
+            for n in range(n_cells):
+                d = w[n] - xk
+                out[n] += d * d
+        elif metric == MANHATTAN:
+            for n in range(n_cells):
+                out[n] += abs(w[n] - xk)
+        else:
+            for n in range(n_cells):
+                out[n] += w[n] * xk
+                norms[n] += w[n] * w[n]
+    x_tail, present_tail = x[split:], present[split:]
+    if tail.shape[1] > 0:
+        for n in range(n_cells):
+            cell = tail[n]
+            total = norm = cell.dtype.type(0.0)
+            for k in range(cell.size):
+                d = (cell[k] - x_tail[k]) * present_tail[k]
+                if metric == EUCLIDEAN:
+                    total += d * d
+                elif metric == MANHATTAN:
+                    total += abs(d)
+                else:
+                    w = cell[k] * present_tail[k]
+                    total += w * x_tail[k]
+                    norm += w * w
+            out[n] += total
+            norms[n] += norm
+    if metric == COSINE:
+        norm_x = 0.0
+        for k in range(x.size):
+            norm_x += x[k] * x[k]
+        for n in range(n_cells):
+            out[n] = cosine_distance(out[n], norm_x, norms[n])
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _offset_runs(centre, first, last, size, is_torus, starts, stops):
     """Runs of positions ``centre + first`` to ``centre + last`` on one axis (wrapped on a
     torus, clipped on the plane), each position once; returns how many runs (0-2)."""
@@ -182,11 +239,14 @@ def _axis_window(centre, reach, size, is_torus, starts, stops):
 
 
 @njit(fastmath=FASTMATH, inline="always")
-def _apply_run(head, tail, x, base, lo, g):
-    """``w += g[c] * (x - w)`` for the cells ``base + lo + c`` of one run, all features."""
+def _apply_run(head, tail, x, base, lo, g, present, masked):
+    """``w += g[c] * (x - w)`` for the cells ``base + lo + c`` of one run, all features, or
+    (``masked``) the features where ``present`` is 1 only."""
     split = head.shape[0]
-    x_tail = x[split:]
+    x_tail, present_tail = x[split:], present[split:]
     for k in range(split):
+        if masked and present[k] == 0:
+            continue
         w = head[k, base + lo : base + lo + g.size]
         xk = x[k]
         for c in range(g.size):
@@ -196,13 +256,18 @@ def _apply_run(head, tail, x, base, lo, g):
         for c in range(g.size):
             gc = g[c]
             cell = tail[base + lo + c]
-            for k in range(cell.size):
-                cell[k] += gc * (x_tail[k] - cell[k])
+            if masked:
+                # A missing feature has present 0 and x 0: its move is exactly zero.
+                for k in range(cell.size):
+                    cell[k] += gc * present_tail[k] * (x_tail[k] - cell[k])
+            else:
+                for k in range(cell.size):
+                    cell[k] += gc * (x_tail[k] - cell[k])
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood,
-                      radius_sq, weight_by_offset, gain, runs):  # fmt: skip
+                      radius_sq, weight_by_offset, gain, runs, present, masked):  # fmt: skip
     """The update of :func:`update_window` on the hexagonal lattice.
 
     The window ``quadrance <= 4 radius^2`` (``gpusom._math.quadrance``, exact integers) is, per
@@ -245,7 +310,7 @@ def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neigh
                         q = quadrance(r, lo + c, b_row, b_col, rows, cols, is_torus, HEXAGONAL)
                         weight = radial_weight(neighborhood, 0.25 * q, sigma)
                         g[c] = rate * head.dtype.type(weight)
-                _apply_run(head, tail, x, base, lo, g)
+                _apply_run(head, tail, x, base, lo, g, present, masked)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -267,14 +332,18 @@ def update_window(
     gain,
     runs,
     topology,
+    present,
+    masked,
 ):
     """One online update: ``w_n += lr * h(d(bmu, n)) * (x - w_n)`` over the truncated disk.
 
     ``x`` is the sample, zero-padded to the codebook's ``split + tail.shape[1]`` features.
     Scratch: ``weight_by_delta`` (``max(rows, cols) + 1``), ``col_weight`` and ``gain``
     (``cols``) in the codebook's dtype, ``col_delta`` (``cols``) int64, ``runs`` a ``(4, 2)``
-    int64 array. Separable neighbourhoods take one weight per grid distance from a table; the
-    others one per cell, from the squared distance.
+    int64 array. With ``masked``, only the features where ``present`` (the sample's mask, 0 or
+    1, in the codebook's dtype, ``x`` 0 where it is 0) is 1 move. Separable neighbourhoods take
+    one weight per grid distance from a table; the others one per cell, from the squared
+    distance.
     """
     radius = window_radius(neighborhood, sigma, truncate)
     radius_sq = radius * radius
@@ -294,6 +363,8 @@ def update_window(
             weight_by_delta,
             gain,
             runs,
+            present,
+            masked,
         )
         return
     b_row, b_col = bmu // cols, bmu % cols
@@ -330,7 +401,7 @@ def update_window(
                     for c in range(hi - lo):
                         dist_sq = float(d_row * d_row + col_delta[lo + c] * col_delta[lo + c])
                         g[c] = rate * head.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
-                _apply_run(head, tail, x, base, lo, g)
+                _apply_run(head, tail, x, base, lo, g, present, masked)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -348,6 +419,8 @@ def train_online(
     neighborhood,
     truncate,
     topology,
+    metric,
+    missing,
     bmus,
 ):
     """Run ``order.size`` online steps in place; record each step's BMU in ``bmus``.
@@ -369,13 +442,26 @@ def train_online(
     col_delta = np.empty(cols, np.int64)
     gain = np.empty(cols, dtype)
     runs = np.empty((4, 2), np.int64)
+    present = np.zeros(x.size, dtype)
+    present[:dim] = 1.0
+    norms = np.empty(head.shape[1], dtype)
     for t in range(order.size):
         sample = order[t]
         x[:dim] = data[sample]
-        squared_distances(head, x, distances)
-        if tail.shape[1] == 0:
+        masked = missing[sample]
+        if masked:
+            for k in range(dim):
+                present[k] = 0.0 if np.isnan(x[k]) else 1.0
+                if present[k] == 0.0:
+                    x[k] = 0.0
+        if masked or metric != EUCLIDEAN:
+            metric_distances(head, tail, x, present, metric, norms, distances)
+            bmu = argmin_first(distances)
+        elif tail.shape[1] == 0:
+            squared_distances(head, x, distances)
             bmu = argmin_first(distances)
         else:
+            squared_distances(head, x, distances)
             bmu = pruned_argmin(distances, tail, x[split:], guesses[sample])
             guesses[sample] = bmu
         bmus[t] = bmu
@@ -397,7 +483,11 @@ def train_online(
             gain,
             runs,
             topology,
+            present,
+            masked,
         )
+        if masked:
+            present[:dim] = 1.0
 
 
 #: Scores are scanned in chunks of this many cells: a chunk whose smallest score is above the
@@ -432,7 +522,7 @@ def score_chunk_minima(dots, cb_sq, out):
 
 
 @njit(cache=True)
-def rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance):
+def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance):
     """Exact top-``k`` (1 or 2) BMUs from the centred dot products of a matrix product.
 
     ``score[i, j] = cb_sq[j] - 2 * dots[i, j]`` approximates ``||data[i] - codebook[j]||^2`` up
@@ -445,7 +535,6 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance):
     region here measured slower.
     """
     n_cells = dots.shape[1]
-    dim = data.shape[1]
     two = dots.dtype.type(2.0)
     minima = np.empty(-(-n_cells // SCORE_CHUNK), dtype=dots.dtype)
     for i in range(dots.shape[0]):
@@ -468,10 +557,7 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance):
             for j in range(c * SCORE_CHUNK, min((c + 1) * SCORE_CHUNK, n_cells)):
                 if cb_sq[j] - two * row[j] > threshold:
                     continue
-                d = 0.0
-                for f in range(dim):
-                    diff = np.float64(data[i, f]) - np.float64(codebook[j, f])
-                    d += diff * diff
+                d = exact_distance(data, i, codebook, j, metric)
                 if d < best_d:
                     second_d, second_j = best_d, best_j
                     best_d, best_j = d, j

@@ -23,7 +23,7 @@ from numba.core import config as numba_config
 from .. import _batch, _bmu_search, _checks
 from .._engine import Engine
 from .._errors import GPU_INSTALL_HINT, BackendUnavailableError
-from .._math import INDEX_MASK, NO_INDEX, PACKED_MAX_CELLS
+from .._math import EUCLIDEAN, INDEX_MASK, NO_INDEX, PACKED_MAX_CELLS
 from . import batch as batch_kernels
 from . import config, kernels
 
@@ -33,6 +33,16 @@ SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 #: Driver error codes of a refused cooperative launch (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE,
 #: CUDA_ERROR_NOT_SUPPORTED): nothing ran, so the per-step driver can run the slice instead.
 COOPERATIVE_REFUSALS = (720, 801)
+
+
+class DeviceData:
+    """The training samples on the device, ``(n_samples, padded_dim)``, and ``missing``: true
+    for each sample with NaN (missing) features."""
+
+    def __init__(self, values, missing):
+        self.values = cuda.to_device(values)
+        self.missing = cuda.to_device(missing)
+        self.any_missing = bool(missing.any())
 
 
 class CUDAEngine(Engine):
@@ -56,14 +66,14 @@ class CUDAEngine(Engine):
             ) from exc
         return cupy
 
-    def as_array(self, value, name, ndim):
+    def as_array(self, value, name, ndim, allow_nan=False):
         """As ``gpusom._checks.as_float_array`` (same checks and messages), on the device."""
         xp = self.xp
         try:
             array = xp.asarray(value)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be a numeric array: {exc}") from None
-        return _checks.checked_float_array(array, name, ndim, xp)
+        return _checks.checked_float_array(array, name, ndim, xp, allow_nan)
 
     def to_numpy(self, array):
         xp = self.xp
@@ -85,7 +95,8 @@ class CUDAEngine(Engine):
 
     def to_device(self, codebook, data):
         """The layout of ``gpusom.cuda.kernels``: the codebook ``(padded_dim, n_cells)``, the
-        data ``(n_samples, padded_dim)``, zero-padded, both in the codebook's dtype."""
+        data ``(n_samples, padded_dim)``, zero-padded, both in the codebook's dtype, with the
+        samples' missing-value flags (``DeviceData``)."""
         n_cells, dim = codebook.shape
         n_samples = data.shape[0]
         width = kernels.padded_dim(dim)
@@ -97,7 +108,7 @@ class CUDAEngine(Engine):
         internal[:dim] = codebook.T
         padded = np.zeros((n_samples, width), dtype=codebook.dtype)
         padded[:, :dim] = data
-        return cuda.to_device(internal), cuda.to_device(padded)
+        return cuda.to_device(internal), DeviceData(padded, np.isnan(data).any(axis=1))
 
     def to_host(self, codebook, dim):
         return np.ascontiguousarray(codebook.copy_to_host()[:dim].T)
@@ -115,6 +126,7 @@ class CUDAEngine(Engine):
         neighborhood,
         truncate,
         topology=0,
+        metric=0,
     ):
         threads = _threads_per_block()
         driver = _driver()
@@ -125,8 +137,12 @@ class CUDAEngine(Engine):
         blocks_needed = -(-codebook.shape[1] // threads)
         self.check_memory(32 * n_steps + 16 * blocks_needed, f"the schedules of {n_steps} steps")
         record = cuda.to_device(np.full(n_steps, NO_INDEX, dtype=np.int64))
-        # float32 BMUs meet in packed keys (one atomic per block), float64 in per-block pairs.
-        packed = codebook.dtype == np.float32 and codebook.shape[1] <= PACKED_MAX_CELLS
+        # float32 BMUs meet in packed keys (one atomic per block), float64 in per-block pairs;
+        # other metrics and missing values take the general kernels, with pairs.
+        general = metric != EUCLIDEAN or data.any_missing
+        packed = (
+            not general and codebook.dtype == np.float32 and codebook.shape[1] <= PACKED_MAX_CELLS
+        )
         partials = (
             ()
             if packed
@@ -134,9 +150,10 @@ class CUDAEngine(Engine):
                 cuda.device_array((2, blocks_needed), dtype=t) for t in (np.float64, np.int64)
             )
         )
+        options = (metric, data.missing) if general else ()
         args = (
             codebook,
-            data,
+            data.values,
             cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)),
             cuda.to_device(np.ascontiguousarray(sigmas, dtype=np.float64)),
             cuda.to_device(np.ascontiguousarray(lrs, dtype=np.float64)),
@@ -146,14 +163,15 @@ class CUDAEngine(Engine):
             neighborhood,
             float(truncate),
             topology,
+            *options,
             record,
             *partials,
         )
-        driver(args, packed, threads, blocks_needed)
+        driver(args, "any" if general else "packed" if packed else "pairs", threads, blocks_needed)
         found = record.copy_to_host()
         return found & INDEX_MASK if packed else found
 
-    def find_bmus(self, data, codebook, k=1):
+    def find_bmus(self, data, codebook, k=1, metric=0):
         """Exact best units in blocks (``gpusom._bmu_search``): cupy matrix products give the
         scores, the :func:`kernels.rerank` kernel (one block per sample) ranks the candidates."""
         xp = self.xp
@@ -169,7 +187,7 @@ class CUDAEngine(Engine):
         def rerank(dots, *rest):
             kernels.rerank[min(dots.shape[0], config.MAX_BLOCKS), threads](dots, *rest)
 
-        return _bmu_search.blocked_bmus(data, codebook, k, xp, rerank)
+        return _bmu_search.blocked_bmus(data, codebook, k, xp, rerank, metric)
 
     #: The batch kernels, run by ``gpusom._batch``.
     batch = batch_kernels
@@ -223,18 +241,28 @@ def _threads_per_block():
     return threads
 
 
-def _per_step(args, packed, threads, blocks_needed):
+#: The training kernels by variant: packed float32 keys, per-block pairs, or any metric and
+#: missing values (pairs). Looked up at each launch, so tests can stand in for a kernel.
+PHASE_KERNELS = {"packed": "train_phase_packed", "pairs": "train_phase", "any": "train_phase_any"}
+PERSISTENT_KERNELS = {
+    "packed": "train_persistent_packed",
+    "pairs": "train_persistent",
+    "any": "train_persistent_any",
+}
+
+
+def _per_step(args, variant, threads, blocks_needed):
     """One launch per phase; the kernel boundary orders the phases."""
-    kernel = kernels.train_phase_packed if packed else kernels.train_phase
+    kernel = getattr(kernels, PHASE_KERNELS[variant])
     launch = kernel[min(blocks_needed, config.MAX_BLOCKS), threads]
     for t in range(args[2].size + 1):
         launch(*args, t)
 
 
-def _persistent(args, packed, threads, blocks_needed):
+def _persistent(args, variant, threads, blocks_needed):
     """All phases in one cooperative launch, sized to what the device runs at once."""
     blocks = min(blocks_needed, config.PERSISTENT_BLOCKS or blocks_needed)
-    kernel = kernels.train_persistent_packed if packed else kernels.train_persistent
+    kernel = getattr(kernels, PERSISTENT_KERNELS[variant])
     if SIMULATOR:
         # The simulator runs blocks one after another: grid.sync() is right with one block only.
         kernel[1, threads](*args)
@@ -257,7 +285,7 @@ def _persistent(args, packed, threads, blocks_needed):
             stacklevel=2,
         )
         config.DRIVER = "per_step"
-        _per_step(args, packed, threads, blocks_needed)
+        _per_step(args, variant, threads, blocks_needed)
 
 
 class _Refused(Exception):

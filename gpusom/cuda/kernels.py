@@ -40,13 +40,18 @@ import numpy as np
 from numba import cuda
 
 from .._math import (
+    COSINE,
+    EUCLIDEAN,
     INDEX_MASK,
     LANES,
+    MANHATTAN,
     NO_INDEX,
     RECTANGULAR,
     axis_delta,
     axis_weight,
     axis_weight_sq,
+    cosine_distance,
+    exact_distance,
     hex_offsets,
     is_separable,
     packed_key,
@@ -189,6 +194,37 @@ def _update_and_measure(codebook, data, n, gain, previous, sample):
 
 
 @cuda.jit(device=True)
+def _update_and_measure_any(codebook, data, n, gain, previous, sample, update, metric):
+    """:func:`_update_and_measure` for any metric and missing (NaN) features, one feature at a
+    time: the update (when ``update``) skips features missing from row ``previous``, the
+    distance those missing from ``sample``. Features are summed in order, as
+    ``gpusom.cpu.kernels.metric_distances`` sums them; the result is in the codebook's dtype.
+    """
+    total = norm_w = norm_x = codebook.dtype.type(0)
+    source, x = data[previous], data[sample]
+    for k in range(codebook.shape[0]):
+        w = codebook[k, n]
+        if update:
+            s = source[k]
+            if s == s:
+                w += gain * (s - w)
+                codebook[k, n] = w
+        xk = x[k]
+        if xk == xk:
+            if metric == EUCLIDEAN:
+                total += (w - xk) * (w - xk)
+            elif metric == MANHATTAN:
+                total += abs(w - xk)
+            else:
+                total += w * xk
+                norm_w += w * w
+                norm_x += xk * xk
+    if metric == COSINE:
+        return codebook.dtype.type(cosine_distance(total, norm_x, norm_w))
+    return total
+
+
+@cuda.jit(device=True)
 def _resolve(record, part_d, part_i, step, shared_d, shared_i):
     """The global BMU of ``step`` from the block results published in the previous phase."""
     if part_d is None:
@@ -234,6 +270,8 @@ def _phase(
     neighborhood,
     truncate,
     topology,
+    metric,
+    missing,
     record,
     part_d,
     part_i,
@@ -241,7 +279,12 @@ def _phase(
     shared_d,
     shared_i,
 ):
-    """Phase ``t`` (0 to ``order.size``): update of step ``t - 1``, BMU search of step ``t``."""
+    """Phase ``t`` (0 to ``order.size``): update of step ``t - 1``, BMU search of step ``t``.
+
+    Plain Euclidean steps on complete samples take the two-pass loads of :func:`_measure` and
+    :func:`_update_and_measure`; other metrics, and samples with missing features
+    (``missing[i]``), :func:`_update_and_measure_any`.
+    """
     n_steps = order.size
     searching = t < n_steps
     # Phases without an update (t = 0) or a search (t = T) use a valid row and ignore it.
@@ -258,6 +301,12 @@ def _phase(
         radius = window_radius(neighborhood, sigma, truncate)
         radius_sq = radius * radius
         rate = codebook.dtype.type(lrs[t - 1])
+    # The plain kernels pass missing=None: numba prunes the else branch, and with plain a
+    # constant the general path below is compiled out of them.
+    if missing is None:
+        plain = True
+    else:
+        plain = metric == EUCLIDEAN and not missing[sample] and not missing[previous]
     best_key = NO_INDEX
     best_d, best_i = INF, NO_INDEX
     for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
@@ -286,9 +335,18 @@ def _phase(
             else:
                 dist_sq = 0.25 * float(q)
                 gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
-            distance = _update_and_measure(codebook, data, n, gain, previous, sample)
-        else:
+            if plain:
+                distance = _update_and_measure(codebook, data, n, gain, previous, sample)
+            else:
+                distance = _update_and_measure_any(
+                    codebook, data, n, gain, previous, sample, True, metric
+                )
+        elif plain:
             distance = _measure(codebook, data, n, sample)
+        else:
+            distance = _update_and_measure_any(
+                codebook, data, n, rate, previous, sample, False, metric
+            )
         if part_d is None:
             best_key = min(best_key, _packed_key(distance, n))
         elif ranks_before(np.float64(distance), n, best_d, best_i):
@@ -300,20 +358,20 @@ def _phase(
 @cuda.jit(device=True)
 def _one_phase(
     codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-    topology, record, part_d, part_i, t,
+    topology, metric, missing, record, part_d, part_i, t,
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     _phase(
         codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-        topology, record, part_d, part_i, t, shared_d, shared_i,
+        topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
     )  # fmt: skip
 
 
 @cuda.jit(device=True)
 def _all_phases(
     codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-    topology, record, part_d, part_i,
+    topology, metric, missing, record, part_d, part_i,
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
@@ -322,15 +380,17 @@ def _all_phases(
     for t in range(n_steps + 1):
         _phase(
             codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-            topology, record, part_d, part_i, t, shared_d, shared_i,
+            topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
         )  # fmt: skip
         if t < n_steps:
             grid.sync()
 
 
 # The entry points. A kernel launch cannot pass None (numba-cuda 0.30 rejects it on a device;
-# only the simulator accepts it), so the packed float32 kernels take no pair arrays and hand
-# None to the shared device functions themselves, which numba then compiles without that branch.
+# only the simulator accepts it), so the kernels hand None to the shared device functions
+# themselves, which numba then compiles without that branch: the packed float32 kernels take
+# no pair arrays, and all but the ``*_any`` kernels no metric and no missing-value flags, so
+# the default path carries none of their code (registers: benchmarks/RESULTS.md).
 
 
 @cuda.jit(cache=True)
@@ -340,38 +400,42 @@ def train_phase(
 ):  # fmt: skip
     """One phase per launch: the per-step reference driver launches phases 0 to ``order.size``.
 
-    ``codebook`` ``(padded_dim, n_cells)`` and ``data`` ``(n_samples, padded_dim)`` in one
-    dtype; ``order`` int64, ``sigmas`` and ``lrs`` float64 per step. ``part_d``/``part_i``
-    ``(2, >= blocks)`` hold the block results and ``record`` (int64 per step) receives the BMU
-    indices. For float32, :func:`train_phase_packed` is the faster variant.
+    Euclidean distances on complete samples. ``codebook`` ``(padded_dim, n_cells)`` and
+    ``data`` ``(n_samples, padded_dim)`` in one dtype; ``order`` int64, ``sigmas`` and ``lrs``
+    float64 per step. ``part_d``/``part_i`` ``(2, >= blocks)`` hold the block results and
+    ``record`` (int64 per step) receives the BMU indices. For float32,
+    :func:`train_phase_packed` is the faster variant; :func:`train_phase_any` takes any metric
+    and missing values.
     """
     _one_phase(
         codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-        topology, record, part_d, part_i, t,
+        topology, EUCLIDEAN, None, record, part_d, part_i, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_phase_packed(
-    codebook,
-    data,
-    order,
-    sigmas,
-    lrs,
-    rows,
-    cols,
-    is_torus,
-    neighborhood,
-    truncate,
-    topology,
-    record,
-    t,
-):
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    topology, record, t,
+):  # fmt: skip
     """:func:`train_phase` for float32: ``record`` (starting at ``NO_INDEX``) collects packed
     keys through one 64-bit ``atomic.min`` per block; no pair arrays."""
     _one_phase(
         codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-        topology, record, None, None, t,
+        topology, EUCLIDEAN, None, record, None, None, t,
+    )  # fmt: skip
+
+
+@cuda.jit(cache=True)
+def train_phase_any(
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    topology, metric, missing, record, part_d, part_i, t,
+):  # fmt: skip
+    """:func:`train_phase` under ``metric`` (a code of ``gpusom._math.METRICS``), with
+    ``missing`` (bool per sample) marking the samples with NaN (missing) features."""
+    _one_phase(
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        topology, metric, missing, record, part_d, part_i, t,
     )  # fmt: skip
 
 
@@ -387,46 +451,49 @@ def train_persistent(
     """
     _all_phases(
         codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-        topology, record, part_d, part_i,
+        topology, EUCLIDEAN, None, record, part_d, part_i,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent_packed(
-    codebook,
-    data,
-    order,
-    sigmas,
-    lrs,
-    rows,
-    cols,
-    is_torus,
-    neighborhood,
-    truncate,
-    topology,
-    record,
-):
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    topology, record,
+):  # fmt: skip
     """:func:`train_persistent` for float32, with packed keys as :func:`train_phase_packed`."""
     _all_phases(
         codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-        topology, record, None, None,
+        topology, EUCLIDEAN, None, record, None, None,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
-def rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance):
+def train_persistent_any(
+    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    topology, metric, missing, record, part_d, part_i,
+):  # fmt: skip
+    """:func:`train_persistent` with the metric and missing-value flags of
+    :func:`train_phase_any`."""
+    _all_phases(
+        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        topology, metric, missing, record, part_d, part_i,
+    )  # fmt: skip
+
+
+@cuda.jit(cache=True)
+def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance):
     """Exact top-``k`` (1 or 2) BMUs from a block's matrix product; one block per sample row.
 
     As ``gpusom.cpu.kernels.rerank``: the score ``cb_sq[j] - 2 * dots[i, j]`` approximates
     ``||data[i] - codebook[j]||^2`` up to a per-row constant and an error below
     ``tolerance[i] / 2``; every ``j`` whose score is within ``tolerance[i]`` of the ``k``-th
-    smallest is ranked by its float64 squared distance from direct differences, ties to the
-    lowest index. A missing second unit is ``(-1, inf)``.
+    smallest is ranked by its float64 distance under ``metric`` from direct differences
+    (``gpusom._math.exact_distance``), ties to the lowest index. A missing second unit is
+    ``(-1, inf)``.
     """
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     n_cells = dots.shape[1]
-    dim = data.shape[1]
     tid, size = cuda.threadIdx.x, cuda.blockDim.x
     for i in range(cuda.blockIdx.x, dots.shape[0], cuda.gridDim.x):
         s1, s1i, s2, s2i = INF, NO_INDEX, INF, NO_INDEX
@@ -438,10 +505,7 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, out_index, out_distance):
         b1, b1i, b2, b2i = INF, NO_INDEX, INF, NO_INDEX
         for j in range(tid, n_cells, size):
             if np.float64(cb_sq[j]) - 2.0 * np.float64(dots[i, j]) <= threshold:
-                d = 0.0
-                for f in range(dim):
-                    diff = np.float64(data[i, f]) - np.float64(codebook[j, f])
-                    d += diff * diff
+                d = exact_distance(data, i, codebook, j, metric)
                 b1, b1i, b2, b2i = _merge_top2(b1, b1i, b2, b2i, d, j, INF, NO_INDEX)
         b1, b1i, b2, b2i = _block_top2(shared_d, shared_i, b1, b1i, b2, b2i)
         if tid == 0:
