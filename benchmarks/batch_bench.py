@@ -1,0 +1,399 @@
+"""Batch training: gpusom against the batch peers XPySom, somoclu and IntraSOM; and on Dask.
+
+Run from the repository root::
+
+    python benchmarks/batch_bench.py                    # workloads b and L, every library
+    python benchmarks/batch_bench.py --workloads b --libs gpusom xpysom
+    python benchmarks/batch_bench.py --dask --dask-gb 4 --worker-memory 1GiB
+
+Peers: ``pip install -r benchmarks/requirements.txt``. A peer that is not installed, fails,
+runs past ``--timeout`` or past ``--max-memory-gb`` of address space is skipped with the
+reason printed in its row.
+
+Workloads (bench.py's generator ``clustered``: 20 centres uniform in [0, 1)^dim, noise 0.05),
+``--epochs`` (3) batch epochs each:
+
+- ``b``: 10,000 x 64-d, 40x40 lattice (bench.py's workload b, trained in batch).
+- ``L``: 20,000 x 32-d, 200x200 lattice (40,000 cells, more cells than samples).
+
+What is measured. Each (workload, library) pair runs in its own fresh Python process; a tiny
+call first (8 samples, a 3x4 lattice, one epoch) loads numba's cache or compiles, then the timed
+call is initialisation + training. QE and TE of every library's lattice come from gpusom's
+exact ``quantization_error`` / ``topographic_error`` (8-neighbours, plane), not timed.
+
+Library settings, all Gaussian on a rectangular plane, codebooks initialised from the data:
+
+- ``gpusom``: ``gpusom._batch.train_epochs`` on the CPU engine, codebook drawn from the samples
+  (with replacement, seed 0), radius ``min(rows, cols) / 4`` falling geometrically to 0.5 over the
+  epochs (the Gaussian standard deviations XPySom's defaults use: radius ``min(rows, cols) / 2``
+  to 1 times its ``std_coeff`` of 0.5), window ``SOM``'s default ``truncate``.
+- ``xpysom`` (numpy backend): constructor defaults, ``random_weights_init(data)``, seed 0,
+  ``train(data, epochs)``.
+- ``somoclu`` (dense CPU kernel, OpenMP): ``Somoclu(cols, rows)`` defaults, ``train(data
+  as float32, epochs=epochs)``; its random init is seeded in its C++ code.
+- ``intrasom``: ``SOMFactory.build(..., initialization="random")``, ``train(train_rough_len=
+  epochs - 1, train_finetune_len=1)`` with its default radii, numpy seeded with 0, in a scratch
+  folder (it writes files).
+
+``--dask`` runs the out-of-core check instead: a ``distributed.LocalCluster`` of
+``--dask-workers`` single-threaded worker processes with ``--worker-memory`` each trains
+``gpusom._dask.train_batch`` on ``--dask-gb`` of float32 samples from ``dask.array.random``
+(regenerated chunk by chunk at every epoch, never held whole), ``--dask-epochs`` epochs. It
+reports samples x cells per second, the peak resident memory of each worker (the workers'
+own ``SystemMonitor`` samples, every 0.5 s), the time of one bare pass over the data (the
+generator's share), and the efficiency against the single-process
+``gpusom._batch.train_epochs`` on a ``--dask-subset`` of the same data held in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import inspect
+import io
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+for path in (str(REPO_ROOT), str(HERE)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from bench import clustered, cpu_model, import_gpusom, version_of  # noqa: E402
+
+SEED = 0
+# name: (samples, dim, rows, cols)
+WORKLOADS = {"b": (10_000, 64, 40, 40), "L": (20_000, 32, 200, 200)}
+LIBS = ["gpusom", "xpysom", "somoclu", "intrasom"]
+DISTS = {"gpusom": "gpusom", "xpysom": "XPySom", "somoclu": "somoclu", "intrasom": "IntraSOM"}
+
+
+# --------------------------------------------------------------------------- gpusom
+
+
+def gpusom_sigmas(rows, cols, epochs):
+    """The Gaussian standard deviation of each epoch: min(rows, cols) / 4 falling to 0.5."""
+    return np.geomspace(max(min(rows, cols) / 4, 0.5), 0.5, epochs)
+
+
+def gpusom_settings(rows, cols, epochs):
+    """The keyword arguments of ``_batch.train_epochs`` / ``_dask.train_batch`` but the data."""
+    from gpusom import SOM
+    from gpusom._math import NEIGHBORHOODS, TOPOLOGIES
+
+    truncate = inspect.signature(SOM).parameters["truncate"].default
+    return {
+        "sigmas": gpusom_sigmas(rows, cols, epochs).tolist(),
+        "rows": rows,
+        "cols": cols,
+        "is_torus": False,
+        "neighborhood": NEIGHBORHOODS["gaussian"],
+        "truncate": truncate,
+        "topology": TOPOLOGIES["rectangular"],
+    }
+
+
+def sample_codebook(data, cells, seed=SEED):
+    """``cells`` samples drawn with replacement: the starting codebook."""
+    return data[np.random.default_rng(seed).integers(0, len(data), cells)].copy()
+
+
+def train_gpusom(data, rows, cols, epochs):
+    from gpusom import _backend, _batch
+
+    codebook = sample_codebook(data, rows * cols)
+    settings = gpusom_settings(rows, cols, epochs)
+    lattice = _batch.train_epochs(_backend.cpu_engine(), codebook, data, **settings)
+    return lattice.reshape(rows, cols, -1), "sample init, sigma " + " > ".join(
+        f"{s:.3g}" for s in settings["sigmas"]
+    )
+
+
+# --------------------------------------------------------------------------- peers
+
+
+def train_xpysom(data, rows, cols, epochs):
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a warning when cupy is absent
+        from xpysom import XPySom
+
+        som = XPySom(rows, cols, data.shape[1], random_seed=SEED, xp=np)
+        som.random_weights_init(data)
+        som.train(data, epochs)
+    return np.asarray(som.get_weights()), "defaults, sample init"
+
+
+def train_somoclu(data, rows, cols, epochs):
+    import somoclu
+
+    som = somoclu.Somoclu(cols, rows)
+    som.train(np.ascontiguousarray(data, dtype=np.float32), epochs=epochs)
+    return np.asarray(som.codebook).reshape(rows, cols, -1), "defaults, random init"
+
+
+def train_intrasom(data, rows, cols, epochs):
+    import pandas as pd
+    from intrasom import intrasom
+
+    np.random.seed(SEED)  # noqa: NPY002  intrasom draws its init from numpy's global RNG
+    frame = pd.DataFrame(data, columns=[f"f{i}" for i in range(data.shape[1])])
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            som = intrasom.SOMFactory.build(
+                frame,
+                mapsize=(cols, rows),
+                mapshape="planar",
+                lattice="rect",
+                normalization=None,
+                initialization="random",
+            )
+            som.train(
+                save=False,
+                summary=False,
+                train_rough_len=max(epochs - 1, 1),
+                train_finetune_len=1,
+            )
+    lattice = np.asarray(som.codebook.matrix, dtype=np.float64).reshape(rows, cols, -1)
+    return lattice, f"random init, rough {max(epochs - 1, 1)} + fine 1 epochs"
+
+
+TRAINERS = {
+    "gpusom": train_gpusom,
+    "xpysom": train_xpysom,
+    "somoclu": train_somoclu,
+    "intrasom": train_intrasom,
+}
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def run_worker(spec):
+    """Train one library on one workload in this process; write its row to ``spec["out"]``."""
+    from gpusom import quantization_error, topographic_error
+
+    n, dim, rows, cols = WORKLOADS[spec["workload"]]
+    data = clustered(n, dim=dim)
+    train = TRAINERS[spec["lib"]]
+    train(data[:8], 3, 4, 1)  # numba's cache load or compilation, somoclu's OpenMP start-up
+    start = time.perf_counter()
+    lattice, notes = train(data, rows, cols, spec["epochs"])
+    seconds = time.perf_counter() - start
+    lattice = np.asarray(lattice, dtype=np.float64)
+    if lattice.shape != (rows, cols, dim):
+        raise ValueError(f"{spec['lib']} returned a lattice of shape {lattice.shape}")
+    row = {
+        "workload": spec["workload"],
+        "library": spec["lib"],
+        "seconds": seconds,
+        "qe": float(quantization_error(data, lattice)),
+        "te": float(topographic_error(data, lattice)),
+        "notes": notes,
+    }
+    Path(spec["out"]).write_text(json.dumps(row))
+
+
+def _limit_memory(max_bytes):
+    """A ``preexec_fn``: cap the child's address space, so a peer that would swamp this shared
+    machine fails with a MemoryError instead."""
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+    return apply
+
+
+def run_pair(workload, lib, args, scratch):
+    base = {"workload": workload, "library": lib}
+    if version_of(DISTS[lib]) == "not installed":
+        return {**base, "error": f"{DISTS[lib]} is not installed"}
+    out = Path(scratch) / f"{workload}-{lib}.json"
+    spec = {"workload": workload, "lib": lib, "epochs": args.epochs, "out": str(out)}
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+            check=False,
+            preexec_fn=_limit_memory(int(args.max_memory_gb * 2**30)),
+        )
+    except subprocess.TimeoutExpired:
+        return {**base, "error": f"over the {args.timeout:g} s timeout"}
+    if proc.returncode != 0 or not out.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]
+        return {**base, "error": " | ".join(tail) or f"exit {proc.returncode}"}
+    return json.loads(out.read_text())
+
+
+def print_table(rows):
+    print("| workload | library | seconds | time / gpusom's | QE | TE | notes |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    ours = {
+        r["workload"]: r["seconds"] for r in rows if r["library"] == "gpusom" and "seconds" in r
+    }
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['workload']} | {r['library']} | n/a | | | | skipped: {r['error']} |")
+            continue
+        ratio = r["seconds"] / ours[r["workload"]] if r["workload"] in ours else float("nan")
+        print(
+            f"| {r['workload']} | {r['library']} | {r['seconds']:.3f} | {ratio:.2f} | "
+            f"{r['qe']:.4f} | {r['te']:.4f} | {r['notes']} |"
+        )
+
+
+def machine_info():
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        **{name: version_of(dist) for name, dist in DISTS.items()},
+    }
+
+
+# --------------------------------------------------------------------------- dask
+
+
+def _peak_rss(dask_worker):
+    """The largest resident memory the worker's ``SystemMonitor`` sampled, in bytes."""
+    return max(dask_worker.monitor.quantities["memory"], default=0)
+
+
+def run_dask(args):
+    import dask
+    import dask.array as da
+    import distributed
+
+    from gpusom import _backend, _batch, _dask
+
+    rows, cols = args.dask_shape
+    dim, epochs = args.dask_dim, args.dask_epochs
+    n = int(args.dask_gb * 2**30 // (4 * dim))
+    chunk = max(1, int(args.chunk_mb * 2**20 // (4 * dim)))
+    settings = gpusom_settings(rows, cols, epochs)
+    cells = rows * cols
+    data = da.random.default_rng(SEED).random((n, dim), chunks=(chunk, dim), dtype=np.float32)
+    codebook = data[:cells].compute()  # the first samples as the starting codebook
+
+    with (
+        distributed.LocalCluster(
+            n_workers=args.dask_workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=args.worker_memory,
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        # numba's cache load or compilation in every worker, outside the timing
+        warm = da.from_array(np.asarray(codebook[:8]), chunks=4)
+        _dask.train_batch(warm, codebook[:12], [1.0], 3, 4, False, 0, 2.0, 0, client=client)
+        start = time.perf_counter()
+        dask.compute(data.sum(axis=0))
+        generate_s = time.perf_counter() - start
+        start = time.perf_counter()
+        _dask.train_batch(data, codebook, client=client, **settings)
+        dask_s = time.perf_counter() - start
+        peaks = client.run(_peak_rss)
+        limit = cluster.workers[next(iter(cluster.workers))].memory_manager.memory_limit
+    dask_rate = n * cells * epochs / dask_s
+
+    subset = data[: args.dask_subset].compute()
+    host = _backend.cpu_engine()
+    _batch.train_epochs(host, codebook[:12], subset[:8], [1.0], 3, 4, False, 0, 2.0, 0)
+    start = time.perf_counter()
+    _batch.train_epochs(host, codebook, subset, **settings)
+    single_s = time.perf_counter() - start
+    single_rate = len(subset) * cells * epochs / single_s
+
+    gb = n * dim * 4 / 2**30
+    print(
+        f"Dask: {n:,} x {dim} float32 samples ({gb:.2f} GiB, chunks of {chunk:,} rows), "
+        f"{rows}x{cols} lattice, {epochs} epochs, {args.dask_workers} single-threaded worker "
+        f"processes with a memory limit of {limit / 2**30:.2f} GiB each"
+    )
+    print(f"  train_batch:       {dask_s:.1f} s, {dask_rate:.3g} samples x cells / s")
+    print(f"  one bare pass over the data (generation): {generate_s:.1f} s")
+    for address, peak in sorted(peaks.items()):
+        print(f"  peak worker memory {address}: {peak / 2**20:.0f} MiB")
+    print(
+        f"  single process, train_epochs on {len(subset):,} samples in memory: {single_s:.1f} s, "
+        f"{single_rate:.3g} samples x cells / s"
+    )
+    # The workers run one thread each (distributed sets OMP/OPENBLAS_NUM_THREADS=1 in them);
+    # the single process uses every core through its BLAS threads, so the ratio compares the
+    # same cores
+    print(
+        f"  efficiency: {dask_rate / single_rate:.2f} x the single process "
+        f"({os.cpu_count()} cores: its BLAS threads against {args.dask_workers} workers)"
+    )
+    print(json.dumps(machine_info()))
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--libs", nargs="+", default=LIBS, choices=LIBS)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per library run")
+    parser.add_argument("--max-memory-gb", type=float, default=8.0, help="per library run")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--dask", action="store_true", help="the out-of-core run instead")
+    parser.add_argument("--dask-gb", type=float, default=4.0, help="float32 data, GiB")
+    parser.add_argument("--dask-dim", type=int, default=32)
+    parser.add_argument("--dask-shape", type=int, nargs=2, default=(20, 20))
+    parser.add_argument("--dask-epochs", type=int, default=3)
+    parser.add_argument("--dask-workers", type=int, default=2)
+    parser.add_argument("--dask-subset", type=int, default=500_000, help="samples, in memory")
+    parser.add_argument("--worker-memory", default="1GiB")
+    parser.add_argument("--chunk-mb", type=float, default=32.0)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(json.loads(args.worker))
+        return
+    gpusom, error = import_gpusom()
+    if gpusom is None:
+        sys.exit(f"gpusom is needed for every row (training or scoring): {error}")
+    if args.dask:
+        run_dask(args)
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for workload in args.workloads:
+            for lib in args.libs:
+                rows.append(run_pair(workload, lib, args, scratch))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    for workload in args.workloads:
+        n, dim, r, c = WORKLOADS[workload]
+        print(f"{workload}: {n:,} x {dim}-d samples, {r}x{c} lattice, {args.epochs} epochs")
+    print_table(rows)
+    print(json.dumps(machine_info()))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
