@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from . import _backend, _checks
+from ._math import EUCLIDEAN, reported_distance
 from .analysis import group_by_cell, non_adjacent_share
 
 INSTALL_HINT = 'pip install "gpusom[dask]"'
@@ -72,14 +73,15 @@ def _is_dask_frame(obj):
     return frame is not None and isinstance(obj, frame.DataFrame)
 
 
-def as_dask_array(value, name="data"):
+def as_dask_array(value, name="data", allow_nan=False):
     """``value`` as a validated ``(n_samples, dim)`` dask Array, and its feature names.
 
     The checks that the metadata allows (type, dimensions, dtype, empty) raise here, before any
     work is scheduled; only the DataFrame's partition lengths are computed
     (``to_dask_array(lengths=True)``), after its columns passed. NaN and infinite values can only
-    be seen in the values: each chunk's task checks its own and raises a ``ValueError`` naming
-    ``name`` when the array is computed.
+    be seen in the values: each chunk's task checks its own, as ``gpusom._checks.
+    checked_float_array`` does, and raises its ``ValueError`` naming ``name`` when the array is
+    computed.
 
     Parameters
     ----------
@@ -87,6 +89,9 @@ def as_dask_array(value, name="data"):
         A 2-D array of numbers, or a DataFrame of numeric columns (missing values count as NaN).
     name : str, default "data"
         The argument's name in error messages.
+    allow_nan : bool, default False
+        NaN marks missing values (``nan_policy="ignore"``): only infinite values and samples
+        with no present value are errors.
 
     Returns
     -------
@@ -126,10 +131,11 @@ def as_dask_array(value, name="data"):
         array = array.astype(np.float64)
     checked = array.map_blocks(
         _finite_block,
-        name=_CHECKED + dask.base.tokenize(array, name),
+        name=_CHECKED + dask.base.tokenize(array, name, allow_nan),
         dtype=array.dtype,
         meta=array._meta,
         check_name=name,
+        allow_nan=allow_nan,
     )
     return checked, names
 
@@ -153,12 +159,12 @@ def _frame_array(frame, name):
     return values.to_dask_array(lengths=True), names
 
 
-def _finite_block(block, check_name):
-    """``block`` itself, after checking that every value is finite (runs in the chunk's task)."""
-    xp = _backend.array_engine(block).xp
-    bad = int(xp.count_nonzero(~xp.isfinite(block)))
-    if bad:
-        raise ValueError(f"{check_name} contains {bad} NaN or infinite value(s) in one chunk")
+def _finite_block(block, check_name, allow_nan):
+    """``block`` itself, after the value checks of ``_checks.checked_float_array`` (runs in the
+    chunk's task)."""
+    if block.shape[0]:  # an empty partition of a DataFrame is no empty data set
+        xp = _backend.array_engine(block).xp
+        _checks.checked_float_array(block, check_name, 2, xp, allow_nan)
     return block
 
 
@@ -302,7 +308,7 @@ def _chunk_sums(chunk, codebook):
 # -- analysis ------------------------------------------------------------------------------------
 
 
-def find_bmus(data, codebook, k=1):
+def find_bmus(data, codebook, k=1, metric=EUCLIDEAN, allow_nan=False):
     """Lazy exact ``k`` best units of every sample, chunk by chunk.
 
     Parameters
@@ -311,18 +317,24 @@ def find_bmus(data, codebook, k=1):
         ``(n_samples, dim)`` samples.
     codebook : array of shape (n_cells, dim)
     k : {1, 2}, default 1
+    metric : int, default 0 (Euclidean)
+        A code of ``gpusom._math.METRICS``.
+    allow_nan : bool, default False
+        NaN features are missing values (``nan_policy="ignore"``), as in ``Engine.find_bmus``.
 
     Returns
     -------
     index : dask.array.Array of int64, shape (n_samples, k)
         Flat cell indices; ties to the lowest index; a missing second unit is -1.
-    squared_distance : dask.array.Array of float64, shape (n_samples, k)
-        A missing second unit is inf.
+    distance : dask.array.Array of float64, shape (n_samples, k)
+        The ranking value of ``Engine.find_bmus``: the squared distance under the Euclidean
+        metric (``gpusom._math.reported_distance`` gives what users see); a missing second
+        unit is inf.
 
     Both come from the same tasks: computing them together searches each chunk once.
     """
     dask = _dask()
-    data, _ = as_dask_array(data, "data")
+    data, _ = as_dask_array(data, "data", allow_nan)
     codebook = _numpy_codebook(codebook, data.shape[1])
     if k not in (1, 2):
         raise ValueError(f"k must be 1 or 2, got {k!r}")
@@ -334,42 +346,51 @@ def find_bmus(data, codebook, k=1):
         output_sizes={"k": k},
         codebook=dask.delayed(codebook, pure=True),
         k=k,
+        metric=metric,
     )
 
 
-def _chunk_bmus(chunk, codebook, k):
-    """``(index, squared_distance)`` of one chunk as numpy arrays, on the chunk's engine."""
+def _chunk_bmus(chunk, codebook, k, metric):
+    """``(index, distance)`` of one chunk as numpy arrays, on the chunk's engine."""
     if chunk.shape[0] == 0:
         return np.empty((0, k), np.int64), np.empty((0, k))
     engine = _backend.array_engine(chunk)
-    index, distance = engine.find_bmus(chunk, engine.xp.asarray(codebook), k)
+    index, distance = engine.find_bmus(chunk, engine.xp.asarray(codebook), k, metric)
     return engine.to_numpy(index), engine.to_numpy(distance)
 
 
-def predict(data, codebook):
-    """Lazy flat index ``row * cols + col`` of each sample's best unit: int64 ``(n_samples,)``."""
-    return find_bmus(data, codebook, 1)[0][:, 0]
+def predict(data, codebook, metric=EUCLIDEAN, allow_nan=False):
+    """Lazy flat index ``row * cols + col`` of each sample's best unit: int64 ``(n_samples,)``.
+
+    ``metric`` and ``allow_nan`` as in :func:`find_bmus`.
+    """
+    return find_bmus(data, codebook, 1, metric, allow_nan)[0][:, 0]
 
 
-def transform(data, codebook, cols):
+def transform(data, codebook, cols, metric=EUCLIDEAN, allow_nan=False):
     """Lazy ``(row, col)`` of each sample's best unit on a lattice of ``cols`` columns.
+
+    ``metric`` and ``allow_nan`` as in :func:`find_bmus`.
 
     Returns
     -------
     dask.array.Array of int64, shape (n_samples, 2)
     """
     dask = _dask()
-    flat = predict(data, codebook)
+    flat = predict(data, codebook, metric, allow_nan)
     return dask.array.stack([flat // cols, flat % cols], axis=1)
 
 
-def quantization_error(data, codebook):
-    """Lazy mean Euclidean distance of each sample to its best unit: a 0-d float64 dask array."""
-    _, distance = find_bmus(data, codebook, 1)
-    return _dask().array.sqrt(distance[:, 0]).mean()
+def quantization_error(data, codebook, metric=EUCLIDEAN, allow_nan=False):
+    """Lazy mean distance of each sample to its best unit under ``metric``: a 0-d float64 dask
+    array. ``metric`` and ``allow_nan`` as in :func:`find_bmus`."""
+    _, distance = find_bmus(data, codebook, 1, metric, allow_nan)
+    return reported_distance(distance[:, 0], metric).mean()
 
 
-def topographic_error(data, codebook, rows, cols, is_torus, topology="rectangular"):
+def topographic_error(
+    data, codebook, rows, cols, is_torus, topology="rectangular", metric=EUCLIDEAN, allow_nan=False
+):
     """Lazy share of samples whose two best units are not lattice neighbours.
 
     Each chunk's share (``gpusom.analysis.non_adjacent_share``) is weighted by its number of
@@ -382,6 +403,8 @@ def topographic_error(data, codebook, rows, cols, is_torus, topology="rectangula
     rows, cols : int
     is_torus : bool
     topology : {"rectangular", "hexagonal"}, default "rectangular"
+    metric, allow_nan
+        As in :func:`find_bmus`.
 
     Returns
     -------
@@ -391,9 +414,9 @@ def topographic_error(data, codebook, rows, cols, is_torus, topology="rectangula
     dask = _dask()
     da = dask.array
     if rows * cols == 1:
-        as_dask_array(data, "data")
+        as_dask_array(data, "data", allow_nan)
         return da.zeros((), dtype=np.float64)
-    index, _ = find_bmus(data, codebook, 2)
+    index, _ = find_bmus(data, codebook, 2, metric, allow_nan)
     parts = index.map_blocks(
         _chunk_non_adjacent,
         rows,
@@ -417,7 +440,7 @@ def _chunk_non_adjacent(index, rows, cols, is_torus, topology):
     return np.array([[share * n, n]], dtype=np.float64)
 
 
-def project(data, codebook, shape, labels=None, samples=None):
+def project(data, codebook, shape, labels=None, samples=None, metric=EUCLIDEAN, allow_nan=False):
     """Group samples by their best unit, as ``gpusom.analysis.group_by_cell``. Computes.
 
     The result is a dict of samples in memory, so this computes the BMUs, and the samples
@@ -434,6 +457,8 @@ def project(data, codebook, shape, labels=None, samples=None):
         One label per sample; when given, the cells hold labels instead of samples.
     samples : dask.array.Array, optional
         What the cells hold when no labels are given (the unscaled samples); default ``data``.
+    metric, allow_nan
+        As in :func:`find_bmus`.
 
     Returns
     -------
@@ -441,8 +466,8 @@ def project(data, codebook, shape, labels=None, samples=None):
         ``{(row, col): [...]}`` for every cell, in row-major order.
     """
     dask = _dask()
-    data, _ = as_dask_array(data, "data")
-    flat = predict(data, codebook)
+    data, _ = as_dask_array(data, "data", allow_nan)
+    flat = predict(data, codebook, metric, allow_nan)
     if labels is not None:
         n = data.shape[0]
         if not np.isnan(n):
@@ -450,7 +475,7 @@ def project(data, codebook, shape, labels=None, samples=None):
             labels = _checks.as_labels(labels, int(n), "labels")
         (flat,) = dask.compute(flat)
         return group_by_cell(flat, shape, _checks.as_labels(labels, flat.shape[0], "labels"))
-    samples = data if samples is None else as_dask_array(samples, "samples")[0]
+    samples = data if samples is None else as_dask_array(samples, "samples", allow_nan)[0]
     flat, items = dask.compute(flat, samples)
     items = _backend.array_engine(items).to_numpy(items)
     return group_by_cell(flat, shape, items)

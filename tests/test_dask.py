@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gpusom import _backend, _batch, _dask
-from gpusom._math import NEIGHBORHOODS, TOPOLOGIES
+from gpusom._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from gpusom.analysis import group_by_cell, non_adjacent_share
 
 da = pytest.importorskip("dask.array")
@@ -197,6 +197,38 @@ def test_errors_are_lazy_scalars():
         assert isinstance(te, da.Array) and te.shape == ()
         expected = non_adjacent_share(index, ROWS, COLS, is_torus, topology)
         np.testing.assert_allclose(te.compute(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "manhattan"])
+def test_other_metrics(metric):
+    data, codebook, chunked = _chunked()
+    code = METRICS[metric]
+    index, distance = _backend.cpu_engine().find_bmus(data, codebook, 2, code)
+    lazy_index, lazy_distance = _dask.find_bmus(chunked, codebook, 2, code)
+    np.testing.assert_array_equal(lazy_index.compute(), index)
+    np.testing.assert_array_equal(lazy_distance.compute(), distance)
+    qe = _dask.quantization_error(chunked, codebook, code).compute()
+    np.testing.assert_allclose(qe, distance[:, 0].mean(), rtol=1e-12)
+    te = _dask.topographic_error(chunked, codebook, ROWS, COLS, False, metric=code).compute()
+    np.testing.assert_allclose(te, non_adjacent_share(index, ROWS, COLS, False), rtol=1e-12)
+
+
+def test_missing_values_where_allowed():
+    data, codebook, _ = _chunked()
+    data[[3, 250, 499], [0, 2, 3]] = np.nan
+    chunked = da.from_array(data, chunks=(120, DIM))
+    expected = _backend.cpu_engine().find_bmus(data, codebook, 1)
+    index, distance = _dask.find_bmus(chunked, codebook, allow_nan=True)
+    np.testing.assert_array_equal(index.compute(), expected[0])
+    np.testing.assert_array_equal(distance.compute(), expected[1])
+    with pytest.raises(ValueError, match='use nan_policy="ignore"'):
+        _dask.predict(chunked, codebook).compute()
+    data[7] = np.nan
+    with pytest.raises(ValueError, match=r"data has 1 row\(s\) with no present value"):
+        _dask.predict(da.from_array(data, chunks=120), codebook, allow_nan=True).compute()
+    data[7] = np.inf
+    with pytest.raises(ValueError, match="data contains 4 infinite value"):
+        _dask.predict(da.from_array(data, chunks=120), codebook, allow_nan=True).compute()
 
 
 def test_topographic_error_of_one_cell_is_zero():
