@@ -77,7 +77,7 @@ def analysis_engine(trained_on, data_engine):
     A map trained on the GPU, or GPU data, is analysed on the GPU; where the CUDA engine cannot
     run (a model loaded on a machine without a GPU or without cupy), on the CPU.
     """
-    if trained_on == "cpu" and data_engine.name == "cpu":
+    if trained_on in ("cpu", "dask") and data_engine.name == "cpu":
         return data_engine
     engine = usable_cuda_or_cpu()
     try:

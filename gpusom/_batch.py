@@ -33,11 +33,21 @@ of the engine and scalars.
 import numpy as np
 from numba.extending import register_jitable
 
-from ._math import RECTANGULAR, is_separable
+from ._math import EUCLIDEAN, RECTANGULAR, is_separable
 
 
 def train_epochs(
-    engine, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology=0
+    engine,
+    codebook,
+    data,
+    sigmas,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    topology=0,
+    metric=EUCLIDEAN,
 ):
     """Run ``len(sigmas)`` batch epochs; the ``train_batch`` of every engine.
 
@@ -57,6 +67,9 @@ def train_epochs(
         Codes of ``gpusom._math.NEIGHBORHOODS`` and ``TOPOLOGIES``.
     truncate : float
         Window radius in units of ``sigma`` (``gpusom._math.window_radius``).
+    metric : int
+        Code of ``gpusom._math.METRICS``: the distance of the BMU search. The update is the
+        weighted mean under every metric.
 
     Returns
     -------
@@ -64,8 +77,9 @@ def train_epochs(
         The codebook after the last epoch, in ``codebook``'s dtype (``codebook`` itself when
         ``sigmas`` is empty).
     """
+    per_feature = bool(engine.xp.isnan(data).any())
     for sigma in np.asarray(sigmas, dtype=np.float64).tolist():
-        sums, counts = bmu_sums(engine, data, codebook)
+        sums, counts = bmu_sums(engine, data, codebook, metric, per_feature)
         codebook = smooth(
             engine,
             sums,
@@ -82,22 +96,28 @@ def train_epochs(
     return codebook
 
 
-def bmu_sums(engine, data, codebook):
+def bmu_sums(engine, data, codebook, metric=EUCLIDEAN, per_feature=False):
     """Per-cell sums and counts of the samples by their exact BMU: the map step of an epoch.
 
     Parameters
     ----------
     engine : gpusom._engine.Engine
     data : array of the engine, shape (n_samples, dim)
+        NaN marks a missing value: it adds to neither the sums nor the counts of its feature.
     codebook : array of the engine, shape (n_cells, dim)
         Same dtype as ``data``.
+    metric : int
+        Code of ``gpusom._math.METRICS`` for the BMU search.
+    per_feature : bool
+        Count the present values of each feature (needed, and implied, when ``data`` has NaN;
+        chunks of one data set must agree on it so their counts add up).
 
     Returns
     -------
     sums : float64 array of the engine, shape (n_cells, dim)
         ``sums[b]``: the sum of the samples whose BMU is ``b``, added in sample order.
-    counts : float64 array of the engine, shape (n_cells,)
-        How many samples have BMU ``b``.
+    counts : float64 array of the engine, shape (n_cells,) or (n_cells, dim)
+        How many samples have BMU ``b`` (per feature: how many present values).
 
     Notes
     -----
@@ -107,9 +127,12 @@ def bmu_sums(engine, data, codebook):
     xp = engine.xp
     n_samples = data.shape[0]
     n_cells, dim = codebook.shape
+    missing = xp.isnan(data)
+    per_feature = per_feature or bool(missing.any())
+    count_shape = (n_cells, dim) if per_feature else (n_cells,)
     if n_samples == 0:
-        return xp.zeros((n_cells, dim), dtype=np.float64), xp.zeros(n_cells, dtype=np.float64)
-    index, _ = engine.find_bmus(data, codebook, 1)
+        return xp.zeros((n_cells, dim), dtype=np.float64), xp.zeros(count_shape, dtype=np.float64)
+    index, _ = engine.find_bmus(data, codebook, 1, metric)
     bmus = index[:, 0]
     counts = xp.bincount(bmus, minlength=n_cells)
     # Samples grouped by BMU, in sample order within a cell. The keys are unique, so any sort
@@ -119,8 +142,13 @@ def bmu_sums(engine, data, codebook):
     starts = xp.zeros(n_cells + 1, dtype=np.int64)
     starts[1:] = xp.cumsum(counts)
     sums = xp.empty((n_cells, dim), dtype=np.float64)
-    engine.batch.cell_sums(data, order, starts, sums)
-    return sums, counts.astype(np.float64)
+    if not per_feature:
+        engine.batch.cell_sums(data, order, starts, sums)
+        return sums, counts.astype(np.float64)
+    engine.batch.cell_sums(xp.where(missing, 0, data), order, starts, sums)
+    present = xp.empty((n_cells, dim), dtype=np.float64)
+    engine.batch.cell_sums((~missing).astype(data.dtype), order, starts, present)
+    return sums, present
 
 
 def smooth(
@@ -140,8 +168,9 @@ def smooth(
     ----------
     engine : gpusom._engine.Engine
     sums : float64 array of the engine, shape (n_cells, dim)
-    counts : float64 array of the engine, shape (n_cells,)
-        As returned by :func:`bmu_sums`, or the totals of several chunks.
+    counts : float64 array of the engine, shape (n_cells,) or (n_cells, dim)
+        As returned by :func:`bmu_sums`, or the totals of several chunks; per feature, each
+        feature of a cell is the mean of its present values (the others keep their value).
     codebook : array of the engine, shape (n_cells, dim)
         The codebook of the epoch; float32 or float64.
     sigma : float
@@ -164,10 +193,11 @@ def smooth(
     xp = engine.xp
     n_cells, dim = codebook.shape
     sigma, truncate, is_torus = float(sigma), float(truncate), bool(is_torus)
-    # Sums and counts travel together: column ``dim`` holds the counts.
-    src = xp.empty((n_cells, dim + 1), dtype=np.float64)
+    # Sums and counts travel together: the columns from ``dim`` on hold the counts.
+    counts = counts.reshape(n_cells, -1)
+    src = xp.empty((n_cells, dim + counts.shape[1]), dtype=np.float64)
     src[:, :dim] = sums
-    src[:, dim] = counts
+    src[:, dim:] = counts
     dst = xp.empty_like(src)
     kernels = engine.batch
     if topology == RECTANGULAR and is_separable(neighborhood):
@@ -175,15 +205,15 @@ def smooth(
         kernels.smooth_axis(dst, src, sigma, rows, cols, is_torus, neighborhood, truncate)
         total = src
     else:
-        sources = xp.flatnonzero(counts > 0).astype(np.int64)
+        sources = xp.flatnonzero(counts.max(axis=1) > 0).astype(np.int64)
         kernels.smooth_direct(
             src, dst, sources, sigma, rows, cols, is_torus, neighborhood, truncate, topology
         )
         total = dst
-    den = total[:, dim]
+    den = total[:, dim:]
     keep = ~(den > 0)
-    means = total[:, :dim] / xp.where(keep, 1.0, den)[:, None]
-    return xp.where(keep[:, None], codebook, means).astype(codebook.dtype)
+    means = total[:, :dim] / xp.where(keep, 1.0, den)
+    return xp.where(keep, codebook, means).astype(codebook.dtype)
 
 
 @register_jitable

@@ -208,6 +208,8 @@ def train_batch(
     truncate,
     topology,
     client=None,
+    metric=EUCLIDEAN,
+    allow_nan=False,
 ):
     """Batch SOM epochs over a chunked dataset: one map-reduce over the chunks per epoch.
 
@@ -235,6 +237,10 @@ def train_batch(
     client : distributed.Client, optional
         Where to run; by default the current client where there is one, else dask's default
         scheduler.
+    metric : int
+        Code of ``gpusom._math.METRICS`` for the best-unit search.
+    allow_nan : bool
+        NaN marks missing values: every chunk then counts present values per feature.
 
     Returns
     -------
@@ -244,12 +250,12 @@ def train_batch(
     dask = _dask()
     from . import _batch
 
-    data, _ = as_dask_array(data, "data")
+    data, _ = as_dask_array(data, "data", allow_nan)
     codebook = _numpy_codebook(codebook, data.shape[1])
     client = _current_client(client)
     host = _backend.cpu_engine()
     for sigma in sigmas:
-        sums, counts = _epoch_sums(dask, data, codebook, client)
+        sums, counts = _epoch_sums(dask, data, codebook, client, metric, allow_nan)
         codebook = _batch.smooth(
             host,
             sums,
@@ -266,9 +272,11 @@ def train_batch(
     return np.asarray(codebook)
 
 
-def _epoch_sums(dask, data, codebook, client):
-    """``(sums, counts)`` of one epoch over all chunks, float64 numpy arrays."""
+def _epoch_sums(dask, data, codebook, client, metric, per_feature):
+    """``(sums, counts)`` of one epoch over all chunks, float64 numpy arrays (counts per
+    feature with ``per_feature``)."""
     n_cells, dim = codebook.shape
+    width = 2 * dim if per_feature else dim + 1
     if client is not None:
         shared = client.scatter(codebook, broadcast=True, hash=False)
     else:
@@ -276,7 +284,9 @@ def _epoch_sums(dask, data, codebook, client):
     parts = data.map_blocks(
         _chunk_sums,
         shared,
-        chunks=(1, n_cells, dim + 1),
+        metric,
+        per_feature,
+        chunks=(1, n_cells, width),
         new_axis=[2],
         dtype=np.float64,
         meta=np.empty((0, 0, 0)),
@@ -286,22 +296,24 @@ def _epoch_sums(dask, data, codebook, client):
         total = client.compute(total).result()
     else:
         total = total.compute()
-    return total[:, :dim], total[:, dim]
+    return total[:, :dim], total[:, dim:] if per_feature else total[:, dim]
 
 
-def _chunk_sums(chunk, codebook):
-    """One chunk's ``(1, n_cells, dim + 1)`` float64 partial sums: per-cell sums of its samples
-    by best matching unit, then their counts, computed on the chunk's engine."""
+def _chunk_sums(chunk, codebook, metric, per_feature):
+    """One chunk's ``(1, n_cells, width)`` float64 partial sums: per-cell sums of its samples
+    by best matching unit, then their counts (per feature with ``per_feature``), computed on
+    the chunk's engine."""
     from . import _batch
 
     n_cells, dim = codebook.shape
     engine = _backend.array_engine(chunk)
     # bmu_sums compares samples and codebook in one dtype, the codebook's: the training dtype
     chunk = chunk.astype(codebook.dtype, copy=False)
-    sums, counts = _batch.bmu_sums(engine, chunk, engine.xp.asarray(codebook))
-    out = np.empty((1, n_cells, dim + 1))
+    codebook = engine.xp.asarray(codebook)
+    sums, counts = _batch.bmu_sums(engine, chunk, codebook, metric, per_feature)
+    out = np.empty((1, n_cells, dim + (dim if per_feature else 1)))
     out[0, :, :dim] = engine.to_numpy(sums)
-    out[0, :, dim] = engine.to_numpy(counts)
+    out[0, :, dim:] = engine.to_numpy(counts).reshape(n_cells, -1)
     return out
 
 

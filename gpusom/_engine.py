@@ -71,18 +71,29 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def train_batch(
-        self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology=0
+        self,
+        codebook,
+        data,
+        sigmas,
+        rows,
+        cols,
+        is_torus,
+        neighborhood,
+        truncate,
+        topology=0,
+        metric=0,
     ):
         """Run ``len(sigmas)`` epochs of the batch SOM; returns the new codebook.
 
         ``codebook`` ``(n_cells, dim)`` is an array of this engine in the training dtype
         (float32 or float64), ``data`` ``(n_samples, dim)`` one of the same dtype, ``sigmas``
-        (float64) the radius of each epoch, ``neighborhood`` and ``topology`` the codes of
-        ``gpusom._math.NEIGHBORHOODS`` and ``TOPOLOGIES``. The result is a new ``(n_cells,
-        dim)`` array of this engine in ``codebook``'s dtype. Engines delegate to
-        ``gpusom._batch.train_epochs``, which runs their kernels (the attribute ``batch``);
-        its docstring defines the algorithm and the square window of the separable
-        neighbourhoods.
+        (float64) the radius of each epoch, ``neighborhood``, ``topology`` and ``metric`` the
+        codes of ``gpusom._math.NEIGHBORHOODS``, ``TOPOLOGIES`` and ``METRICS``; NaN in
+        ``data`` marks missing values, left out of the means of their features. The result
+        is a new ``(n_cells, dim)`` array of this engine in ``codebook``'s dtype. Engines
+        delegate to ``gpusom._batch.train_epochs``, which runs their kernels (the attribute
+        ``batch``); its docstring defines the algorithm and the square window of the
+        separable neighbourhoods.
         """
 
     @abc.abstractmethod

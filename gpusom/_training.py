@@ -45,6 +45,42 @@ def run_slices(engine, codebook, data, n_samples, rng, settings, first, stop, to
     return position, interrupt.requested
 
 
+def run_epochs(epoch, codebook, sigmas, first, stop, verbose):
+    """Batch epochs ``first`` to ``stop`` of a run whose radius at epoch ``e`` is ``sigmas[e]``.
+
+    ``epoch(codebook, sigma)`` runs one epoch and returns the new codebook (an engine's
+    ``train_batch``, or the Dask map-reduce). Ctrl-C is honoured between epochs. Returns
+    ``(codebook, position, interrupted)``.
+    """
+    position = first
+    with (
+        _DeferredInterrupt() as interrupt,
+        _progress_bar(first, stop, verbose, "epoch") as bar,
+    ):
+        while position < stop and not interrupt.requested:
+            try:
+                codebook = epoch(codebook, sigmas[position])
+            except KeyboardInterrupt:
+                interrupt.requested = True  # the epoch counts as not run
+                break
+            position += 1
+            bar.update(1)
+    return codebook, position, interrupt.requested
+
+
+def epoch_sigmas(settings, total):
+    """The radius of each of the ``total`` epochs of a batch run (the ``sigma_decay``)."""
+    return schedule(
+        settings.get("sigma_decay", "exponential"),
+        settings["sigma"],
+        settings["sigma_end"],
+        np.arange(total),
+        total,
+        "sigma_decay",
+        True,
+    )
+
+
 def check_resumable(som, dim, names, num_iterations, normalize, until):
     """Raise a ``ValueError`` unless ``som`` holds a run that these arguments can continue."""
     if not hasattr(som, "steps_done_"):
@@ -105,7 +141,7 @@ def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
     )
 
 
-def _progress_bar(position, stop, verbose):
+def _progress_bar(position, stop, verbose, unit="step"):
     """A tqdm bar of the steps up to ``stop`` from ``position``, on a terminal only.
 
     It appears once the run has taken ``_config.PROGRESS_MIN_SECONDS`` (short runs print
@@ -117,7 +153,7 @@ def _progress_bar(position, stop, verbose):
     return tqdm(
         total=stop,
         initial=position,
-        unit="step",
+        unit=unit,
         unit_scale=True,
         desc="SOM training",
         file=sys.stderr,

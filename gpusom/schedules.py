@@ -13,6 +13,10 @@ from ._math import METRICS, NAN_POLICIES, NEIGHBORHOODS, TOPOLOGIES
 INITS = {"random": 0, "sample": 1, "pca": 2}
 DTYPES = {"float32": np.float32, "float64": np.float64}
 DECAYS = ("exponential", "linear", "inverse", "power")
+ALGORITHMS = {"online": 0, "batch": 1}
+
+#: Epochs of ``SOM.fit`` with ``algorithm="batch"`` when ``num_iterations`` is not given.
+DEFAULT_EPOCHS = 20
 
 
 def settings(params, n_samples):
@@ -35,6 +39,7 @@ def settings(params, n_samples):
         ("topology", TOPOLOGIES),
         ("neighborhood", NEIGHBORHOODS),
         ("init", INITS),
+        ("algorithm", ALGORITHMS),
         ("metric", METRICS),
         ("nan_policy", NAN_POLICIES),
     )
@@ -64,6 +69,7 @@ def settings(params, n_samples):
         "dtype": params["dtype"],
         "metric": params["metric"],
         "nan_policy": params["nan_policy"],
+        "algorithm": params["algorithm"],
     }
 
 

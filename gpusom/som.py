@@ -11,10 +11,10 @@ from timeit import default_timer as timer
 
 import numpy as np
 
-from . import _backend, _checks, _model_file, _training, analysis, io, schedules
+from . import _backend, _checks, _dask, _model_file, _training, analysis, io, schedules
 from ._errors import NotFittedError
 from ._estimator import ParamsMixin
-from ._math import METRICS, NAN_POLICIES, reported_distance
+from ._math import METRICS, NAN_POLICIES, NEIGHBORHOODS, TOPOLOGIES, reported_distance
 from ._scaling import feature_range, scale
 from .analysis import group_by_cell
 from .schedules import DTYPES, INITS
@@ -40,9 +40,19 @@ class SOM(ParamsMixin):
         on a hexagonal one: odd rows shift right by half a cell and rows are ``sqrt(3) / 2``
         apart, so all six neighbours are at distance 1. A hexagonal torus needs an even number
         of rows.
+    algorithm : {"online", "batch"}, default "online"
+        "online": one sample per step, the cells of its window move towards it (Notes).
+        "batch": per epoch, the exact best unit of every sample, then each cell becomes the
+        neighbourhood-weighted mean of the samples, ``w_n = sum_i h(d(b_i, n)) x_i / sum_i
+        h(d(b_i, n))``, with the epoch's radius from ``sigma_decay`` (the learning rate is
+        unused); a cell with no weight keeps its vector. On the rectangular lattice the
+        Gaussian and the bubble are cut to the square ``|dr|, |dc| <= radius`` (separable, so
+        an epoch costs ``O(cells * (rows + cols) * dim)`` after the search), elsewhere to the
+        disk (``gpusom._batch``). Batch epochs parallelise across cores, GPUs and Dask
+        workers; a Dask array always trains this way. ``num_iterations`` then counts epochs.
     num_iterations : int, optional
-        Online steps run by :meth:`fit`. Default
-        ``max(10 * n_samples, min(500 * n_cells, 75 * n_samples))``: Kohonen's 500 steps per
+        Online steps (or batch epochs) run by :meth:`fit`. Batch default: 20 epochs. Online
+        default ``max(10 * n_samples, min(500 * n_cells, 75 * n_samples))``: Kohonen's 500 steps per
         cell, but no sample drawn more than about 75 times (with few samples per cell, more
         steps only pull cells onto the samples: flat tiles) and every sample about 10 times at
         least; measured on the quality panel (benchmarks/RESULTS.md). :meth:`train` takes its
@@ -181,6 +191,7 @@ class SOM(ParamsMixin):
         is_torus=False,
         *,
         topology="rectangular",
+        algorithm="online",
         num_iterations=None,
         normalize=False,
         sigma=None,
@@ -202,6 +213,7 @@ class SOM(ParamsMixin):
         self.som_size = som_size
         self.is_torus = is_torus
         self.topology = topology
+        self.algorithm = algorithm
         self.num_iterations = num_iterations
         self.normalize = normalize
         self.sigma = sigma
@@ -292,7 +304,10 @@ class SOM(ParamsMixin):
             This SOM, trained.
         """
         data = self._input(X, "X")
-        if self.num_iterations is None:
+        batch = _checks.as_choice(self.algorithm, "algorithm", schedules.ALGORITHMS) == 1
+        if self.num_iterations is None and (batch or data.is_dask):
+            num_iterations = schedules.DEFAULT_EPOCHS
+        elif self.num_iterations is None:
             rows, cols = _checks.as_som_size(self.som_size)
             num_iterations = schedules.default_num_iterations(data.values.shape[0], rows * cols)
         else:
@@ -302,8 +317,11 @@ class SOM(ParamsMixin):
         return self
 
     def _input(self, data, name):
-        """Training data as an ``_Input``, NaN allowed under ``nan_policy="ignore"``."""
+        """Training data as an ``_Input`` (a ``_DaskInput`` for Dask collections), NaN allowed
+        under ``nan_policy="ignore"``."""
         allow_nan = _checks.as_choice(self.nan_policy, "nan_policy", NAN_POLICIES) == 1
+        if _dask.is_dask(data):
+            return _DaskInput(data, name, allow_nan)
         return _Input(data, name, allow_nan)
 
     def _train(self, data, num_iterations, normalize, resume, until):
@@ -324,22 +342,26 @@ class SOM(ParamsMixin):
         if normalize:
             start = timer()
             if not resume:
-                low, span = feature_range(values)
-            values = scale(values, low, span, np)
+                low, span = data.feature_range()
+            values = data.scaled(low, span)
             self._say(f"Data scaling took: {timer() - start:f} seconds.")
+        if data.is_dask:
+            settings = {**settings, "algorithm": "batch"}
         rows, cols, dtype = settings["rows"], settings["cols"], DTYPES[settings["dtype"]]
         n_samples, dim = values.shape
         itemsize = np.dtype(dtype).itemsize
-        # codebook (twice: host and working copy), the data copy and one slice of schedules
+        # codebook (twice: host and working copy), the data copy and one slice of schedules;
+        # Dask data stays where it is
+        in_memory = 0 if data.is_dask else values.size * itemsize
         _checks.check_memory(
-            2 * rows * cols * dim * itemsize + values.size * itemsize,
+            2 * rows * cols * dim * itemsize + in_memory,
             f"a {rows}x{cols} lattice of {dim}-d vectors",
         )
-        engine = _backend.training_engine(
+        engine = data.engine or _backend.training_engine(
             self.backend,
             rows * cols * dim,
             itemsize * (rows * cols + n_samples) * (dim + 4),
-            data.engine.name != "cpu",
+            data.on_device,
         )
 
         start = timer()
@@ -350,13 +372,26 @@ class SOM(ParamsMixin):
         else:
             rng = np.random.default_rng(self.seed)
             init = INITS[settings["init"]]
-            codebook = schedules.initial_codebook(values, rows * cols, cols, init, rng)
+            codebook = schedules.initial_codebook(
+                data.initial_sample(values, rng), rows * cols, cols, init, rng
+            )
             codebook = codebook.astype(dtype)
-        state = engine.to_device(codebook, values)
-        position, interrupted = _training.run_slices(
-            engine, *state, n_samples, rng, settings, first, until, num_iterations, self.verbose
-        )
-        lattice = engine.to_host(state[0], dim).reshape(rows, cols, dim)
+        if data.is_dask:
+            codebook, position, interrupted = _dask_batch(
+                codebook, values, settings, first, until, num_iterations, self.verbose
+            )
+            lattice = codebook.reshape(rows, cols, dim)
+        elif settings.get("algorithm", "online") == "batch":
+            codebook, position, interrupted = _run_batch(
+                engine, codebook, values, settings, first, until, num_iterations, self.verbose
+            )
+            lattice = engine.to_numpy(codebook).reshape(rows, cols, dim)
+        else:
+            state = engine.to_device(codebook, values)
+            position, interrupted = _training.run_slices(
+                engine, *state, n_samples, rng, settings, first, until, num_iterations, self.verbose
+            )
+            lattice = engine.to_host(state[0], dim).reshape(rows, cols, dim)
         _check_converged(lattice, settings)
         # Everything the run changes is recorded together, also after an interrupt. The
         # generator is copied: a Generator given as seed stays the caller's to use.
@@ -365,12 +400,12 @@ class SOM(ParamsMixin):
             backend=engine.name,
             settings=settings,
             names=data.names if data.names is not None or not resume else self._names(),
-            scaling=(low, span),
+            scaling=(None, None) if low is None else (np.asarray(low), np.asarray(span)),
             position=(position, num_iterations),
             rng=copy.deepcopy(rng),
         )
-        if data.engine.name != "cpu":
-            self.lattice_device_ = data.engine.xp.asarray(self.lattice_)
+        if data.on_device:
+            self.lattice_device_ = data.device_engine.xp.asarray(self.lattice_)
         if interrupted:
             raise KeyboardInterrupt(
                 f"SOM training interrupted at step {position:,} of {num_iterations:,} "
@@ -441,6 +476,26 @@ class SOM(ParamsMixin):
             )
         return self._resident[engine.name]
 
+    def _lazy(self, X):
+        """``(X, scaled X, codebook, metric, allow_nan)`` for the lazy ``gpusom._dask``
+        functions, or None when ``X`` is not a Dask collection."""
+        if not _dask.is_dask(X):
+            return None
+        self._check_fitted()
+        X, names = _dask.as_dask_array(X, "X", self._allows_nan())
+        if names is not None:
+            self._check_feature_names(names)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but SOM is expecting {self.n_features_in_} "
+                "features as input"
+            )
+        scaled = X
+        if self.data_min_ is not None:
+            scaled = X.map_blocks(scale, self.data_min_, self.data_range_, np, dtype=X.dtype)
+        codebook = self.lattice_.reshape(-1, self.n_features_in_)
+        return X, scaled, codebook, self._metric(), self._allows_nan()
+
     def _bmus(self, X, name="X", k=1):
         """``(X, flat BMU indices, squared distances)``, both ``(n, k)`` numpy arrays."""
         X, scaled, engine = self._prepare(X, name)
@@ -478,7 +533,12 @@ class SOM(ParamsMixin):
         Returns
         -------
         ndarray of int64, shape (n_samples,)
+            A lazy dask array when ``X`` is a Dask collection.
         """
+        lazy = self._lazy(X)
+        if lazy is not None:
+            _, scaled, codebook, metric, allow_nan = lazy
+            return _dask.predict(scaled, codebook, metric, allow_nan)
         return self._bmus(X)[1][:, 0]
 
     def transform(self, X):
@@ -492,8 +552,12 @@ class SOM(ParamsMixin):
         Returns
         -------
         ndarray of int64, shape (n_samples, 2)
-            The 2-D embedding of the samples on the lattice.
+            The 2-D embedding of the samples on the lattice; lazy (dask) for Dask input.
         """
+        lazy = self._lazy(X)
+        if lazy is not None:
+            _, scaled, codebook, metric, allow_nan = lazy
+            return _dask.transform(scaled, codebook, self.lattice_.shape[1], metric, allow_nan)
         return np.stack(np.divmod(self.predict(X), self.lattice_.shape[1]), axis=1)
 
     def fit_transform(self, X, y=None):
@@ -522,12 +586,26 @@ class SOM(ParamsMixin):
 
     def quantization_error(self, X):
         """Mean distance of each sample (scaled as in training) to its best matching unit,
-        under the map's metric."""
+        under the map's metric; a lazy dask scalar for Dask input."""
+        lazy = self._lazy(X)
+        if lazy is not None:
+            _, scaled, codebook, metric, allow_nan = lazy
+            return _dask.quantization_error(scaled, codebook, metric, allow_nan)
         return float(reported_distance(self._bmus(X)[2][:, 0], self._metric()).mean())
 
     def topographic_error(self, X):
         """Fraction of samples whose two best units are not neighbours (torus- and
-        topology-aware: 8 neighbours on the rectangular lattice, 6 on the hexagonal one)."""
+        topology-aware: 8 neighbours on the rectangular lattice, 6 on the hexagonal one); a
+        lazy dask scalar for Dask input."""
+        lazy = self._lazy(X)
+        if lazy is not None:
+            _, scaled, codebook, metric, allow_nan = lazy
+            rows, cols = self.lattice_.shape[:2]
+            topology = self.settings_.get("topology", "rectangular")
+            return _dask.topographic_error(
+                scaled, codebook, rows, cols, self.settings_["is_torus"], topology, metric,
+                allow_nan,
+            )  # fmt: skip
         rows, cols = self.lattice_.shape[:2]
         if rows * cols == 1:
             self._prepare(X, "X")
@@ -552,8 +630,14 @@ class SOM(ParamsMixin):
         -------
         dict
             ``{(row, col): [...]}`` for every cell in row-major order: the samples (unscaled) or
-            labels landing there, in data order; an empty list where none lands.
+            labels landing there, in data order; an empty list where none lands. Dask input is
+            computed (the result holds the samples).
         """
+        lazy = self._lazy(X)
+        if lazy is not None:
+            X, scaled, codebook, metric, allow_nan = lazy
+            shape = self.lattice_.shape[:2]
+            return _dask.project(scaled, codebook, shape, labels, X, metric, allow_nan)
         X, index, _ = self._bmus(X)
         labels = _checks.as_labels(labels, X.shape[0], "labels")
         items = labels if labels is not None else _backend.array_engine(X).to_numpy(X)
@@ -615,12 +699,106 @@ class SOM(ParamsMixin):
 class _Input:
     """Training data as a validated host array, with its feature names and its engine."""
 
+    is_dask = False
+    engine = None  # chosen by _backend.training_engine
+
     def __init__(self, data, name, allow_nan=False):
-        self.engine = _backend.array_engine(data)
+        self.device_engine = _backend.array_engine(data)
+        self.on_device = self.device_engine.name != "cpu"
         self.names = _checks.feature_names(data)
         # Validation, scaling and the initial codebook are host code: a GPU array is checked
         # where it lives and copied to the host once; the training engine uploads it again.
-        self.values = self.engine.to_numpy(self.engine.as_array(data, name, 2, allow_nan))
+        array = self.device_engine.as_array(data, name, 2, allow_nan)
+        self.values = self.device_engine.to_numpy(array)
+
+    def feature_range(self):
+        return feature_range(self.values)
+
+    def scaled(self, low, span):
+        return scale(self.values, low, span, np)
+
+    def initial_sample(self, values, rng):
+        return values
+
+
+class _DaskInput:
+    """Training data as a validated Dask array (``gpusom._dask``): it stays in its chunks."""
+
+    is_dask = True
+    on_device = False
+
+    def __init__(self, data, name, allow_nan=False):
+        self.values, self.names = _dask.as_dask_array(data, name, allow_nan)
+        self.engine = _DaskEngine()
+
+    def feature_range(self):
+        dask = _dask._dask()
+        low, high = dask.compute(
+            dask.array.nanmin(self.values, axis=0), dask.array.nanmax(self.values, axis=0)
+        )
+        return low, high - low
+
+    def scaled(self, low, span):
+        return self.values.map_blocks(scale, low, span, np, dtype=self.values.dtype)
+
+    def initial_sample(self, values, rng):
+        """At most ``INIT_SAMPLE_ROWS`` rows, drawn at random, for the initial codebook."""
+        n = values.shape[0]
+        if n <= INIT_SAMPLE_ROWS:
+            return np.asarray(values.compute())
+        rows = np.sort(rng.choice(n, INIT_SAMPLE_ROWS, replace=False))
+        return np.asarray(values[rows].compute())
+
+
+#: Rows of a Dask data set that the initial codebook is computed from.
+INIT_SAMPLE_ROWS = 10_000
+
+
+class _DaskEngine:
+    """What ``SOM._train`` asks of the engine of Dask data: its name."""
+
+    name = "dask"
+
+
+def _dask_batch(codebook, values, settings, first, until, total, verbose):
+    """Batch epochs ``first`` to ``until`` over Dask data: one map-reduce each."""
+    options = (
+        settings["rows"],
+        settings["cols"],
+        settings["is_torus"],
+        NEIGHBORHOODS[settings["neighborhood"]],
+        settings["truncate"],
+        TOPOLOGIES[settings.get("topology", "rectangular")],
+    )
+    metric = METRICS[settings.get("metric", "euclidean")]
+    allow_nan = settings.get("nan_policy", "raise") == "ignore"
+
+    def epoch(codebook, sigma):
+        return _dask.train_batch(
+            values, codebook, [sigma], *options, metric=metric, allow_nan=allow_nan
+        )
+
+    sigmas = _training.epoch_sigmas(settings, total)
+    return _training.run_epochs(epoch, codebook, sigmas, first, until, verbose)
+
+
+def _run_batch(engine, codebook, values, settings, first, until, total, verbose):
+    """Batch epochs ``first`` to ``until`` of a ``total``-epoch run on ``engine``."""
+    xp = engine.xp
+    data = xp.asarray(values.astype(codebook.dtype, copy=False))
+    lattice = (settings["rows"], settings["cols"], settings["is_torus"])
+    options = (
+        NEIGHBORHOODS[settings["neighborhood"]],
+        settings["truncate"],
+        TOPOLOGIES[settings.get("topology", "rectangular")],
+    )
+    metric = METRICS[settings.get("metric", "euclidean")]
+
+    def epoch(codebook, sigma):
+        return engine.train_batch(codebook, data, [sigma], *lattice, *options, metric)
+
+    sigmas = _training.epoch_sigmas(settings, total)
+    return _training.run_epochs(epoch, xp.asarray(codebook), sigmas, first, until, verbose)
 
 
 def _check_converged(lattice, settings):

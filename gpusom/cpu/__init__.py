@@ -110,11 +110,31 @@ class CPUEngine(Engine):
     batch = batch_kernels
 
     def train_batch(
-        self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology=0
+        self,
+        codebook,
+        data,
+        sigmas,
+        rows,
+        cols,
+        is_torus,
+        neighborhood,
+        truncate,
+        topology=0,
+        metric=0,
     ):
         """Batch epochs (``gpusom._batch.train_epochs``) with this engine's kernels."""
         return _batch.train_epochs(
-            self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology
+            self,
+            codebook,
+            data,
+            sigmas,
+            rows,
+            cols,
+            is_torus,
+            neighborhood,
+            truncate,
+            topology,
+            metric,
         )
 
 
