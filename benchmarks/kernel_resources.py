@@ -114,6 +114,16 @@ def signatures(nt):
         arguments = (nt.Array(scores, 2, "C"), nt.Array(scores, 1, "C"), float_vector)
         arguments += (matrix, matrix, nt.int64, nt.int64, nt.int64[:, ::1], nt.float64[:, ::1])
         yield "rerank", variant, arguments
+    # gpusom.cuda.batch: per-cell sums of the samples (their dtype), smoothing in float64
+    table = nt.float64[:, ::1]
+    for dtype in (nt.float32, nt.float64):
+        yield "_cell_sums", str(dtype), (nt.Array(dtype, 2, "C"), index_vector, index_vector, table)
+    # src, dst, sigma, size, stride, is_torus, neighborhood, truncate
+    axis = (table, table, nt.float64, nt.int64, nt.int64, nt.boolean, nt.int64, nt.float64)
+    yield "_smooth_axis", "float64", axis
+    # src, dst, sources, sigma, rows, cols, is_torus, neighborhood, truncate, topology
+    direct = (table, table, index_vector, nt.float64, nt.int64, nt.int64, nt.boolean, nt.int64)
+    yield "_smooth_direct", "float64", (*direct, nt.float64, nt.int64)
 
 
 def compile_all(cc, ptxas):
@@ -132,20 +142,22 @@ def compile_all(cc, ptxas):
     # Compiling a device function asks the current device for its compute capability; there
     # need not be one: answer with the target's.
     numba.cuda.dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=cc)
-    from gpusom.cuda import kernels
+    from gpusom.cuda import batch, kernels
 
     dispatchers = {
         name: value
-        for name, value in vars(kernels).items()
+        for module in (kernels, batch)
+        for name, value in vars(module).items()
         if isinstance(value, numba.cuda.dispatcher.CUDADispatcher)
-        and value.py_func.__module__ == kernels.__name__
+        and value.py_func.__module__ == module.__name__
     }
     kernel_names = {name for name, d in dispatchers.items() if not d.targetoptions.get("device")}
     variants = list(signatures(nt))
     named = {name for name, _, _ in variants}
     errors = [f"{name}: a kernel with no signature here" for name in sorted(kernel_names - named)]
     errors += [
-        f"{name}: not a kernel of gpusom.cuda.kernels" for name in sorted(named - kernel_names)
+        f"{name}: not a kernel of gpusom.cuda.kernels or .batch"
+        for name in sorted(named - kernel_names)
     ]
     rows, nvvm_release = [], "unknown"
     start = time.perf_counter()
