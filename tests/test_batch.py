@@ -44,27 +44,37 @@ def test_every_engine_matches_the_oracle(engine, rng, topology, is_torus, neighb
     # 4 x 5: on a torus the first epoch's window (radius 3) is wider than the map, the second's
     # (1.6) wraps around the edges in two runs.
     rows, cols, dim = 4, 5, 3
-    data = clustered(rng, 80, dim, dtype)
+    data = clustered(rng, 40, dim, dtype)
     codebook = rng.normal(size=(rows * cols, dim)).astype(dtype)
-    sigmas, truncate = [1.5, 0.8], 2.0
-    got = run_batch(
-        engine, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology
-    )
-    expected = naive.batch_som(
-        codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology
-    )
-    assert got.dtype == dtype and got.shape == codebook.shape
-    np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
+    settings = (rows, cols, is_torus, neighborhood, 2.0, topology)
+    # Epoch by epoch from the same codebook: cells whose windows hold the same single source get
+    # equal vectors up to rounding, and rounding may then break the next epoch's BMU tie either
+    # way.
+    for sigma in [1.5, 0.8]:
+        got = run_batch(engine, codebook, data, [sigma], *settings)
+        expected = naive.batch_som(codebook, data, [sigma], *settings)
+        assert got.dtype == dtype and got.shape == codebook.shape
+        np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
+        codebook = got
+
+
+def test_epochs_follow_one_another(engine, rng):
+    data = clustered(rng, 40, 3, np.float64)
+    codebook = rng.normal(size=(12, 3))
+    settings = (3, 4, True, "gaussian", 2.0)
+    both = run_batch(engine, codebook, data, [1.2, 0.7], *settings)
+    first = run_batch(engine, codebook, data, [1.2], *settings)
+    np.testing.assert_array_equal(both, run_batch(engine, first, data, [0.7], *settings))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bmu_sums_of_two_halves_add_up_to_the_whole(engine, rng, dtype):
     xp = engine.xp
-    data = xp.asarray(clustered(rng, 90, 4, dtype))
+    data = xp.asarray(clustered(rng, 50, 4, dtype))
     codebook = xp.asarray(rng.normal(size=(12, 4)).astype(dtype))
     sums, counts = _batch.bmu_sums(engine, data, codebook)
-    first = _batch.bmu_sums(engine, data[:41], codebook)
-    second = _batch.bmu_sums(engine, data[41:], codebook)
+    first = _batch.bmu_sums(engine, data[:23], codebook)
+    second = _batch.bmu_sums(engine, data[23:], codebook)
     assert sums.dtype == counts.dtype == np.float64
     assert sums.shape == (12, 4) and counts.shape == (12,)
     np.testing.assert_array_equal(
@@ -76,7 +86,7 @@ def test_bmu_sums_of_two_halves_add_up_to_the_whole(engine, rng, dtype):
         rtol=1e-12,
         atol=1e-12,
     )
-    assert engine.to_numpy(counts).sum() == 90
+    assert engine.to_numpy(counts).sum() == 50
 
 
 @pytest.mark.parametrize("neighborhood", list(NEIGHBORHOODS))
@@ -86,7 +96,7 @@ def test_a_cell_with_no_samples_in_its_window_keeps_its_vector(engine, rng, topo
     rows, cols, dim = 6, 7, 3
     codebook = rng.normal(size=(rows * cols, dim)).astype(np.float32)
     # Every sample is a copy of cell 0's vector (plus noise), so only cell 0 has samples.
-    data = (codebook[0] + 1e-3 * rng.normal(size=(30, dim))).astype(np.float32)
+    data = (codebook[0] + 1e-3 * rng.normal(size=(20, dim))).astype(np.float32)
     got = run_batch(engine, codebook, data, [1.0], rows, cols, False, neighborhood, 1.5, topology)
     radius = 1.0 if neighborhood in ("bubble", "triangle") else 1.5
     # Outside the square |dr|, |dc| <= radius, hence outside the disk too.
@@ -101,8 +111,8 @@ def test_a_cell_with_no_samples_in_its_window_keeps_its_vector(engine, rng, topo
 @pytest.mark.parametrize("topology", list(TOPOLOGIES))
 def test_a_tiny_sigma_gives_each_cells_mean(engine, rng, topology, neighborhood, dtype):
     rows, cols, dim = 4, 6, 5
-    data = clustered(rng, 100, dim, dtype)
-    codebook = data[rng.choice(100, rows * cols, replace=False)].copy()
+    data = clustered(rng, 60, dim, dtype)
+    codebook = data[rng.choice(60, rows * cols, replace=False)].copy()
     got = run_batch(engine, codebook, data, [0.1], rows, cols, True, neighborhood, 2.0, topology)
     bmus = np.argmin(naive.all_distances_sq(data, codebook), axis=1)
     expected = codebook.copy()
@@ -161,11 +171,12 @@ def test_no_epochs_return_the_codebook(engine, rng):
 )
 def test_cpu_and_cuda_agree_in_float64(monkeypatch, rng, neighborhood, topology, is_torus):
     rows, cols, dim = 6, 7, 4
-    data = clustered(rng, 150, dim, np.float64)
+    data = clustered(rng, 100, dim, np.float64)
     codebook = rng.normal(size=(rows * cols, dim))
-    results = []
-    for name in ("cpu", "cuda"):
-        engine = next(prepared_engine(name, monkeypatch))
-        settings = (rows, cols, is_torus, neighborhood, 2.5, topology)
-        results.append(run_batch(engine, codebook, data, [2.0, 1.0], *settings))
-    np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=1e-12)
+    cpu, cuda = (next(prepared_engine(name, monkeypatch)) for name in ("cpu", "cuda"))
+    settings = (rows, cols, is_torus, neighborhood, 2.5, topology)
+    for sigma in [2.0, 1.0]:  # epoch by epoch, as in the oracle test
+        expected = run_batch(cpu, codebook, data, [sigma], *settings)
+        got = run_batch(cuda, codebook, data, [sigma], *settings)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        codebook = expected
