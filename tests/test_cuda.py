@@ -331,7 +331,7 @@ def test_persistent_grid_fits_the_cooperative_limit(
     monkeypatch.setattr(cuda_backend, "SIMULATOR", False)
     monkeypatch.setattr(cuda_backend.kernels, "train_persistent", Kernel())
     monkeypatch.setattr(cuda_backend.config, "PERSISTENT_BLOCKS", configured)
-    cuda_backend._persistent((7, 0.5), False, 100, blocks_needed)
+    cuda_backend._persistent((7, 0.5), "pairs", 100, blocks_needed)
     assert launches == [((expected, 100), (7, 0.5))]
 
 
@@ -439,8 +439,8 @@ def test_a_refused_cooperative_launch_falls_back_to_per_step(monkeypatch, refusa
     monkeypatch.setattr(cuda_module.config, "DRIVER", "persistent")
     monkeypatch.setitem(cuda_module.DRIVERS, "per_step", cuda_module._per_step)
     with pytest.warns(RuntimeWarning, match="per-step driver"):
-        cuda_module._persistent((7, 0.5), False, 100, 50)
-    assert per_step == [((7, 0.5), False, 100, 50)]
+        cuda_module._persistent((7, 0.5), "pairs", 100, 50)
+    assert per_step == [((7, 0.5), "pairs", 100, 50)]
     assert cuda_module.config.DRIVER == "per_step"
 
 
