@@ -47,11 +47,19 @@ def real_compiler():
 
 
 def kernel_names():
-    """The kernels of gpusom/cuda/kernels.py: ``@cuda.jit`` functions without ``device=True``.
+    """The kernels of gpusom/cuda/kernels.py and batch.py: ``@cuda.jit`` functions without
+    ``device=True``.
 
     Read from the source, independently of how the script finds them.
     """
-    tree = ast.parse((ROOT / "gpusom" / "cuda" / "kernels.py").read_text())
+    names = set()
+    for module in ("kernels.py", "batch.py"):
+        names |= _kernels_of(ROOT / "gpusom" / "cuda" / module)
+    return names
+
+
+def _kernels_of(path):
+    tree = ast.parse(path.read_text())
     names = set()
     for node in tree.body:
         for decorator in getattr(node, "decorator_list", []):
