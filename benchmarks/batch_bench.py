@@ -27,6 +27,8 @@ Library settings, all Gaussian on a rectangular plane, codebooks initialised fro
   their defaults (radius ``max(rows, cols) / 4`` falling to 1 on the "inverse" decay, Gaussian
   cut at 2 radii), ``--epochs`` epochs. With three epochs a PCA start matters: from a random
   start the map is still unfolding at the end (QE 0.94 on b, measured).
+- ``gpusom-linear``: as ``gpusom`` with ``sigma_decay="linear"``: more epochs at a large radius
+  (a lower TE), fewer at a small one (a higher QE).
 - ``gpusom-defaults``: ``SOM(algorithm="batch")`` with every default, 20 epochs (not
   ``--epochs``): what a user gets without settings.
 - ``xpysom`` (numpy backend): constructor defaults, ``random_weights_init(data)``, seed 0,
@@ -77,9 +79,10 @@ from bench import clustered, cpu_model, import_gpusom, version_of  # noqa: E402
 SEED = 0
 # name: (samples, dim, rows, cols)
 WORKLOADS = {"b": (10_000, 64, 40, 40), "L": (20_000, 32, 200, 200)}
-LIBS = ["gpusom", "gpusom-defaults", "xpysom", "somoclu", "intrasom"]
+LIBS = ["gpusom", "gpusom-linear", "gpusom-defaults", "xpysom", "somoclu", "intrasom"]
 DISTS = {
     "gpusom": "gpusom",
+    "gpusom-linear": "gpusom",
     "gpusom-defaults": "gpusom",
     "xpysom": "XPySom",
     "somoclu": "somoclu",
@@ -118,6 +121,14 @@ def train_gpusom(data, rows, cols, epochs):
     som = SOM((rows, cols), algorithm="batch", init="pca", num_iterations=epochs, seed=SEED,
               backend="cpu", verbose=False)  # fmt: skip
     return som.fit(data).lattice_, "SOM(algorithm='batch', init='pca'), other settings default"
+
+
+def train_gpusom_linear(data, rows, cols, epochs):
+    from gpusom import SOM
+
+    som = SOM((rows, cols), algorithm="batch", init="pca", sigma_decay="linear",
+              num_iterations=epochs, seed=SEED, backend="cpu", verbose=False)  # fmt: skip
+    return som.fit(data).lattice_, "SOM(algorithm='batch', init='pca', sigma_decay='linear')"
 
 
 def train_gpusom_defaults(data, rows, cols, epochs):
@@ -176,6 +187,7 @@ def train_intrasom(data, rows, cols, epochs):
 
 TRAINERS = {
     "gpusom": train_gpusom,
+    "gpusom-linear": train_gpusom_linear,
     "gpusom-defaults": train_gpusom_defaults,
     "xpysom": train_xpysom,
     "somoclu": train_somoclu,
