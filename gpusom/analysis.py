@@ -65,7 +65,8 @@ def find_bmus(data, lattice, *, metric="euclidean", nan_policy="raise"):
     -------
     ndarray of int64, shape (n_samples, 2)
         ``(row, col)`` of the cell closest to each sample (ties go to the lowest flat index
-        ``row * cols + col``); a GPU array when an input was one.
+        ``row * cols + col``); a GPU array when an input was one, a lazy dask array for a Dask
+        collection.
 
     Examples
     --------
@@ -74,6 +75,10 @@ def find_bmus(data, lattice, *, metric="euclidean", nan_policy="raise"):
     >>> find_bmus([[4.0], [0.1]], lattice).tolist()
     [[1, 2], [0, 0]]
     """
+    lazy = _lazy(data, lattice, metric, nan_policy)
+    if lazy is not None:
+        dask, codebook, code, allow_nan, cols = lazy
+        return dask.transform(data, codebook, cols, code, allow_nan)
     data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
     index, _ = _bmus(engine, data, lattice, metric=_metric(metric))
     cells = np.stack(np.divmod(index[:, 0], lattice.shape[1]), axis=1)
@@ -95,7 +100,12 @@ def quantization_error(data, lattice, *, metric="euclidean", nan_policy="raise")
     Returns
     -------
     float
+        A lazy dask scalar for a Dask collection.
     """
+    lazy = _lazy(data, lattice, metric, nan_policy)
+    if lazy is not None:
+        dask, codebook, code, allow_nan, _ = lazy
+        return dask.quantization_error(data, codebook, code, allow_nan)
     data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
     code = _metric(metric)
     _, distance = _bmus(engine, data, lattice, metric=code)
@@ -124,7 +134,16 @@ def topographic_error(
     Returns
     -------
     float
+        A lazy dask scalar for a Dask collection.
     """
+    lazy = _lazy(data, lattice, metric, nan_policy)
+    if lazy is not None:
+        dask, codebook, code, allow_nan, cols = lazy
+        rows = codebook.shape[0] // cols
+        is_torus, topology = _lattice_kind(rows, is_torus, topology)
+        return dask.topographic_error(
+            data, codebook, rows, cols, is_torus, topology, code, allow_nan
+        )
     data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
     rows, cols = lattice.shape[:2]
     is_torus, topology = _lattice_kind(rows, is_torus, topology)
@@ -154,6 +173,24 @@ def _quadrances(first, second, rows, cols, is_torus, topology):
         a, b = first[i], second[i]
         out[i] = quadrance(a // cols, a % cols, b // cols, b % cols, rows, cols, is_torus, topology)
     return out
+
+
+def _lazy(data, lattice, metric, nan_policy):
+    """``(gpusom._dask, codebook, metric code, allow_nan, cols)`` when ``data`` is a Dask
+    collection (the lazy functions take it from there), else None."""
+    from . import _dask  # imports this module: resolved at call time
+
+    if not _dask.is_dask(data):
+        return None
+    allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
+    lattice = _checks.as_lattice(lattice)
+    return (
+        _dask,
+        lattice.reshape(-1, lattice.shape[-1]),
+        _metric(metric),
+        allow_nan,
+        lattice.shape[1],
+    )
 
 
 def _metric(metric):

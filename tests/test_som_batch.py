@@ -99,3 +99,16 @@ def test_dask_input_keeps_the_clear_errors(rng):
     with_nan = dask_array.from_array(np.full((4, 2), np.nan), chunks=2)
     with pytest.raises(ValueError, match="NaN"):
         SOM((2, 2), num_iterations=2, verbose=False).fit(with_nan)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_the_module_functions_answer_dask_input_lazily(rng, metric):
+    data = rng.random((300, 3))
+    data[::7, 1] = np.nan
+    lattice = rng.random((4, 5, 3))
+    chunks = dask_array.from_array(data, chunks=70)
+    options = {"metric": metric, "nan_policy": "ignore"}
+    for name in ("find_bmus", "quantization_error", "topographic_error"):
+        lazy = getattr(gpusom, name)(chunks, lattice, **options)
+        assert hasattr(lazy, "dask"), name
+        np.testing.assert_allclose(lazy.compute(), getattr(gpusom, name)(data, lattice, **options))
