@@ -50,6 +50,15 @@ WORKLOADS = {
         "cpu_steps": True,
         "options": {"topology": "hexagonal"},
     },
+    # the general kernels (train_persistent_any): another metric than Euclidean
+    "1000x1000x64 cosine": {
+        "shape": (1000, 1000),
+        "dim": 64,
+        "samples": 10_000,
+        "steps": 20_000,
+        "cpu_steps": True,
+        "options": {"metric": "cosine"},
+    },
 }
 
 #: (label, backend, CUDA driver, threads per block). The persistent kernel's block size decides

@@ -2,15 +2,15 @@
 # Real-GPU check, for a machine with an NVIDIA GPU and the packages of gpusom's GPU and test
 # extras (pip install -e '.[test,cuda12]' or '.[test,cuda13]'; an image that already has numba,
 # numba-cuda, cupy, pytest and hypothesis needs no install: the script runs gpusom from this
-# checkout). Finishes in under 9 minutes:
+# checkout). Finishes in under 10 minutes:
 #
 #   1. what backend="auto" picks on this machine, and its warning when that is not the GPU,
 #   2. the first call's seconds with an empty and a warm kernel cache,
 #   3. the test suite on the device (GPUSOM_TEST_CUDASIM=0: no simulator),
 #   4. a tiny training under compute-sanitizer, memcheck and racecheck,
 #   5. registers and resident threads of the kernels (benchmarks/kernel_resources.py),
-#   6. GPU against CPU per-step times (benchmarks/gpu_bench.py, rectangular and hexagonal),
-#      next to the bandwidth floor,
+#   6. GPU against CPU per-step times (benchmarks/gpu_bench.py, rectangular, hexagonal and
+#      cosine), next to the bandwidth floor,
 #   7. CPU against GPU per-step times over map sizes (where backend="auto" should switch).
 #
 # Usage: ci/gpu-check.sh [--steps N] [--tests PATH] [--out FILE]
@@ -42,7 +42,8 @@ LOGS=${GPUSOM_CHECK_LOGS:-$(mktemp -d)}
 SUMMARY=()
 FAILED=0
 
-# Time limits per stage (60 + 40 + 20 + 150 + 2 x 45 + 20 + 100 + 60 s) keep the script under 9 minutes.
+# Time limits per stage (30 + 40 + 20 + 190 + 2 x 45 + 40 + 120 + 50 s) keep the script under
+# 10 minutes, the device tool's limit per command.
 # stage NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NAME.log, record the outcome.
 stage() {
     local name=$1 limit=$2 start status
@@ -65,7 +66,7 @@ print("python", sys.version.split()[0], "numpy", numpy.__version__, "numba", num
       "numba.cuda", cuda.implementation, cuda.get_current_device().compute_capability)'
 
 # What backend="auto" does with this machine's packages: the GPU, or the CPU and why.
-stage auto 60 "$PYTHON" benchmarks/gpu_bench.py --auto
+stage auto 30 "$PYTHON" benchmarks/gpu_bench.py --auto
 cat "$LOGS/auto.log"
 
 # The first call in a fresh process: compiling into an empty cache, then loading from it.
@@ -78,7 +79,7 @@ cat "$LOGS/first-call.log" "$LOGS/warm-call.log"
 # needs ruff, which a GPU image may lack; it checks no GPU behaviour.
 LINT=()
 "$PYTHON" -c 'import ruff' 2>/dev/null || LINT=(--deselect tests/test_hygiene.py::test_ruff_is_clean)
-stage tests 150 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider ${LINT[@]+"${LINT[@]}"} "$TESTS"
+stage tests 190 env GPUSOM_TEST_CUDASIM=0 "$PYTHON" -m pytest -q -p no:cacheprovider ${LINT[@]+"${LINT[@]}"} "$TESTS"
 tail -n 3 "$LOGS/tests.log"
 
 # compute-sanitizer: given, on PATH, in a CUDA toolkit, or from the nvidia-cuda-sanitizer-api wheel.
@@ -103,15 +104,15 @@ fi
 
 # Registers and resident threads of the kernels, as ptxas reports them for this device.
 CC=$("$PYTHON" -c 'from numba import cuda; print("%d.%d" % cuda.get_current_device().compute_capability)')
-stage resources 20 "$PYTHON" benchmarks/kernel_resources.py --cc "$CC"
+stage resources 40 "$PYTHON" benchmarks/kernel_resources.py --cc "$CC"
 grep -E "^\| train" "$LOGS/resources.log" || true
 
-stage benchmark 100 "$PYTHON" benchmarks/gpu_bench.py --steps "$STEPS" --out "$LOGS/table.md"
+stage benchmark 120 "$PYTHON" benchmarks/gpu_bench.py --steps "$STEPS" --out "$LOGS/table.md"
 if [ -n "$OUT" ] && [ -f "$LOGS/table.md" ]; then
     cp "$LOGS/table.md" "$OUT"
 fi
 
-stage crossover 60 "$PYTHON" benchmarks/gpu_bench.py --crossover --out "$LOGS/crossover.md"
+stage crossover 50 "$PYTHON" benchmarks/gpu_bench.py --crossover --out "$LOGS/crossover.md"
 
 echo
 echo "== summary (logs in $LOGS)"
