@@ -75,6 +75,7 @@ for path in (str(REPO_ROOT), str(HERE)):
         sys.path.insert(0, path)
 
 from bench import clustered, cpu_model, import_gpusom, version_of  # noqa: E402
+from quality import intrasom_map  # noqa: E402
 
 SEED = 0
 # name: (samples, dim, rows, cols)
@@ -160,29 +161,9 @@ def train_somoclu(data, rows, cols, epochs):
 
 
 def train_intrasom(data, rows, cols, epochs):
-    import pandas as pd
-    from intrasom import intrasom
-
-    np.random.seed(SEED)  # noqa: NPY002  intrasom draws its init from numpy's global RNG
-    frame = pd.DataFrame(data, columns=[f"f{i}" for i in range(data.shape[1])])
-    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            som = intrasom.SOMFactory.build(
-                frame,
-                mapsize=(cols, rows),
-                mapshape="planar",
-                lattice="rect",
-                normalization=None,
-                initialization="random",
-            )
-            som.train(
-                save=False,
-                summary=False,
-                train_rough_len=max(epochs - 1, 1),
-                train_finetune_len=1,
-            )
-    lattice = np.asarray(som.codebook.matrix, dtype=np.float64).reshape(rows, cols, -1)
-    return lattice, f"random init, rough {max(epochs - 1, 1)} + fine 1 epochs"
+    rough = max(epochs - 1, 1)
+    lattice, _ = intrasom_map(data, rows, cols, SEED, train_rough_len=rough, train_finetune_len=1)
+    return lattice, f"random init, rough {rough} + fine 1 epochs"
 
 
 TRAINERS = {

@@ -231,10 +231,20 @@ def train_somoclu(data, rows, cols, steps, spec):
 
 
 def train_intrasom(data, rows, cols, steps, spec):
+    lattice, som = intrasom_map(data, rows, cols, spec["seed"])
+    return lattice, (
+        f"defaults, rough {som.train_rough_len} + fine {som.train_finetune_len} epochs"
+    )
+
+
+def intrasom_map(data, rows, cols, seed, **train_options):
+    """``(lattice, som)`` of IntraSOM on a planar rectangular map from a random start, trained
+    with ``train_options`` (its defaults when none), quietly, in a scratch folder (it writes
+    files); also used by ``batch_bench.py``."""
     import pandas as pd
     from intrasom import intrasom
 
-    np.random.seed(spec["seed"])  # noqa: NPY002  intrasom draws its init from numpy's global RNG
+    np.random.seed(seed)  # noqa: NPY002  intrasom draws its init from numpy's global RNG
     frame = pd.DataFrame(data, columns=[f"f{i}" for i in range(data.shape[1])])
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -246,11 +256,8 @@ def train_intrasom(data, rows, cols, steps, spec):
                 normalization=None,
                 initialization="random",
             )
-            som.train(save=False, summary=False)
-    lattice = np.asarray(som.codebook.matrix, dtype=np.float64).reshape(rows, cols, -1)
-    return lattice, (
-        f"defaults, rough {som.train_rough_len} + fine {som.train_finetune_len} epochs"
-    )
+            som.train(save=False, summary=False, **train_options)
+    return np.asarray(som.codebook.matrix, dtype=np.float64).reshape(rows, cols, -1), som
 
 
 TRAINERS = {

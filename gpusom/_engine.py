@@ -8,6 +8,8 @@ of gpusom calls their methods and never asks where an array lives (scikit-learn'
 
 import abc
 
+from . import _batch
+
 
 class Engine(abc.ABC):
     """Array helpers, online training and the exact BMU search of one engine."""
@@ -69,7 +71,6 @@ class Engine(abc.ABC):
         data are missing: a sample's distances and its update use its present features only.
         """
 
-    @abc.abstractmethod
     def train_batch(
         self,
         codebook,
@@ -90,11 +91,15 @@ class Engine(abc.ABC):
         (float64) the radius of each epoch, ``neighborhood``, ``topology`` and ``metric`` the
         codes of ``gpusom._math.NEIGHBORHOODS``, ``TOPOLOGIES`` and ``METRICS``; NaN in
         ``data`` marks missing values, left out of the means of their features. The result
-        is a new ``(n_cells, dim)`` array of this engine in ``codebook``'s dtype. Engines
-        delegate to ``gpusom._batch.train_epochs``, which runs their kernels (the attribute
+        is a new ``(n_cells, dim)`` array of this engine in ``codebook``'s dtype. Shared by
+        every engine: ``gpusom._batch.train_epochs`` runs the engine's kernels (the attribute
         ``batch``); its docstring defines the algorithm and the square window of the
         separable neighbourhoods.
         """
+        return _batch.train_epochs(
+            self, codebook, data, sigmas, rows, cols, is_torus, neighborhood, truncate, topology,
+            metric,
+        )  # fmt: skip
 
     @abc.abstractmethod
     def find_bmus(self, data, codebook, k=1, metric=0):

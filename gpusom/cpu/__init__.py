@@ -6,7 +6,7 @@ Its arrays are numpy arrays; its training state is a split ``Codebook`` (see
 
 import numpy as np
 
-from .. import _batch, _checks
+from .. import _checks
 from .._bmu_search import blocked_bmus
 from .._engine import Engine
 from . import batch as batch_kernels
@@ -108,34 +108,6 @@ class CPUEngine(Engine):
 
     #: The batch kernels, run by ``gpusom._batch``.
     batch = batch_kernels
-
-    def train_batch(
-        self,
-        codebook,
-        data,
-        sigmas,
-        rows,
-        cols,
-        is_torus,
-        neighborhood,
-        truncate,
-        topology=0,
-        metric=0,
-    ):
-        """Batch epochs (``gpusom._batch.train_epochs``) with this engine's kernels."""
-        return _batch.train_epochs(
-            self,
-            codebook,
-            data,
-            sigmas,
-            rows,
-            cols,
-            is_torus,
-            neighborhood,
-            truncate,
-            topology,
-            metric,
-        )
 
 
 ENGINE = CPUEngine()

@@ -20,7 +20,7 @@ import numpy as np
 from numba import cuda
 from numba.core import config as numba_config
 
-from .. import _batch, _bmu_search, _checks
+from .. import _bmu_search, _checks
 from .._engine import Engine
 from .._errors import GPU_INSTALL_HINT, BackendUnavailableError
 from .._math import EUCLIDEAN, INDEX_MASK, NO_INDEX, PACKED_MAX_CELLS
@@ -191,34 +191,6 @@ class CUDAEngine(Engine):
 
     #: The batch kernels, run by ``gpusom._batch``.
     batch = batch_kernels
-
-    def train_batch(
-        self,
-        codebook,
-        data,
-        sigmas,
-        rows,
-        cols,
-        is_torus,
-        neighborhood,
-        truncate,
-        topology=0,
-        metric=0,
-    ):
-        """Batch epochs (``gpusom._batch.train_epochs``) with this engine's kernels."""
-        return _batch.train_epochs(
-            self,
-            codebook,
-            data,
-            sigmas,
-            rows,
-            cols,
-            is_torus,
-            neighborhood,
-            truncate,
-            topology,
-            metric,
-        )
 
 
 ENGINE = CUDAEngine()
