@@ -5,6 +5,7 @@ import inspect
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from engines import ENGINE_NAMES
 
@@ -78,3 +79,14 @@ def test_errors_and_the_fallback_warning_are_public():
     assert issubclass(gpusom.NotFittedError, ValueError)
     assert gpusom.NotFittedError is gpusom.som.NotFittedError
     assert "GPUFallbackWarning" not in gpusom.__all__
+
+
+@pytest.mark.parametrize("dim", [1, 2, 40])
+def test_training_state_never_aliases_the_callers_arrays(engine, dim):
+    codebook = np.zeros((6, dim), dtype=np.float32)
+    data = np.ones((3, dim), dtype=np.float32)
+    state = engine.to_device(codebook, data)
+    ones = np.ones(4)
+    engine.train_online(*state, np.zeros(4, dtype=np.int64), ones, ones, 2, 3, False, 0, 2.0)
+    assert not codebook.any()  # trained the state, not the caller's codebook
+    assert engine.to_host(state[0], dim).any()

@@ -24,7 +24,8 @@ class Codebook:
     def __init__(self, codebook):
         n_cells, dim = codebook.shape
         split = split_dim(dim)
-        self.head = np.ascontiguousarray(codebook[:, :split].T)
+        # a copy always: with one feature the transpose is already contiguous (a view)
+        self.head = np.array(codebook[:, :split].T, order="C")
         width = -(-(dim - split) // TAIL_LANES) * TAIL_LANES
         self.tail = np.zeros((n_cells, width), dtype=codebook.dtype)
         self.tail[:, : dim - split] = codebook[:, split:]
