@@ -225,6 +225,29 @@ def axis_reach(radius, size):
 
 
 @register_jitable
+def row_reach(radius, rows, topology):
+    """Rows within which the disk of ``radius`` can hold a cell: at least ``|dr| <= radius``
+    (rectangular) or ``|dr| <= 2 radius / sqrt(3)`` (hexagonal, rows ``sqrt(3) / 2`` apart),
+    one more for rounding; the quadrance test settles each cell exactly."""
+    scale = 1.0 if topology == RECTANGULAR else 1.1547006
+    return min(int(radius * scale) + 1, rows)
+
+
+@register_jitable
+def first_at_least(values, target):
+    """Index of the first entry of the ascending ``values`` that is ``>= target`` (its size when
+    none is): a binary search both engines compile."""
+    lo, hi = 0, values.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@register_jitable
 def window_runs(position, reach, size, is_torus):
     """Positions within ``reach`` of ``position`` on one axis, as two ascending half-open runs
     ``(lo0, hi0, lo1, hi1)`` (the second may be empty): wrapped on a torus, each position once,

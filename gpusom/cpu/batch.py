@@ -8,7 +8,7 @@ are ``(n_cells, width)`` float64: a cell's sums followed by its count.
 import numpy as np
 from numba import njit
 
-from .._batch import axis_reach, window_runs
+from .._batch import axis_reach, first_at_least, row_reach, window_runs
 from .._config import FASTMATH
 from .._math import axis_delta, axis_weight, quadrance, radial_weight, window_radius
 
@@ -66,21 +66,29 @@ def smooth_direct(src, dst, sources, sigma, rows, cols, is_torus, neighborhood, 
 
     ``h = radial_weight(neighborhood, quadrance / 4, sigma)`` over ``quadrance <= 4 radius^2``
     (``gpusom._math``, exact integers, either topology). ``sources`` (int64, ascending) are the
-    cells with samples: the others add nothing. ``src``, ``dst``: (n_cells, width) float64;
-    terms in the order of ``sources``.
+    cells with samples: the others add nothing; only those in the rows the disk reaches
+    (``row_reach``, found by binary search) are visited. ``src``, ``dst``: (n_cells, width)
+    float64; terms in the order of ``sources`` (the row runs are ascending).
     """
     n_cells, width = src.shape
     radius = window_radius(neighborhood, sigma, truncate)
     q_max = 4.0 * radius * radius
+    reach = row_reach(radius, rows, topology)
     for n in range(n_cells):
         row, col = n // cols, n % cols
         out = dst[n]
         out[:] = 0.0
-        for b in sources:
-            q = quadrance(row, col, b // cols, b % cols, rows, cols, is_torus, topology)
-            if q > q_max:
-                continue
-            weight = radial_weight(neighborhood, 0.25 * q, sigma)
-            vector = src[b]
-            for f in range(width):
-                out[f] += weight * vector[f]
+        runs = window_runs(row, reach, rows, is_torus)
+        for run in range(2):
+            lo, hi = runs[2 * run], runs[2 * run + 1]
+            first = first_at_least(sources, lo * cols)
+            stop = first_at_least(sources, hi * cols) if hi > lo else first
+            for s in range(first, stop):
+                b = sources[s]
+                q = quadrance(row, col, b // cols, b % cols, rows, cols, is_torus, topology)
+                if q > q_max:
+                    continue
+                weight = radial_weight(neighborhood, 0.25 * q, sigma)
+                vector = src[b]
+                for f in range(width):
+                    out[f] += weight * vector[f]

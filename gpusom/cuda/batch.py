@@ -11,7 +11,7 @@ numpy under numba's simulator).
 import numpy as np
 from numba import cuda
 
-from .._batch import axis_reach, window_runs
+from .._batch import axis_reach, first_at_least, row_reach, window_runs
 from .._math import axis_delta, axis_weight, quadrance, radial_weight, window_radius
 from . import config
 
@@ -77,13 +77,19 @@ def _smooth_direct(
     n_cells, width = src.shape
     radius = window_radius(neighborhood, sigma, truncate)
     q_max = 4.0 * radius * radius
+    reach = row_reach(radius, rows, topology)
     for i in range(cuda.grid(1), n_cells * width, cuda.gridsize(1)):
         n, f = i // width, i % width
         row, col = n // cols, n % cols
         total = 0.0
-        for s in range(sources.size):
-            b = sources[s]
-            q = quadrance(row, col, b // cols, b % cols, rows, cols, is_torus, topology)
-            if q <= q_max:
-                total += radial_weight(neighborhood, 0.25 * q, sigma) * src[b, f]
+        runs = window_runs(row, reach, rows, is_torus)
+        for run in range(2):
+            lo, hi = runs[2 * run], runs[2 * run + 1]
+            first = first_at_least(sources, lo * cols)
+            stop = first_at_least(sources, hi * cols) if hi > lo else first
+            for s in range(first, stop):
+                b = sources[s]
+                q = quadrance(row, col, b // cols, b % cols, rows, cols, is_torus, topology)
+                if q <= q_max:
+                    total += radial_weight(neighborhood, 0.25 * q, sigma) * src[b, f]
         dst[n, f] = total
