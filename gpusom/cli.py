@@ -20,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from ._backend import BACKENDS, BackendUnavailableError
+from ._math import METRICS
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
@@ -140,6 +141,8 @@ def _train(args):
         args.size,
         args.torus,
         topology="hexagonal" if args.hexagonal else "rectangular",
+        algorithm="batch" if args.batch else "online",
+        metric=args.metric,
         num_iterations=args.iterations,
         normalize=args.normalize,
         backend=args.backend,
@@ -251,8 +254,15 @@ def build_parser():
         "--iterations",
         type=_positive_int,
         metavar="N",
-        help="online steps (default: 10 per sample or per cell, whichever is more)",
+        help=(
+            "online steps (default: max(10 n, min(500 cells, 75 n)) for n samples), or epochs "
+            "with --batch (default 20)"
+        ),
     )
+    train.add_argument(
+        "--batch", action="store_true", help="batch training (epochs) instead of online steps"
+    )
+    train.add_argument("--metric", choices=sorted(METRICS), default="euclidean")
     train.add_argument("--normalize", action="store_true", help="min-max scale each feature")
     train.add_argument("--backend", choices=BACKENDS, default="auto")
     train.add_argument("--seed", type=int, metavar="S")

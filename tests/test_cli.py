@@ -226,3 +226,15 @@ def test_a_hexagonal_model_is_trained_and_drawn_as_hexagons(tmp_path, files, mon
     assert main(["plot", "hex.npz", "--data", "data.csv", "--out", "pictures"]) == 0
     assert set(topologies.values()) == {"hexagonal"} and len(topologies) == 4
     assert len(list((tmp_path / "pictures").iterdir())) == 4
+
+
+def test_batch_training_with_a_metric_is_kept_in_the_model(tmp_path, files, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "data.csv", "--size", "4x5", "--batch", "--metric", "manhattan", "--seed", "1"]
+    assert main([*argv, "--out", "batch.npz"]) == 0
+    som = SOM.load("batch.npz")
+    assert som.settings_["algorithm"] == "batch" and som.settings_["metric"] == "manhattan"
+    assert som.num_iterations_ == 20  # epochs by default
+    assert main(["project", "batch.npz", "data.csv", "--out", "bmus.csv"]) == 0
+    rows_cols = np.loadtxt("bmus.csv", delimiter=",", skiprows=1, dtype=int)
+    np.testing.assert_array_equal(rows_cols, som.transform(np.load("data.npy")))
