@@ -62,7 +62,9 @@ def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN):
     """
     n, dim = data.shape
     n_cells = codebook.shape[0]
-    scores = _SCORES[metric](codebook, data, xp)
+    # one pass finds missing values; complete data then skips every masking step below
+    missing = bool(xp.isnan(data).any())
+    scores = _SCORES[metric](codebook, data, xp, missing)
     out_index = xp.empty((n, k), dtype=np.int64)
     out_distance = xp.empty((n, k), dtype=np.float64)
     block = block_rows(n, n_cells)
@@ -81,14 +83,13 @@ def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN):
             out_index[start:stop],
             out_distance[start:stop],
         )
-    if metric != COSINE:
+    if missing and metric != COSINE:
         present = (~xp.isnan(data)).sum(axis=1)
-        if int(present.min()) < dim:
-            out_distance *= (dim / present)[:, None]
+        out_distance *= (dim / present)[:, None]
     return out_index, out_distance
 
 
-def _euclidean_scores(codebook, data, xp):
+def _euclidean_scores(codebook, data, xp, missing):
     """Per-block scores for squared Euclidean distances: centred matrix products.
 
     A sample with missing features is compared on its present ones:
@@ -101,8 +102,8 @@ def _euclidean_scores(codebook, data, xp):
     # float32 products unless a squared norm could overflow them: scores must stay finite.
     spread = max(
         float(xp.abs(centred_cb).max()),
-        float(xp.nanmax(xp.abs(xp.nanmax(data, axis=0) - centre))),
-        float(xp.nanmax(xp.abs(xp.nanmin(data, axis=0) - centre))),
+        float(xp.nanmax(xp.abs((xp.nanmax if missing else xp.max)(data, axis=0) - centre))),
+        float(xp.nanmax(xp.abs((xp.nanmin if missing else xp.min)(data, axis=0) - centre))),
     )
     product_dtype = np.float32 if spread * spread * dim < 1e36 else np.float64
     centred_cb = centred_cb.astype(product_dtype)
@@ -118,23 +119,22 @@ def _euclidean_scores(codebook, data, xp):
 
     def scores(chunk):
         centred = chunk - centre
-        missing = xp.isnan(centred)
-        masked = bool(missing.any())
-        if masked:
-            centred = xp.where(missing, 0.0, centred)
+        if missing:
+            holes = xp.isnan(centred)
+            centred = xp.where(holes, 0.0, centred)
         centred = centred.astype(product_dtype)
         dots = centred @ centred_cb.T
         x_norm = xp.sqrt((centred.astype(np.float64) ** 2).sum(axis=1))
         tolerance = bound_scale * (x_norm + cb_norm_max) ** 2
-        if not masked:
+        if not missing:
             return dots, cb_sq_product, tolerance
-        dots -= 0.5 * ((~missing).astype(product_dtype) @ cb_squares.T)
+        dots -= 0.5 * ((~holes).astype(product_dtype) @ cb_squares.T)
         return dots, no_cb_sq, tolerance + bound_scale * cb_norm_max**2
 
     return scores
 
 
-def _cosine_scores(codebook, data, xp):
+def _cosine_scores(codebook, data, xp, missing):
     """Per-block scores ``-2 cos(x, w)`` from float64 products of the normalised vectors.
 
     A sample with missing features is compared on its present ones, the cells' norms too (one
@@ -152,12 +152,13 @@ def _cosine_scores(codebook, data, xp):
 
     def scores(chunk):
         x = chunk.astype(np.float64)
-        missing = xp.isnan(x)
-        x = xp.where(missing, 0.0, x)
+        if missing:
+            holes = xp.isnan(x)
+            x = xp.where(holes, 0.0, x)
         x_norm = xp.sqrt((x * x).sum(axis=1))
         x = x / xp.where(x_norm > 0, x_norm, 1.0)[:, None]
-        if bool(missing.any()):
-            norms = xp.sqrt((~missing).astype(np.float64) @ cb_squares.T)
+        if missing:
+            norms = xp.sqrt((~holes).astype(np.float64) @ cb_squares.T)
             cosines = (x @ cb.T) / xp.where(norms > 0, norms, xp.inf)
         else:
             cosines = x @ unit_cb.T
@@ -166,7 +167,7 @@ def _cosine_scores(codebook, data, xp):
     return scores
 
 
-def _manhattan_scores(codebook, data, xp):
+def _manhattan_scores(codebook, data, xp, missing):
     """No product orders Manhattan distances: every cell is a candidate (zero scores, infinite
     tolerance), so the kernel's direct distances decide alone."""
     zeros = xp.zeros(codebook.shape[0], dtype=np.float32)

@@ -63,10 +63,10 @@ def checked_float_array(array, name, ndim, xp, allow_nan=False):
         raise ValueError(f"{name} contains {bad} infinite value(s); only NaN can mark missing ones")
     empty = xp.isnan(array).all(axis=-1)
     if bool(empty.any()):
-        rows = [int(i) for i in xp.flatnonzero(empty.ravel())[:5].tolist()]
+        first = int(xp.flatnonzero(empty.ravel())[0])
         raise ValueError(
             f"{name} has {int(empty.sum())} row(s) with no present value (all NaN), "
-            f"first at row {rows[0]}: a sample needs at least one feature"
+            f"first at row {first}: a sample needs at least one feature"
         )
     return array
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _backend, _checks
 from ._math import EUCLIDEAN, reported_distance
+from ._scaling import scale
 from .analysis import group_by_cell, non_adjacent_share
 
 INSTALL_HINT = 'pip install "gpusom[dask]"'
@@ -166,6 +167,11 @@ def _finite_block(block, check_name, allow_nan):
         xp = _backend.array_engine(block).xp
         _checks.checked_float_array(block, check_name, 2, xp, allow_nan)
     return block
+
+
+def scaled(data, low, span):
+    """The dask array ``data`` min-max scaled chunk by chunk (``gpusom._scaling.scale``), lazily."""
+    return data.map_blocks(scale, low, span, np, dtype=data.dtype)
 
 
 def _numpy_codebook(codebook, dim=None):

@@ -107,8 +107,6 @@ def check_resumable(som, dim, names, num_iterations, normalize, until):
 
 def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
     """One engine call: the online steps numbered ``steps`` of a ``total``-step run."""
-    # Settings of models saved before these options existed hold no decay (exponential), no
-    # topology (rectangular) and no metric (Euclidean).
     return engine.train_online(
         codebook,
         data,
@@ -131,14 +129,36 @@ def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
             "learning_rate_decay",
             False,
         ),
+        *lattice_arguments(settings),
+        metric_code(settings),
+    )
+
+
+# Settings of models saved before an option existed do not hold it: its default applies (the
+# exponential decay, the rectangular lattice, the Euclidean metric, NaN an error).
+
+
+def lattice_arguments(settings):
+    """``(rows, cols, is_torus, neighborhood, truncate, topology)`` of a run, as every engine's
+    ``train_online`` and ``train_batch`` take them (option codes, not names)."""
+    return (
         settings["rows"],
         settings["cols"],
         settings["is_torus"],
         NEIGHBORHOODS[settings["neighborhood"]],
         settings["truncate"],
         TOPOLOGIES[settings.get("topology", "rectangular")],
-        METRICS[settings.get("metric", "euclidean")],
     )
+
+
+def metric_code(settings):
+    """The run's ``gpusom._math.METRICS`` code."""
+    return METRICS[settings.get("metric", "euclidean")]
+
+
+def ignores_nan(settings):
+    """True when the run treats NaN as a missing value (``nan_policy="ignore"``)."""
+    return settings.get("nan_policy", "raise") == "ignore"
 
 
 def _progress_bar(position, stop, verbose, unit="step"):

@@ -14,7 +14,7 @@ import numpy as np
 from . import _backend, _checks, _dask, _model_file, _training, analysis, io, schedules
 from ._errors import NotFittedError
 from ._estimator import ParamsMixin
-from ._math import METRICS, NAN_POLICIES, NEIGHBORHOODS, TOPOLOGIES, reported_distance
+from ._math import NAN_POLICIES, reported_distance
 from ._scaling import feature_range, scale
 from .analysis import group_by_cell
 from .schedules import DTYPES, INITS
@@ -376,14 +376,14 @@ class SOM(ParamsMixin):
                 data.initial_sample(values, rng), rows * cols, cols, init, rng
             )
             codebook = codebook.astype(dtype)
-        if data.is_dask:
-            codebook, position, interrupted = _dask_batch(
-                codebook, values, settings, first, until, num_iterations, self.verbose
-            )
-            lattice = codebook.reshape(rows, cols, dim)
-        elif settings.get("algorithm", "online") == "batch":
-            codebook, position, interrupted = _run_batch(
-                engine, codebook, values, settings, first, until, num_iterations, self.verbose
+        if settings.get("algorithm", "online") == "batch":
+            codebook, position, interrupted = _training.run_epochs(
+                _batch_epoch(engine, values, codebook.dtype, settings),
+                engine.xp.asarray(codebook),
+                _training.epoch_sigmas(settings, num_iterations),
+                first,
+                until,
+                self.verbose,
             )
             lattice = engine.to_numpy(codebook).reshape(rows, cols, dim)
         else:
@@ -462,10 +462,10 @@ class SOM(ParamsMixin):
         return X, engine.as_array(scaled, name, 2, self._allows_nan()), engine
 
     def _allows_nan(self):
-        return self.settings_.get("nan_policy", "raise") == "ignore"
+        return _training.ignores_nan(self.settings_)
 
     def _metric(self):
-        return METRICS[self.settings_.get("metric", "euclidean")]
+        return _training.metric_code(self.settings_)
 
     def _lattice_on(self, engine):
         """The lattice as an array of ``engine``, uploaded once per trained map."""
@@ -492,7 +492,7 @@ class SOM(ParamsMixin):
             )
         scaled = X
         if self.data_min_ is not None:
-            scaled = X.map_blocks(scale, self.data_min_, self.data_range_, np, dtype=X.dtype)
+            scaled = _dask.scaled(X, self.data_min_, self.data_range_)
         codebook = self.lattice_.reshape(-1, self.n_features_in_)
         return X, scaled, codebook, self._metric(), self._allows_nan()
 
@@ -739,7 +739,7 @@ class _DaskInput:
         return low, high - low
 
     def scaled(self, low, span):
-        return self.values.map_blocks(scale, low, span, np, dtype=self.values.dtype)
+        return _dask.scaled(self.values, low, span)
 
     def initial_sample(self, values, rng):
         """At most ``INIT_SAMPLE_ROWS`` rows, drawn at random, for the initial codebook."""
@@ -755,50 +755,25 @@ INIT_SAMPLE_ROWS = 10_000
 
 
 class _DaskEngine:
-    """What ``SOM._train`` asks of the engine of Dask data: its name."""
+    """What ``SOM._train`` asks of the engine of Dask data: its name, and where the codebook
+    lives between epochs (the client: numpy)."""
 
     name = "dask"
+    xp = np
+    to_numpy = staticmethod(np.asarray)
 
 
-def _dask_batch(codebook, values, settings, first, until, total, verbose):
-    """Batch epochs ``first`` to ``until`` over Dask data: one map-reduce each."""
-    options = (
-        settings["rows"],
-        settings["cols"],
-        settings["is_torus"],
-        NEIGHBORHOODS[settings["neighborhood"]],
-        settings["truncate"],
-        TOPOLOGIES[settings.get("topology", "rectangular")],
-    )
-    metric = METRICS[settings.get("metric", "euclidean")]
-    allow_nan = settings.get("nan_policy", "raise") == "ignore"
-
-    def epoch(codebook, sigma):
-        return _dask.train_batch(
-            values, codebook, [sigma], *options, metric=metric, allow_nan=allow_nan
+def _batch_epoch(engine, values, dtype, settings):
+    """``epoch(codebook, sigma)``: one batch epoch of the run on ``engine``, or one map-reduce
+    over the chunks for Dask data (``gpusom._dask``)."""
+    lattice, metric = _training.lattice_arguments(settings), _training.metric_code(settings)
+    if engine.name == "dask":
+        allow_nan = _training.ignores_nan(settings)
+        return lambda codebook, sigma: _dask.train_batch(
+            values, codebook, [sigma], *lattice, metric=metric, allow_nan=allow_nan
         )
-
-    sigmas = _training.epoch_sigmas(settings, total)
-    return _training.run_epochs(epoch, codebook, sigmas, first, until, verbose)
-
-
-def _run_batch(engine, codebook, values, settings, first, until, total, verbose):
-    """Batch epochs ``first`` to ``until`` of a ``total``-epoch run on ``engine``."""
-    xp = engine.xp
-    data = xp.asarray(values.astype(codebook.dtype, copy=False))
-    lattice = (settings["rows"], settings["cols"], settings["is_torus"])
-    options = (
-        NEIGHBORHOODS[settings["neighborhood"]],
-        settings["truncate"],
-        TOPOLOGIES[settings.get("topology", "rectangular")],
-    )
-    metric = METRICS[settings.get("metric", "euclidean")]
-
-    def epoch(codebook, sigma):
-        return engine.train_batch(codebook, data, [sigma], *lattice, *options, metric)
-
-    sigmas = _training.epoch_sigmas(settings, total)
-    return _training.run_epochs(epoch, xp.asarray(codebook), sigmas, first, until, verbose)
+    data = engine.xp.asarray(values.astype(dtype, copy=False))
+    return lambda codebook, sigma: engine.train_batch(codebook, data, [sigma], *lattice, metric)
 
 
 def _check_converged(lattice, settings):
