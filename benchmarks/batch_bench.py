@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/batch_bench.py                    # workloads b and L, every library
     python benchmarks/batch_bench.py --workloads b --libs gpusom xpysom
+    python benchmarks/batch_bench.py --workloads b --epochs 3 5 10 --data-seeds 1 2 3
     python benchmarks/batch_bench.py --dask --dask-gb 4 --worker-memory 1GiB
 
 Peers: ``pip install -r benchmarks/requirements.txt``. A peer that is not installed, fails,
@@ -11,7 +12,10 @@ runs past ``--timeout`` or past ``--max-memory-gb`` of address space is skipped 
 reason printed in its row.
 
 Workloads (bench.py's generator ``clustered``: 20 centres uniform in [0, 1)^dim, noise 0.05),
-``--epochs`` (3) batch epochs each:
+``--epochs`` (3) batch epochs each; several values run each of them. ``--data-seeds`` (1) draws
+other samples from the same 20 centres: the table shows the mean time, QE and TE over the draws
+and TE's range, because a few-epoch map's TE swings with the draw (0.08-0.13 for somoclu at 3
+epochs on b, benchmarks/RESULTS.md).
 
 - ``b``: 10,000 x 64-d, 40x40 lattice (bench.py's workload b, trained in batch).
 - ``L``: 20,000 x 32-d, 200x200 lattice (40,000 cells, more cells than samples).
@@ -184,7 +188,7 @@ def run_worker(spec):
     from gpusom import quantization_error, topographic_error
 
     n, dim, rows, cols = WORKLOADS[spec["workload"]]
-    data = clustered(n, dim=dim)
+    data = clustered(n, dim=dim, sample_seed=spec["data_seed"])
     train = TRAINERS[spec["lib"]]
     train(data[:8], 3, 4, 1)  # numba's cache load or compilation, somoclu's OpenMP start-up
     start = time.perf_counter()
@@ -196,6 +200,8 @@ def run_worker(spec):
     row = {
         "workload": spec["workload"],
         "library": spec["lib"],
+        "epochs": spec["epochs"],
+        "data_seed": spec["data_seed"],
         "seconds": seconds,
         "qe": float(quantization_error(data, lattice)),
         "te": float(topographic_error(data, lattice)),
@@ -214,12 +220,12 @@ def _limit_memory(max_bytes):
     return apply
 
 
-def run_pair(workload, lib, args, scratch):
-    base = {"workload": workload, "library": lib}
+def run_pair(workload, lib, epochs, data_seed, args, scratch):
+    base = {"workload": workload, "library": lib, "epochs": epochs, "data_seed": data_seed}
     if version_of(DISTS[lib]) == "not installed":
         return {**base, "error": f"{DISTS[lib]} is not installed"}
-    out = Path(scratch) / f"{workload}-{lib}.json"
-    spec = {"workload": workload, "lib": lib, "epochs": args.epochs, "out": str(out)}
+    out = Path(scratch) / f"{workload}-{lib}-{epochs}-{data_seed}.json"
+    spec = {**base, "lib": lib, "out": str(out)}
     try:
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", json.dumps(spec)],
@@ -237,20 +243,47 @@ def run_pair(workload, lib, args, scratch):
     return json.loads(out.read_text())
 
 
+def summarise(rows):
+    """One row per (workload, epochs, library): the means over the data seeds, and TE's range."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["workload"], r["epochs"], r["library"]), []).append(r)
+    out = []
+    for (workload, epochs, library), runs in groups.items():
+        done = [r for r in runs if "error" not in r]
+        row = {"workload": workload, "epochs": epochs, "library": library, "runs": len(done)}
+        if not done:
+            out.append({**row, "error": runs[0]["error"]})
+            continue
+        for key in ("seconds", "qe", "te"):
+            row[key] = float(np.mean([r[key] for r in done]))
+        row["te_range"] = (min(r["te"] for r in done), max(r["te"] for r in done))
+        out.append({**row, "notes": done[0]["notes"]})
+    return out
+
+
 def print_table(rows):
-    print("| workload | library | seconds | time / gpusom's | QE | TE | notes |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    """The summary as a markdown table; times relative to ``gpusom`` at the same epochs."""
+    print(
+        "| workload | epochs | library | seconds | time / gpusom's | QE | TE | TE range | runs "
+        "| notes |"
+    )
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |")
     ours = {
-        r["workload"]: r["seconds"] for r in rows if r["library"] == "gpusom" and "seconds" in r
+        (r["workload"], r["epochs"]): r["seconds"]
+        for r in rows
+        if r["library"] == "gpusom" and "seconds" in r
     }
     for r in rows:
+        head = f"| {r['workload']} | {r['epochs']} | {r['library']} |"
         if "error" in r:
-            print(f"| {r['workload']} | {r['library']} | n/a | | | | skipped: {r['error']} |")
+            print(f"{head} n/a | | | | | | skipped: {r['error']} |")
             continue
-        ratio = r["seconds"] / ours[r["workload"]] if r["workload"] in ours else float("nan")
+        ratio = r["seconds"] / ours.get((r["workload"], r["epochs"]), float("nan"))
+        low, high = r["te_range"]
         print(
-            f"| {r['workload']} | {r['library']} | {r['seconds']:.3f} | {ratio:.2f} | "
-            f"{r['qe']:.4f} | {r['te']:.4f} | {r['notes']} |"
+            f"{head} {r['seconds']:.3f} | {ratio:.2f} | {r['qe']:.4f} | {r['te']:.4f} | "
+            f"{low:.4f}-{high:.4f} | {r['runs']} | {r['notes']} |"
         )
 
 
@@ -353,7 +386,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--libs", nargs="+", default=LIBS, choices=LIBS)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[3], help="one run per value")
+    parser.add_argument(
+        "--data-seeds",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="sample seeds of the generator (the same 20 centres): QE and TE are averaged",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per library run")
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="per library run")
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -381,16 +421,26 @@ def main(argv=None):
     if args.dask:
         run_dask(args)
         return
+    from gpusom.schedules import DEFAULT_EPOCHS
+
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for workload in args.workloads:
-            for lib in args.libs:
-                rows.append(run_pair(workload, lib, args, scratch))
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            for epochs in args.epochs:
+                for data_seed in args.data_seeds:
+                    for lib in args.libs:
+                        run = epochs
+                        if lib == "gpusom-defaults":  # its own default epochs: once is enough
+                            if epochs != args.epochs[0]:
+                                continue
+                            run = DEFAULT_EPOCHS
+                        rows.append(run_pair(workload, lib, run, data_seed, args, scratch))
+                        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     for workload in args.workloads:
         n, dim, r, c = WORKLOADS[workload]
-        print(f"{workload}: {n:,} x {dim}-d samples, {r}x{c} lattice, {args.epochs} epochs")
-    print_table(rows)
+        print(f"{workload}: {n:,} x {dim}-d samples, {r}x{c} lattice")
+    print(f"data seeds {args.data_seeds}; means over them")
+    print_table(summarise(rows))
     print(json.dumps(machine_info()))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=1))
