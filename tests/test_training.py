@@ -7,6 +7,7 @@ from conftest import TOLERANCES
 from engines import train_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 import gpusom
 from gpusom import SOM, _backend, schedules
@@ -292,3 +293,22 @@ def test_init_pca_keeps_constant_features_exactly(rng):
     np.testing.assert_array_equal(codebook[:, 1], 0.0)
     np.testing.assert_array_equal(codebook[:, 3], 3.0)
     assert np.ptp(codebook[:, 0]) > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4, 5, 8, 9])
+def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
+    """The CPU kernel's small-map search (fused with the distance pass up to four features)."""
+    from gpusom.cpu.kernels import nearest_cell
+
+    nearest = njit(lambda head, x, out: nearest_cell(head, x, out))  # the jitted overload
+    rng = np.random.default_rng(dim)
+    head = rng.random((dim, 300)).astype(dtype)
+    head[:, [7, 150, 299]] = head[:, [150, 150, 150]]  # three equal cells: the first wins
+    out = np.empty(300, dtype)
+    for x in (head[:, 150].copy(), rng.random(dim).astype(dtype)):
+        expected = ((head - x[:, None]) ** 2).sum(axis=0)
+        bmu = nearest(head, x, out)
+        np.testing.assert_allclose(out, expected, rtol=1e-6)
+        assert bmu == int(np.argmin(out))
+    assert nearest(head, head[:, 150].copy(), out) == 7

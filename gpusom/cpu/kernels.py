@@ -61,10 +61,20 @@ def split_dim(dim):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def squared_distances(head, x, out):
-    """``out[n] = sum_k (head[k, n] - x[k])^2`` over the ``head`` features."""
+def squared_distances(head, x, out, search):
+    """``out[n] = sum_k (head[k, n] - x[k])^2`` over the ``head`` features.
+
+    With ``search=True`` (float32 only) the last pass also takes the packed minimum of ``out``
+    (``_math.packed_key``) and the lowest-index argmin is returned: the search rides on the
+    pass that writes the distances instead of reading them again (a fifth of a small map's
+    search, benchmarks/RESULTS.md). With ``search=None`` numba compiles that out and the
+    return value means nothing.
+    """
     n_rows, n_cells = head.shape
     first = n_rows % LANES
+    best = NO_INDEX
+    if search is not None:
+        keys = out.view(np.int32)
     # The first pass covers the leftover 1-3 features (no zero padding to read) or, when there
     # are none, the first group of four; it initialises ``out``.
     if first == 1:
@@ -72,27 +82,61 @@ def squared_distances(head, x, out):
         for n in range(n_cells):
             d0 = w0[n] - x0
             out[n] = d0 * d0
+            if search is not None:
+                best = min(best, packed_key(keys[n], n))
     elif first == 2:
         w0, w1, x0, x1 = head[0], head[1], x[0], x[1]
         for n in range(n_cells):
             d0, d1 = w0[n] - x0, w1[n] - x1
             out[n] = d0 * d0 + d1 * d1
+            if search is not None:
+                best = min(best, packed_key(keys[n], n))
     elif first == 3:
         w0, w1, w2, x0, x1, x2 = head[0], head[1], head[2], x[0], x[1], x[2]
         for n in range(n_cells):
             d0, d1, d2 = w0[n] - x0, w1[n] - x1, w2[n] - x2
             out[n] = (d0 * d0 + d1 * d1) + d2 * d2
+            if search is not None:
+                best = min(best, packed_key(keys[n], n))
     for k in range(first, n_rows, LANES):
         w0, w1, w2, w3 = head[k], head[k + 1], head[k + 2], head[k + 3]
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        best = NO_INDEX  # only the last pass's minimum counts
         if k == 0:
             for n in range(n_cells):
                 d0, d1, d2, d3 = w0[n] - x0, w1[n] - x1, w2[n] - x2, w3[n] - x3
                 out[n] = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                if search is not None:
+                    best = min(best, packed_key(keys[n], n))
         else:
             for n in range(n_cells):
                 d0, d1, d2, d3 = w0[n] - x0, w1[n] - x1, w2[n] - x2, w3[n] - x3
                 out[n] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                if search is not None:
+                    best = min(best, packed_key(keys[n], n))
+    return best & INDEX_MASK
+
+
+def nearest_cell(head, x, out):
+    """The lowest-index argmin of ``squared_distances(head, x, out, None)``, ``out`` filled."""
+    squared_distances(head, x, out, None)
+    return int(np.argmin(out))
+
+
+@overload(nearest_cell, jit_options={"cache": True})
+def _nearest_cell_jit(head, x, out):
+    # Packed keys hold float32 distances only. Tracking the minimum costs more than a separate
+    # search in every pass but the last, so it pays only when there is one pass (at most four
+    # features; benchmarks/RESULTS.md).
+    fuse = out.dtype == types.float32
+
+    def nearest(head, x, out):
+        if fuse and head.shape[0] <= LANES:
+            return squared_distances(head, x, out, True)
+        squared_distances(head, x, out, None)
+        return argmin_first(out)
+
+    return nearest
 
 
 def argmin_first(distances):
@@ -458,10 +502,9 @@ def train_online(
             metric_distances(head, tail, x, present, metric, norms, distances)
             bmu = argmin_first(distances)
         elif tail.shape[1] == 0:
-            squared_distances(head, x, distances)
-            bmu = argmin_first(distances)
+            bmu = nearest_cell(head, x, distances)
         else:
-            squared_distances(head, x, distances)
+            squared_distances(head, x, distances, None)
             bmu = pruned_argmin(distances, tail, x[split:], guesses[sample])
             guesses[sample] = bmu
         bmus[t] = bmu
