@@ -311,6 +311,10 @@ def _phase(
     best_d, best_i = INF, NO_INDEX
     for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
         row, col = n // cols, n % cols
+        # The cell's codebook column by an unsigned index: numba adds the axis length to a
+        # negative signed index, in every address; skipping that saves registers
+        # (benchmarks/kernel_resources.py).
+        cell = np.uint64(n)
         q = quadrance(row, col, bmu_row, bmu_col, rows, cols, is_torus, topology)
         # The CPU walks the disk as runs of columns (gpusom._math.half_width); this integer test
         # selects the same cells, since both settle the same inequality exactly.
@@ -336,16 +340,16 @@ def _phase(
                 dist_sq = 0.25 * float(q)
                 gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
             if plain:
-                distance = _update_and_measure(codebook, data, n, gain, previous, sample)
+                distance = _update_and_measure(codebook, data, cell, gain, previous, sample)
             else:
                 distance = _update_and_measure_any(
-                    codebook, data, n, gain, previous, sample, True, metric
+                    codebook, data, cell, gain, previous, sample, True, metric
                 )
         elif plain:
-            distance = _measure(codebook, data, n, sample)
+            distance = _measure(codebook, data, cell, sample)
         else:
             distance = _update_and_measure_any(
-                codebook, data, n, rate, previous, sample, False, metric
+                codebook, data, cell, rate, previous, sample, False, metric
             )
         if part_d is None:
             best_key = min(best_key, _packed_key(distance, n))
