@@ -258,6 +258,61 @@ def _publish(best_key, best_d, best_i, record, part_d, part_i, step, shared_d, s
 
 
 @cuda.jit(device=True)
+def _visit(
+    codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus, neighborhood,
+    topology, metric, plain, sigma, radius_sq, rate, best_key, best_d, best_i, part_d,
+):  # fmt: skip
+    """Cell ``n`` in a phase of :func:`_phase`: its update (inside the window) and distance;
+    the thread's best (packed key, or distance and index), with the cell taken in."""
+    row, col = n // cols, n % cols
+    # The cell's codebook column by an unsigned index: numba adds the axis length to a
+    # negative signed index, in every address; skipping that saves registers
+    # (benchmarks/kernel_resources.py).
+    cell = np.uint64(n)
+    q = quadrance(row, col, bmu_row, bmu_col, rows, cols, is_torus, topology)
+    # The CPU walks the disk as runs of columns (gpusom._math.half_width); this integer test
+    # selects the same cells, since both settle the same inequality exactly.
+    if float(q) <= 4.0 * radius_sq:
+        # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
+        if topology == RECTANGULAR and is_separable(neighborhood):
+            d_row = axis_delta(row, bmu_row, rows, is_torus)
+            d_col = axis_delta(col, bmu_col, cols, is_torus)
+            gain = (
+                rate
+                * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
+                * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
+            )
+        elif is_separable(neighborhood):
+            d_row, twice_dx = hex_offsets(row, col, bmu_row, bmu_col, rows, cols, is_torus)
+            row_sq, col_sq = 0.75 * d_row * d_row, 0.25 * twice_dx * twice_dx
+            gain = (
+                rate
+                * codebook.dtype.type(axis_weight_sq(neighborhood, row_sq, sigma))
+                * codebook.dtype.type(axis_weight_sq(neighborhood, col_sq, sigma))
+            )
+        else:
+            dist_sq = 0.25 * float(q)
+            gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
+        if plain:
+            distance = _update_and_measure(codebook, data, cell, gain, previous, sample)
+        else:
+            distance = _update_and_measure_any(
+                codebook, data, cell, gain, previous, sample, True, metric
+            )
+    elif plain:
+        distance = _measure(codebook, data, cell, sample)
+    else:
+        distance = _update_and_measure_any(
+            codebook, data, cell, rate, previous, sample, False, metric
+        )
+    if part_d is None:
+        best_key = min(best_key, _packed_key(distance, n))
+    elif ranks_before(np.float64(distance), n, best_d, best_i):
+        best_d, best_i = np.float64(distance), n
+    return best_key, best_d, best_i
+
+
+@cuda.jit(device=True)
 def _phase(
     codebook,
     data,
@@ -278,12 +333,14 @@ def _phase(
     t,
     shared_d,
     shared_i,
+    grid,
 ):
     """Phase ``t`` (0 to ``order.size``): update of step ``t - 1``, BMU search of step ``t``.
 
     Plain Euclidean steps on complete samples take the two-pass loads of :func:`_measure` and
     :func:`_update_and_measure`; other metrics, and samples with missing features
-    (``missing[i]``), :func:`_update_and_measure_any`.
+    (``missing[i]``), :func:`_update_and_measure_any`. ``grid`` is the persistent kernels' grid
+    group and None in the per-step ones; it only selects the form of the loop over the cells.
     """
     n_steps = order.size
     searching = t < n_steps
@@ -309,52 +366,25 @@ def _phase(
         plain = metric == EUCLIDEAN and not missing[sample] and not missing[previous]
     best_key = NO_INDEX
     best_d, best_i = INF, NO_INDEX
-    for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
-        row, col = n // cols, n % cols
-        # The cell's codebook column by an unsigned index: numba adds the axis length to a
-        # negative signed index, in every address; skipping that saves registers
-        # (benchmarks/kernel_resources.py).
-        cell = np.uint64(n)
-        q = quadrance(row, col, bmu_row, bmu_col, rows, cols, is_torus, topology)
-        # The CPU walks the disk as runs of columns (gpusom._math.half_width); this integer test
-        # selects the same cells, since both settle the same inequality exactly.
-        if float(q) <= 4.0 * radius_sq:
-            # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
-            if topology == RECTANGULAR and is_separable(neighborhood):
-                d_row = axis_delta(row, bmu_row, rows, is_torus)
-                d_col = axis_delta(col, bmu_col, cols, is_torus)
-                gain = (
-                    rate
-                    * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
-                    * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
-                )
-            elif is_separable(neighborhood):
-                d_row, twice_dx = hex_offsets(row, col, bmu_row, bmu_col, rows, cols, is_torus)
-                row_sq, col_sq = 0.75 * d_row * d_row, 0.25 * twice_dx * twice_dx
-                gain = (
-                    rate
-                    * codebook.dtype.type(axis_weight_sq(neighborhood, row_sq, sigma))
-                    * codebook.dtype.type(axis_weight_sq(neighborhood, col_sq, sigma))
-                )
-            else:
-                dist_sq = 0.25 * float(q)
-                gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
-            if plain:
-                distance = _update_and_measure(codebook, data, cell, gain, previous, sample)
-            else:
-                distance = _update_and_measure_any(
-                    codebook, data, cell, gain, previous, sample, True, metric
-                )
-        elif plain:
-            distance = _measure(codebook, data, cell, sample)
-        else:
-            distance = _update_and_measure_any(
-                codebook, data, cell, rate, previous, sample, False, metric
-            )
-        if part_d is None:
-            best_key = min(best_key, _packed_key(distance, n))
-        elif ranks_before(np.float64(distance), n, best_d, best_i):
-            best_d, best_i = np.float64(distance), n
+    # The same cells either way. A while loop keeps fewer registers in the persistent kernels
+    # but more in the per-step ones and in the float32 persistent general one
+    # (benchmarks/kernel_resources.py, benchmarks/RESULTS.md).
+    if grid is None or missing is not None:
+        for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
+            best_key, best_d, best_i = _visit(
+                codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus,
+                neighborhood, topology, metric, plain, sigma, radius_sq, rate, best_key,
+                best_d, best_i, part_d,
+            )  # fmt: skip
+    else:
+        n = cuda.grid(1)
+        while n < codebook.shape[1]:
+            best_key, best_d, best_i = _visit(
+                codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus,
+                neighborhood, topology, metric, plain, sigma, radius_sq, rate, best_key,
+                best_d, best_i, part_d,
+            )  # fmt: skip
+            n += cuda.gridsize(1)
     if searching:
         _publish(best_key, best_d, best_i, record, part_d, part_i, t, shared_d, shared_i)
 
@@ -368,7 +398,7 @@ def _one_phase(
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     _phase(
         codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-        topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
+        topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i, None,
     )  # fmt: skip
 
 
@@ -384,7 +414,7 @@ def _all_phases(
     for t in range(n_steps + 1):
         _phase(
             codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-            topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
+            topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i, grid,
         )  # fmt: skip
         if t < n_steps:
             grid.sync()
