@@ -10,6 +10,8 @@ float32 expansion picked wrong BMUs for about a quarter of the samples of data o
 (``tests/test_analysis.py`` checks such data).
 """
 
+import warnings
+
 import numpy as np
 
 from . import _config
@@ -100,10 +102,16 @@ def _euclidean_scores(codebook, data, xp, missing):
     centre = codebook.mean(axis=0, dtype=np.float64)
     centred_cb = codebook - centre
     # float32 products unless a squared norm could overflow them: scores must stay finite.
+    with warnings.catch_warnings():
+        # A feature missing from every sample has no extremes: numpy warns and gives NaN, which
+        # the outer nanmax leaves out, as the scores leave the feature out.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        high = (xp.nanmax if missing else xp.max)(data, axis=0)
+        low = (xp.nanmin if missing else xp.min)(data, axis=0)
     spread = max(
         float(xp.abs(centred_cb).max()),
-        float(xp.nanmax(xp.abs((xp.nanmax if missing else xp.max)(data, axis=0) - centre))),
-        float(xp.nanmax(xp.abs((xp.nanmin if missing else xp.min)(data, axis=0) - centre))),
+        float(xp.nanmax(xp.abs(high - centre))),
+        float(xp.nanmax(xp.abs(low - centre))),
     )
     product_dtype = np.float32 if spread * spread * dim < 1e36 else np.float64
     centred_cb = centred_cb.astype(product_dtype)

@@ -160,11 +160,18 @@ def sample_order(rng, n_samples, count):
 def initial_codebook(data, n_cells, cols, init, rng):
     """The ``(n_cells, dim)`` float64 starting codebook for init code ``init``.
 
-    Missing (NaN) values of ``data`` count as their feature's mean here.
+    Missing (NaN) values of ``data`` count as their feature's mean here; a feature with no
+    present value is a ``ValueError``.
     """
     dim = data.shape[1]
     missing = np.isnan(data)
     if missing.any():
+        absent = np.flatnonzero(missing.all(axis=0))
+        if absent.size:
+            raise ValueError(
+                f"{absent.size} feature(s) of the training data have no present value (all "
+                f"NaN), first feature {int(absent[0])}: a map cannot learn them; drop them"
+            )
         data = np.where(missing, np.nanmean(data, axis=0, dtype=np.float64), data)
     if init == INITS["sample"]:
         return data[rng.integers(0, data.shape[0], size=n_cells)].astype(np.float64)

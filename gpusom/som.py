@@ -119,7 +119,8 @@ class SOM(ParamsMixin):
         Manhattan ones scaled by ``dim / present`` (a cosine is scale-free and is not); its
         update moves only the present features of each cell; the initial codebook takes a
         missing value as its feature's mean; every method accepts NaN the same way. A sample
-        with no present feature is an error naming its row. inf is always an error.
+        with no present feature is an error naming its row, and so is a feature with no present
+        value in the training data. inf is always an error.
     seed : int or numpy.random.Generator, optional
         Seed of the initialisation and of the sample order; the same seed gives the same map.
     verbose : bool, default True

@@ -6,6 +6,8 @@ the dtype's tolerance, on every combination of the options, and the analysis fun
 equal brute force.
 """
 
+import warnings
+
 import naive
 import numpy as np
 import pytest
@@ -231,6 +233,24 @@ def test_missing_values_are_a_clear_error_unless_ignored(rng):
     data[9, 0] = np.inf
     with pytest.raises(ValueError, match="infinite"):
         SOM((3, 3), nan_policy="ignore", verbose=False).train(data, 10)
+
+
+@pytest.mark.parametrize("algorithm", ["online", "batch"])
+def test_a_feature_missing_everywhere_cannot_be_trained_but_can_be_searched(rng, algorithm):
+    data = rng.random((30, 4))
+    data[:, 2] = np.nan
+    som = SOM((3, 4), algorithm=algorithm, nan_policy="ignore", verbose=False)
+    with pytest.raises(ValueError, match=r"no present value.*feature 2"):
+        som.train(data, 3)
+    lattice = rng.random((3, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning about the empty feature either
+        bmus = gpusom.find_bmus(data, lattice, nan_policy="ignore")
+        error = gpusom.quantization_error(data, lattice, nan_policy="ignore")
+    present = [0, 1, 3]
+    distances = ((data[:, None, present] - lattice.reshape(12, 4)[None, :, present]) ** 2).sum(-1)
+    np.testing.assert_array_equal(bmus[:, 0] * 4 + bmus[:, 1], distances.argmin(axis=1))
+    np.testing.assert_allclose(error, np.sqrt(distances.min(axis=1) * 4 / 3).mean(), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
