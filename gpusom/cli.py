@@ -1,12 +1,14 @@
 """The ``gpusom`` command line: train a map, project data on it, draw its pictures, run the demo.
 
-``gpusom train DATA --size ROWSxCOLS [--torus] [--hexagonal] [--iterations N] [--normalize]
-[--backend B] [--seed S] --out MODEL``, ``gpusom project MODEL DATA --out OUT.csv``, ``gpusom plot
-MODEL --out DIR [--data DATA [--labels COLUMN]]``, ``gpusom demo --out DIR`` and ``gpusom
---version``. DATA is a ``.csv`` file (a first row that is not all numbers is a header of column
-names) or a 2-D ``.npy`` array. Every mistake in the input (unreadable or malformed files,
-non-numeric columns, missing values, bad sizes) ends with one line on stderr and exit status 2,
-never a traceback.
+``gpusom train DATA --size ROWSxCOLS [--torus] [--hexagonal] [--iterations N] [--batch]
+[--metric M] [--nan-policy P] [--normalize] [--backend B] [--seed S] --out MODEL``, ``gpusom
+project MODEL DATA --out OUT.csv``, ``gpusom plot MODEL --out DIR [--data DATA [--labels
+COLUMN]]``, ``gpusom demo --out DIR`` and ``gpusom --version``. DATA is a ``.csv`` file (a first
+row that is not all numbers is a header of column names) or a 2-D ``.npy`` array. A model
+trained with ``--nan-policy ignore`` takes empty cells (and ``nan``) as missing values, in
+training and when it projects or plots data. Every mistake in the input (unreadable or malformed
+files, non-numeric columns, missing values otherwise, bad sizes) ends with one line on stderr and
+exit status 2, never a traceback.
 """
 
 import argparse
@@ -20,9 +22,10 @@ import numpy as np
 
 from . import __version__
 from ._backend import BACKENDS, BackendUnavailableError
-from ._math import METRICS
+from ._math import METRICS, NAN_POLICIES
 
 EXIT_ERROR = 2
+MISSING_HINT = "; train with --nan-policy ignore to allow missing values"
 EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
 
 
@@ -67,12 +70,13 @@ def _column_index(column, names, width, path):
     raise ValueError(f"{path} has no column {column!r} ({known})")
 
 
-def read_table(path, label_column=None):
+def read_table(path, label_column=None, allow_missing=False):
     """``(values, names, labels)`` of a ``.csv`` or ``.npy`` file of samples in rows.
 
-    ``values`` is a float64 ``(n_samples, n_features)`` array of finite numbers; ``names`` the
-    header's column names (None without a header); ``labels`` the values of ``label_column``
-    (excluded from ``values``) as a list, or None.
+    ``values`` is a float64 ``(n_samples, n_features)`` array of finite numbers, or NaN for a
+    missing value (an empty CSV cell, ``nan``) with ``allow_missing``; ``names`` the header's
+    column names (None without a header); ``labels`` the values of ``label_column`` (excluded
+    from ``values``) as a list, or None.
     """
     path = os.fspath(path)
     if path.lower().endswith(".npy"):
@@ -87,7 +91,7 @@ def read_table(path, label_column=None):
             index = _column_index(label_column, None, array.shape[1], path)
             labels = array[:, index].tolist()
             array = np.delete(array, index, axis=1)
-        bad = np.argwhere(~np.isfinite(array))
+        bad = np.argwhere(np.isinf(array) if allow_missing else ~np.isfinite(array))
         if bad.size:
             row, col = bad[0]
             raise ValueError(f"{path}: row {row}, column {col} is {array[row, col]}")
@@ -119,12 +123,15 @@ def read_table(path, label_column=None):
             cell = row[j].strip()
             name = repr(names[j]) if names else str(j)
             try:
-                values[i, k] = float(cell)
+                values[i, k] = float(cell) if cell or not allow_missing else math.nan
             except ValueError:
-                what = "is empty (a missing value)" if not cell else f"is not numeric ({cell!r})"
+                what = f"is not numeric ({cell!r})"
+                if not cell:
+                    what = f"is empty (a missing value){MISSING_HINT}"
                 raise ValueError(f"{path}, line {line}: column {name} {what}") from None
-            if not math.isfinite(values[i, k]):
-                raise ValueError(f"{path}, line {line}: column {name} is {cell}")
+            if math.isinf(values[i, k]) or (math.isnan(values[i, k]) and not allow_missing):
+                hint = MISSING_HINT if math.isnan(values[i, k]) else ""
+                raise ValueError(f"{path}, line {line}: column {name} is {cell}{hint}")
     labels = None if index is None else [row[index].strip() for _, row in rows]
     features = None if names is None else [names[j] for j in columns]
     return values, features, labels
@@ -136,13 +143,14 @@ def _train(args):
     directory = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(directory):  # found out before training, not after
         raise ValueError(f"cannot write {args.out}: there is no directory {directory}")
-    values, names, _ = read_table(args.data)
+    values, names, _ = read_table(args.data, allow_missing=args.nan_policy == "ignore")
     som = SOM(
         args.size,
         args.torus,
         topology="hexagonal" if args.hexagonal else "rectangular",
         algorithm="batch" if args.batch else "online",
         metric=args.metric,
+        nan_policy=args.nan_policy,
         num_iterations=args.iterations,
         normalize=args.normalize,
         backend=args.backend,
@@ -180,7 +188,7 @@ def _load(path):
 
 def _project(args):
     som = _load(args.model)
-    values, _, _ = read_table(args.data)
+    values, _, _ = read_table(args.data, allow_missing=som.nan_policy == "ignore")
     cells = som.transform(values)
     with open(args.out, "w", newline="") as stream:
         writer = csv.writer(stream)
@@ -198,9 +206,10 @@ def _plot(args):
     som = _load(args.model)
     lattice = som.lattice_
     topology = som.settings_.get("topology", "rectangular")
+    search = {"metric": som.metric, "nan_policy": som.nan_policy}  # the hit maps use the map's
     data = labels = None
     if args.data is not None:
-        values, _, labels = read_table(args.data, args.labels)
+        values, _, labels = read_table(args.data, args.labels, som.nan_policy == "ignore")
         data = som.scale(values)  # the pictures compare data with the lattice in its own space
     os.makedirs(args.out, exist_ok=True)
     pictures = {
@@ -222,11 +231,11 @@ def _plot(args):
     }
     if data is not None:
         pictures["hit_map.png"] = lambda path: plot.plot_hit_map(
-            data, lattice, topology=topology, save_to=path
+            data, lattice, topology=topology, save_to=path, **search
         )
     if labels is not None:
         pictures["labels_map.png"] = lambda path: plot.plot_labels_map(
-            data, labels, lattice, topology=topology, save_to=path
+            data, labels, lattice, topology=topology, save_to=path, **search
         )
     for name, draw in pictures.items():
         draw(os.path.join(args.out, name))
@@ -263,6 +272,13 @@ def build_parser():
         "--batch", action="store_true", help="batch training (epochs) instead of online steps"
     )
     train.add_argument("--metric", choices=sorted(METRICS), default="euclidean")
+    train.add_argument(
+        "--nan-policy",
+        choices=sorted(NAN_POLICIES),
+        default="raise",
+        help="ignore: empty cells (and nan) are missing values, here and when the model "
+        "projects or plots data",
+    )
     train.add_argument("--normalize", action="store_true", help="min-max scale each feature")
     train.add_argument("--backend", choices=BACKENDS, default="auto")
     train.add_argument("--seed", type=int, metavar="S")

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from . import _checks
-from ._math import HEXAGONAL, RECTANGULAR, TOPOLOGIES
+from ._math import HEXAGONAL, NAN_POLICIES, RECTANGULAR, TOPOLOGIES
 from .analysis import find_bmus, lattice_activations
 
 #: Smallest font (points) used to write a label inside a labels-map cell; below it, no text.
@@ -161,8 +161,9 @@ def _finish(fig, save_to):
     return fig
 
 
-def _data_and_lattice(data, lattice, data_name="data"):
-    data = _checks.as_data(data, data_name)
+def _data_and_lattice(data, lattice, data_name="data", nan_policy="raise"):
+    allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
+    data = _checks.as_float_array(data, data_name, 2, allow_nan)
     lattice = _checks.as_lattice(lattice)
     _checks.check_same_dim(data, lattice, data_name)
     return data, lattice
@@ -366,15 +367,17 @@ def plot_component_planes(lattice, feature_names=None, *, topology="rectangular"
     return _finish(fig, save_to)
 
 
-def _hit_counts(data, lattice):
+def _hit_counts(data, lattice, metric, nan_policy):
     """Number of samples whose best matching unit is each cell, shape ``(rows, cols)``."""
-    data, lattice = _data_and_lattice(data, lattice)
+    data, lattice = _data_and_lattice(data, lattice, nan_policy=nan_policy)
     rows, cols = lattice.shape[:2]
-    bmus = np.asarray(find_bmus(data, lattice))
+    bmus = np.asarray(find_bmus(data, lattice, metric=metric, nan_policy=nan_policy))
     return np.bincount(bmus[:, 0] * cols + bmus[:, 1], minlength=rows * cols).reshape(rows, cols)
 
 
-def plot_hit_map(data, lattice, *, topology="rectangular", save_to=None):
+def plot_hit_map(
+    data, lattice, *, topology="rectangular", metric="euclidean", nan_policy="raise", save_to=None
+):
     """Draw how many samples land on each cell (their best matching unit).
 
     Parameters
@@ -385,6 +388,9 @@ def plot_hit_map(data, lattice, *, topology="rectangular", save_to=None):
     topology : {"rectangular", "hexagonal"}, default "rectangular"
         The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
         cell. Row 0 is at the top either way.
+    metric, nan_policy
+        How best units are found, as in :func:`gpusom.find_bmus` (a map's own: ``SOM.metric``,
+        ``SOM.nan_policy``).
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -402,7 +408,7 @@ def plot_hit_map(data, lattice, *, topology="rectangular", save_to=None):
     [[1, 0, 0], [0, 0, 2]]
     """
     topology = _as_topology(topology)
-    counts = _hit_counts(data, lattice)
+    counts = _hit_counts(data, lattice, metric, nan_policy)
     return _single(
         counts,
         f"hit map ({int(counts.sum())} samples)",
@@ -414,20 +420,20 @@ def plot_hit_map(data, lattice, *, topology="rectangular", save_to=None):
     )
 
 
-def _labels_map(data, labels, lattice):
+def _labels_map(data, labels, lattice, metric, nan_policy):
     """The most frequent label of the samples landing on each cell.
 
     Returns ``(codes, classes)``: ``classes`` the distinct labels in sorted order and ``codes`` a
     ``(rows, cols)`` float array holding the index into ``classes`` of each cell's label, NaN where
     no sample lands. Ties go to the label that comes first in ``classes``.
     """
-    data, lattice = _data_and_lattice(data, lattice)
+    data, lattice = _data_and_lattice(data, lattice, nan_policy=nan_policy)
     labels = np.asarray(_checks.as_labels(labels, data.shape[0], "labels"))
     if labels.ndim != 1:
         raise ValueError("labels must hold one label (a number or a string) per sample")
     classes, inverse = np.unique(labels, return_inverse=True)
     rows, cols = lattice.shape[:2]
-    bmus = np.asarray(find_bmus(data, lattice))
+    bmus = np.asarray(find_bmus(data, lattice, metric=metric, nan_policy=nan_policy))
     votes = np.zeros((rows * cols, classes.size), dtype=np.int64)
     np.add.at(votes, (bmus[:, 0] * cols + bmus[:, 1], inverse.ravel()), 1)
     codes = np.where(votes.any(axis=1), votes.argmax(axis=1), np.nan)
@@ -444,7 +450,16 @@ def _label_colormap(n):
     return matplotlib.colormaps["turbo"].resampled(n)
 
 
-def plot_labels_map(data, labels, lattice, *, topology="rectangular", save_to=None):
+def plot_labels_map(
+    data,
+    labels,
+    lattice,
+    *,
+    topology="rectangular",
+    metric="euclidean",
+    nan_policy="raise",
+    save_to=None,
+):
     """Draw the most frequent label of the samples landing on each cell.
 
     Each label has a colour (shown in the legend); cells no sample lands on stay blank. Where the
@@ -461,6 +476,8 @@ def plot_labels_map(data, labels, lattice, *, topology="rectangular", save_to=No
     topology : {"rectangular", "hexagonal"}, default "rectangular"
         The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
         cell. Row 0 is at the top either way.
+    metric, nan_policy
+        How best units are found, as in :func:`gpusom.find_bmus`.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -481,7 +498,7 @@ def plot_labels_map(data, labels, lattice, *, topology="rectangular", save_to=No
     from matplotlib.patches import Patch
 
     topology = _as_topology(topology)
-    codes, classes = _labels_map(data, labels, lattice)
+    codes, classes = _labels_map(data, labels, lattice, metric, nan_policy)
     rows, cols = codes.shape
     height, width = topology.extent(rows, cols)
     cmap = _label_colormap(classes.size)

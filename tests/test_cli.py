@@ -78,7 +78,10 @@ def test_a_bad_input_in_a_real_process_is_one_line_and_status_2(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,nan\n")
     result = run_gpusom("train", "bad.csv", "--size", "2x2", "--out", "m.npz", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr == "gpusom: error: bad.csv, line 3: column 'b' is nan\n"
+    assert result.stderr == (
+        "gpusom: error: bad.csv, line 3: column 'b' is nan; train with --nan-policy ignore to "
+        "allow missing values\n"
+    )
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -238,3 +241,35 @@ def test_batch_training_with_a_metric_is_kept_in_the_model(tmp_path, files, monk
     assert main(["project", "batch.npz", "data.csv", "--out", "bmus.csv"]) == 0
     rows_cols = np.loadtxt("bmus.csv", delimiter=",", skiprows=1, dtype=int)
     np.testing.assert_array_equal(rows_cols, som.transform(np.load("data.npy")))
+
+
+def test_missing_values_need_nan_policy_ignore_and_then_work_everywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lines = ["x,y,z,kind", "0.1,0.2,0.3,a", "0.9,,0.7,b", "0.5,0.5,nan,a", "0.2,0.8,0.1,b"]
+    (tmp_path / "holes.csv").write_text("\n".join(lines) + "\n")
+    features = [line.rsplit(",", 1)[0] for line in lines]
+    (tmp_path / "features.csv").write_text("\n".join(features) + "\n")
+    argv = ["train", "features.csv", "--size", "3x3", "--seed", "2", "--out", "m.npz"]
+    with pytest.raises(ValueError, match=r"line 3: column 'y' is empty.*--nan-policy ignore"):
+        read_table("features.csv")
+    assert main(argv) == 2
+    assert main([*argv, "--nan-policy", "ignore", "--metric", "cosine"]) == 0
+    som = SOM.load("m.npz")
+    assert som.nan_policy == "ignore" and som.metric == "cosine"
+    values, names, _ = read_table("features.csv", allow_missing=True)
+    assert names == ["x", "y", "z"] and np.isnan(values[[1, 2], [1, 2]]).all()
+    assert main(["project", "m.npz", "features.csv", "--out", "bmus.csv"]) == 0
+    rows_cols = np.loadtxt("bmus.csv", delimiter=",", skiprows=1, dtype=int)
+    np.testing.assert_array_equal(rows_cols, som.transform(values))
+    hits = {}
+    real = plot.plot_hit_map
+
+    def recording(*args, **kwargs):
+        hits.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plot, "plot_hit_map", recording)
+    argv = ["plot", "m.npz", "--data", "holes.csv", "--labels", "kind", "--out", "pictures"]
+    assert main(argv) == 0
+    assert hits["metric"] == "cosine" and hits["nan_policy"] == "ignore"
+    assert (tmp_path / "pictures" / "labels_map.png").exists()

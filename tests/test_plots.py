@@ -134,6 +134,26 @@ def test_hit_map_counts_samples_per_cell(rng):
     assert ax.get_title() == "hit map (300 samples)"
 
 
+def test_hit_and_labels_maps_search_with_the_given_metric_and_missing_values(rng):
+    lattice, data = rng.normal(size=(4, 5, 3)), rng.normal(size=(300, 3))
+    data[::7, 1] = np.nan
+    search = {"metric": "cosine", "nan_policy": "ignore"}
+    bmus = find_bmus(data, lattice, **search)
+    flat = bmus[:, 0] * 5 + bmus[:, 1]
+    euclidean = find_bmus(np.nan_to_num(data), lattice)
+    assert (flat != euclidean[:, 0] * 5 + euclidean[:, 1]).any()  # the options matter here
+    _, counts = only_image(plot_hit_map(data, lattice, **search))
+    np.testing.assert_array_equal(counts, np.bincount(flat, minlength=20).reshape(4, 5))
+    labels = np.where(data[:, 0] > 0, "pos", "neg")
+    _, codes = only_image(plot_labels_map(data, labels, lattice, **search))
+    for cell in np.unique(flat):
+        here = labels[flat == cell]
+        expected = max(sorted(set(here)), key=lambda label: (here == label).sum())
+        assert codes.ravel()[cell] == ["neg", "pos"].index(expected)
+    with pytest.raises(ValueError, match="NaN"):
+        plot_hit_map(data, lattice, metric="cosine")
+
+
 # --- labels map --------------------------------------------------------------------------------
 
 
