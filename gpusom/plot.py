@@ -537,7 +537,16 @@ def plot_labels_map(
 
 
 def plot_activations(
-    sample, lattice, exponent=1, *, title=None, ax=None, topology="rectangular", save_to=None
+    sample,
+    lattice,
+    exponent=1,
+    *,
+    title=None,
+    ax=None,
+    topology="rectangular",
+    metric="euclidean",
+    nan_policy="raise",
+    save_to=None,
 ):
     """Draw how strongly one sample activates each cell (1 at its best matching unit).
 
@@ -557,6 +566,9 @@ def plot_activations(
     topology : {"rectangular", "hexagonal"}, default "rectangular"
         The lattice's layout: square cells, or hexagons with the odd rows shifted right by half a
         cell. Row 0 is at the top either way.
+    metric, nan_policy
+        The distance, and whether a NaN feature is missing, as in
+        :func:`gpusom.lattice_activations`.
     save_to : str or path-like, optional
         Also save the figure there (the format follows the suffix, e.g. ``.png``).
 
@@ -574,9 +586,14 @@ def plot_activations(
     (10, 20)
     """
     topology = _as_topology(topology)
-    sample = _checks.as_float_array(sample, "sample", 1)
-    data, lattice = _data_and_lattice(sample[None, :], lattice, "sample")
-    activations = np.asarray(lattice_activations(data, lattice, exponent=exponent, verbose=False))
+    allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
+    sample = _checks.as_float_array(sample, "sample", 1, allow_nan)
+    data, lattice = _data_and_lattice(sample[None, :], lattice, "sample", nan_policy)
+    activations = np.asarray(
+        lattice_activations(
+            data, lattice, exponent=exponent, verbose=False, metric=metric, nan_policy=nan_policy
+        )
+    )
     if title is None:
         title = "activations of the sample" + (f" (exponent {exponent:g})" if exponent != 1 else "")
     return _single(

@@ -211,6 +211,16 @@ def test_activations_of_one_sample(rng, exponent):
     assert ax.images[0].get_clim() == (0.0, 1.0)
 
 
+def test_activations_follow_the_metric_and_missing_values(rng):
+    lattice, sample = rng.normal(size=(3, 4, 3)), np.array([0.5, np.nan, -1.0])
+    search = {"metric": "manhattan", "nan_policy": "ignore"}
+    _, image = only_image(plot_activations(sample, lattice, **search))
+    expected = lattice_activations(sample[None], lattice, verbose=False, **search)[0]
+    np.testing.assert_allclose(image, expected)
+    with pytest.raises(ValueError, match="NaN"):
+        plot_activations(sample, lattice)
+
+
 def test_activations_draw_into_given_axes_with_a_title(rng):
     import matplotlib.pyplot as plt
 
