@@ -730,6 +730,11 @@ class _DaskInput:
 
     def __init__(self, data, name, allow_nan=False):
         self.values, self.names = _dask.as_dask_array(data, name, allow_nan)
+        if np.isnan(self.values.shape[0]):
+            # A filtered array does not know its length; the sample draw and the engine's
+            # memory estimate need it. One pass computes the chunks' lengths (of this validated
+            # copy, never the caller's array).
+            self.values.compute_chunk_sizes()
         self.engine = _DaskEngine()
 
     def feature_range(self):

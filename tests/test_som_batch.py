@@ -92,6 +92,18 @@ def test_dask_input_trains_batch_and_answers_lazily(rng):
     }
 
 
+def test_dask_input_of_unknown_length_trains_as_its_rows(rng):
+    data = rng.random((600, 3))
+    chunks = dask_array.from_array(data, chunks=150)
+    kept = chunks[chunks[:, 0] > 0.3]  # a filter: the chunks' lengths are unknown
+    assert np.isnan(kept.shape[0])
+    som = SOM((3, 4), num_iterations=3, seed=1, verbose=False).fit(kept)
+    expected = SOM((3, 4), algorithm="batch", num_iterations=3, seed=1, verbose=False)
+    np.testing.assert_allclose(som.lattice_, expected.fit(data[data[:, 0] > 0.3]).lattice_)
+    assert np.isnan(kept.shape[0])  # the caller's array is left as it was
+    np.testing.assert_array_equal(som.predict(kept).compute(), som.predict(kept.compute()))
+
+
 def test_dask_input_keeps_the_clear_errors(rng):
     bad = dask_array.from_array(np.ones(10), chunks=5)
     with pytest.raises(ValueError, match="2-D"):
