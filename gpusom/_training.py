@@ -81,12 +81,18 @@ def epoch_sigmas(settings, total):
     )
 
 
-def check_resumable(som, dim, names, num_iterations, normalize, until):
-    """Raise a ``ValueError`` unless ``som`` holds a run that these arguments can continue."""
+def check_resumable(som, dim, names, num_iterations, normalize, until, is_dask=False):
+    """Raise a ``ValueError`` unless ``som`` holds a run that these arguments can continue
+    (``is_dask``: the data is a Dask collection, which trains batch epochs only)."""
     if not hasattr(som, "steps_done_"):
         raise ValueError(
             "resume=True continues an earlier run, but this SOM holds none: train it or load "
             "a model (SOM.load) first"
+        )
+    if is_dask and som.settings_.get("algorithm", "online") != "batch":
+        raise ValueError(
+            "the run trains online steps, and Dask data trains batch epochs only: resume it "
+            "with in-memory data (a numpy array), or start a batch run on the Dask data"
         )
     if num_iterations != som.num_iterations_:
         raise ValueError(

@@ -330,7 +330,7 @@ class SOM(ParamsMixin):
         values = data.values
         if resume:
             _training.check_resumable(
-                self, values.shape[1], data.names, num_iterations, normalize, until
+                self, values.shape[1], data.names, num_iterations, normalize, until, data.is_dask
             )
             settings, first = self.settings_, self.steps_done_
             low, span = self.data_min_, self.data_range_

@@ -104,6 +104,18 @@ def test_dask_input_of_unknown_length_trains_as_its_rows(rng):
     np.testing.assert_array_equal(som.predict(kept).compute(), som.predict(kept.compute()))
 
 
+def test_an_online_run_cannot_be_resumed_with_dask_data(rng):
+    data = rng.random((80, 3))
+    som = SOM((3, 4), seed=0, verbose=False)
+    som.train(data, 100, until=50)
+    with pytest.raises(ValueError, match=r"online steps.*Dask data trains batch epochs"):
+        som.train(dask_array.from_array(data, chunks=40), 100, resume=True)
+    assert som.steps_done_ == 50 and som.settings_["algorithm"] == "online"
+    np.testing.assert_array_equal(
+        som.train(data, 100, resume=True), SOM((3, 4), seed=0, verbose=False).train(data, 100)
+    )
+
+
 def test_dask_input_keeps_the_clear_errors(rng):
     bad = dask_array.from_array(np.ones(10), chunks=5)
     with pytest.raises(ValueError, match="2-D"):
