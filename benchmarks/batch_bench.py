@@ -57,12 +57,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import inspect
 import io
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -78,7 +76,7 @@ for path in (str(REPO_ROOT), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench import clustered, cpu_model, import_gpusom, version_of  # noqa: E402
+from bench import clustered, host_info, import_gpusom, version_of  # noqa: E402
 from quality import intrasom_map  # noqa: E402
 
 SEED = 0
@@ -288,16 +286,7 @@ def print_table(rows):
 
 
 def machine_info():
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1_5_15": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        **{name: version_of(dist) for name, dist in DISTS.items()},
-    }
+    return {**host_info(), **{name: version_of(dist) for name, dist in DISTS.items()}}
 
 
 # --------------------------------------------------------------------------- dask

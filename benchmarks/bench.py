@@ -420,18 +420,25 @@ def gpu_names():
     return "; ".join(line.strip() for line in out.splitlines() if line.strip()) or "none"
 
 
-def machine_info(gpusom, gpusom_error):
-    import numba
-
+def host_info():
+    """The date, the machine and its load, Python and numpy: what every benchmark records."""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average_1_5_15": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "gpu": gpu_names(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+    }
+
+
+def machine_info(gpusom, gpusom_error):
+    import numba
+
+    return {
+        **host_info(),
+        "gpu": gpu_names(),
         "numba": numba.__version__,
         "gpusom": getattr(gpusom, "__version__", "?") if gpusom else f"unavailable: {gpusom_error}",
         "numbasom": version_of("numbasom"),

@@ -102,12 +102,14 @@ def _euclidean_scores(codebook, data, xp, missing):
     centre = codebook.mean(axis=0, dtype=np.float64)
     centred_cb = codebook - centre
     # float32 products unless a squared norm could overflow them: scores must stay finite.
-    with warnings.catch_warnings():
-        # A feature missing from every sample has no extremes: numpy warns and gives NaN, which
-        # the outer nanmax leaves out, as the scores leave the feature out.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        high = (xp.nanmax if missing else xp.max)(data, axis=0)
-        low = (xp.nanmin if missing else xp.min)(data, axis=0)
+    if missing:
+        with warnings.catch_warnings():
+            # A feature missing from every sample has no extremes: numpy warns and gives NaN,
+            # which the outer nanmax leaves out, as the scores leave the feature out.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            high, low = xp.nanmax(data, axis=0), xp.nanmin(data, axis=0)
+    else:
+        high, low = data.max(axis=0), data.min(axis=0)
     spread = max(
         float(xp.abs(centred_cb).max()),
         float(xp.nanmax(xp.abs(high - centre))),

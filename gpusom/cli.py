@@ -25,8 +25,9 @@ from ._backend import BACKENDS, BackendUnavailableError
 from ._math import METRICS, NAN_POLICIES
 
 EXIT_ERROR = 2
-MISSING_HINT = "; train with --nan-policy ignore to allow missing values"
 EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
+#: Appended to the error for a missing value in data read without ``allow_missing``.
+MISSING_HINT = "; train with --nan-policy ignore to allow missing values"
 
 
 class UsageError(Exception):
@@ -209,7 +210,9 @@ def _plot(args):
     search = {"metric": som.metric, "nan_policy": som.nan_policy}  # the hit maps use the map's
     data = labels = None
     if args.data is not None:
-        values, _, labels = read_table(args.data, args.labels, som.nan_policy == "ignore")
+        values, _, labels = read_table(
+            args.data, args.labels, allow_missing=som.nan_policy == "ignore"
+        )
         data = som.scale(values)  # the pictures compare data with the lattice in its own space
     os.makedirs(args.out, exist_ok=True)
     pictures = {
