@@ -312,3 +312,26 @@ def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
         np.testing.assert_allclose(out, expected, rtol=1e-6)
         assert bmu == int(np.argmin(out))
     assert nearest(head, head[:, 150].copy(), out) == 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_cells=st.integers(1, 100),
+    width=st.sampled_from([0, 3, 32]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, width, dtype, seed, data):
+    """The partial distance search visits chunks of cells; any first guess gives the same BMU."""
+    from gpusom.cpu.kernels import pruned_argmin, tail_distance
+
+    rng = np.random.default_rng(seed)
+    # few distinct values, so equal partial and full distances (ties) are common
+    partial = rng.integers(0, 4, n_cells).astype(dtype)
+    tail = rng.integers(0, 3, (n_cells, width)).astype(dtype)
+    x_tail = rng.integers(0, 3, width).astype(dtype)
+    full = njit(lambda p, t, x: np.array([p[n] + tail_distance(t[n], x) for n in range(p.size)]))
+    expected = int(np.argmin(full(partial, tail, x_tail)))
+    guess = data.draw(st.integers(0, n_cells - 1))
+    assert pruned_argmin(partial, tail, x_tail, guess) == expected

@@ -32,12 +32,12 @@ class Codebook:
 
 
 class Data:
-    """The internal samples, with each sample's last BMU (the partial distance search's guess)
-    and whether it has missing (NaN) features."""
+    """The internal samples, with each sample's last BMU (the partial distance search's guess,
+    ``-1`` until it is drawn) and whether it has missing (NaN) features."""
 
     def __init__(self, data, dtype):
         self.values = np.ascontiguousarray(data, dtype=dtype)
-        self.guesses = np.zeros(self.values.shape[0], dtype=np.int64)
+        self.guesses = np.full(self.values.shape[0], -1, dtype=np.int64)
         self.missing = np.isnan(self.values).any(axis=1)
 
 
