@@ -314,6 +314,22 @@ def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
     assert nearest(head, head[:, 150].copy(), out) == 7
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [4, 8, 12])
+def test_cpu_head_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
+    """The one-pass head of the partial distance search sums as the general pass does."""
+    from gpusom.cpu.kernels import head_distances, squared_distances
+
+    rng = np.random.default_rng(rows)
+    head = rng.normal(size=(rows, 257)).astype(dtype)
+    x = rng.normal(size=rows + 5).astype(dtype)
+    expected, got = np.empty(257, dtype), np.empty(257, dtype)
+    njit(lambda h, x, out: squared_distances(h, x, out, None))(head, x, expected)
+    head_distances(head, x, got)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_allclose(got, ((head - x[:rows, None]) ** 2).sum(axis=0), rtol=1e-5)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     n_cells=st.integers(1, 100),
