@@ -24,12 +24,16 @@ from ._math import (
 from ._scaling import normalize_features
 
 
-def _prepare(data, lattice, normalize=False, data_name="data", nan_policy="raise"):
+def _prepare(
+    data, lattice, normalize=False, data_name="data", nan_policy="raise", normalize_name="normalize"
+):
     """Validated ``(data, lattice, scaled data, engine)``; the scaled data is what gets compared.
 
     The engine is the one of the arrays: when either is a GPU array, both are moved there.
+    ``normalize_name`` is the caller's name for the ``normalize`` flag.
     """
     allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
+    normalize = _checks.as_bool(normalize, normalize_name)
     engine = _backend.array_engine(data, lattice)
     data = engine.as_array(data, data_name, 2, allow_nan)
     lattice = engine.as_array(lattice, "lattice", 3)
@@ -297,7 +301,9 @@ def lattice_closest_vectors(
         cell, in row-major order.
     """
     start = timer()
-    data, lattice, scaled, engine = _prepare(data, lattice, normalized, nan_policy=nan_policy)
+    data, lattice, scaled, engine = _prepare(
+        data, lattice, normalized, nan_policy=nan_policy, normalize_name="normalized"
+    )
     labels = _checks.as_labels(additional_list, data.shape[0])
     cols, dim = lattice.shape[1:]
     code = _metric(metric)

@@ -142,6 +142,20 @@ def test_wrong_length_additional_list(labels):
         lattice_closest_vectors(GOOD, LATTICE, additional_list=labels, verbose=False)
 
 
+@pytest.mark.parametrize(
+    ("function", "flag"),
+    [
+        (project_on_lattice, "normalize"),
+        (lattice_closest_vectors, "normalized"),
+        (lattice_activations, "normalize"),
+    ],
+)
+def test_scaling_flag_must_be_a_bool(function, flag):
+    # "no" is truthy: taken as given, it would scale the data the caller asked not to scale.
+    with pytest.raises(TypeError, match=flag):
+        function(GOOD, LATTICE, verbose=False, **{flag: "no"})
+
+
 def test_bad_exponent():
     with pytest.raises(ValueError, match="exponent"):
         lattice_activations(GOOD, LATTICE, exponent=0, verbose=False)
