@@ -444,21 +444,30 @@ class SOM(ParamsMixin):
                 "SOM.load"
             )
 
-    def _prepare(self, X, name):
-        """``(X, scaled X, engine)``: ``X`` validated against the map, scaled as the training
-        data, and the engine that searches it (where the map was trained, or where ``X`` is)."""
+    def _validated(self, X, name):
+        """``(X, scaled X, engine of X)``: ``X`` validated against the map (its feature count
+        and names) and scaled as the training data, on the engine where ``X`` is."""
         self._check_fitted()
         names = _checks.feature_names(X)
         if names is not None:
             self._check_feature_names(names)
         own = _backend.array_engine(X)
         X = own.as_array(X, name, 2, self._allows_nan())
+        self._check_n_features(X, name)
+        scaled = X if self.data_min_ is None else scale(X, self.data_min_, self.data_range_, own.xp)
+        return X, scaled, own
+
+    def _check_n_features(self, X, name):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"{name} has {X.shape[1]} features, but SOM is expecting {self.n_features_in_} "
                 "features as input"
             )
-        scaled = X if self.data_min_ is None else scale(X, self.data_min_, self.data_range_, own.xp)
+
+    def _prepare(self, X, name):
+        """``(X, scaled X, engine)``: ``X`` validated against the map, scaled as the training
+        data, and the engine that searches it (where the map was trained, or where ``X`` is)."""
+        X, scaled, own = self._validated(X, name)
         engine = _backend.analysis_engine(self.backend_, own)
         return X, engine.as_array(scaled, name, 2, self._allows_nan()), engine
 
@@ -486,11 +495,7 @@ class SOM(ParamsMixin):
         X, names = _dask.as_dask_array(X, "X", self._allows_nan())
         if names is not None:
             self._check_feature_names(names)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but SOM is expecting {self.n_features_in_} "
-                "features as input"
-            )
+        self._check_n_features(X, "X")
         scaled = X
         if self.data_min_ is not None:
             scaled = _dask.scaled(X, self.data_min_, self.data_range_)
@@ -518,10 +523,7 @@ class SOM(ParamsMixin):
             Min-max scaled with the training data's ``data_min_`` and ``data_range_`` when the
             map was trained with ``normalize=True``; else ``X`` as a validated float array.
         """
-        self._check_fitted()
-        own = _backend.array_engine(X)
-        X = own.as_array(X, "X", 2, self._allows_nan())
-        return X if self.data_min_ is None else scale(X, self.data_min_, self.data_range_, own.xp)
+        return self._validated(X, "X")[1]
 
     def predict(self, X):
         """Flat index ``row * cols + col`` of each sample's best matching unit.

@@ -85,6 +85,10 @@ def test_wrong_feature_count_names_the_argument(data):
         som.predict(data[:, :2])
     with pytest.raises(ValueError, match="x has 2 features"):
         som.winner(data[0, :2])
+    for normalize in (False, True):
+        som = SOM((2, 2), num_iterations=20, normalize=normalize, verbose=False).fit(data)
+        with pytest.raises(ValueError, match="X has 2 features, but SOM is expecting 3"):
+            som.scale(data[:, :2])
 
 
 def test_get_and_set_params():
