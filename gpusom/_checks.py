@@ -165,6 +165,17 @@ def as_bool(value, name):
     return bool(value)
 
 
+def as_generator(seed, name="seed"):
+    """``numpy.random.default_rng(seed)``; a seed it refuses is an error naming ``name``."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(
+            f"{name} must be None, a non-negative integer or a numpy Generator, got {seed!r} "
+            f"({exc})"
+        ) from None
+
+
 def as_choice(value, name, choices):
     """The registry code of option ``value``; the error lists the valid names."""
     if not isinstance(value, str) or value not in choices:

@@ -371,7 +371,7 @@ class SOM(ParamsMixin):
             rng = copy.deepcopy(self._rng)
             codebook = self.lattice_.reshape(rows * cols, dim).astype(dtype)
         else:
-            rng = np.random.default_rng(self.seed)
+            rng = _checks.as_generator(self.seed)
             init = INITS[settings["init"]]
             codebook = schedules.initial_codebook(
                 data.initial_sample(values, rng), rows * cols, cols, init, rng

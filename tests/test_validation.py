@@ -120,6 +120,9 @@ def test_bad_num_iterations(iterations, error):
         ("dtype", "float16", ValueError),
         ("backend", "tpu", ValueError),
         ("is_torus", "yes", TypeError),
+        ("seed", -1, ValueError),
+        ("seed", 1.5, TypeError),
+        ("seed", "abc", TypeError),
     ],
 )
 def test_bad_settings_name_the_setting(setting, value, error):
