@@ -184,16 +184,16 @@ def as_choice(value, name, choices):
     return choices[value]
 
 
-def as_labels(labels, n_samples, name="additional_list"):
-    """``labels`` as a list with one entry per sample, or None."""
+def as_labels(labels, n_samples, name="additional_list", per="sample", of="data"):
+    """``labels`` as a list with one entry per sample (or ``per`` item of ``of``), or None."""
     if labels is None:
         return None
     try:
         labels = list(labels)
     except TypeError:
-        raise TypeError(f"{name} must be a sequence with one entry per sample") from None
+        raise TypeError(f"{name} must be a sequence with one entry per {per}") from None
     if len(labels) != n_samples:
-        raise ValueError(f"{name} has {len(labels)} entries but data has {n_samples} samples")
+        raise ValueError(f"{name} has {len(labels)} entries but {of} has {n_samples} {per}s")
     return labels
 
 

@@ -343,7 +343,7 @@ def plot_component_planes(lattice, feature_names=None, *, topology="rectangular"
     if feature_names is None:
         names = [f"feature {k}" for k in range(dim)]
     else:
-        names = _checks.as_labels(feature_names, dim, "feature_names")
+        names = _checks.as_labels(feature_names, dim, "feature_names", "feature", "the lattice")
         names = [str(name) for name in names]
     grid_cols = math.ceil(math.sqrt(dim))
     grid_rows = math.ceil(dim / grid_cols)
@@ -431,7 +431,13 @@ def _labels_map(data, labels, lattice, metric, nan_policy):
     labels = np.asarray(_checks.as_labels(labels, data.shape[0], "labels"))
     if labels.ndim != 1:
         raise ValueError("labels must hold one label (a number or a string) per sample")
-    classes, inverse = np.unique(labels, return_inverse=True)
+    try:
+        classes, inverse = np.unique(labels, return_inverse=True)
+    except TypeError:  # labels that cannot be sorted for the legend: None beside strings, say
+        kinds = sorted({type(label).__name__ for label in labels.tolist()})
+        raise TypeError(
+            f"labels must be all numbers or all strings (they are sorted), got {', '.join(kinds)}"
+        ) from None
     rows, cols = lattice.shape[:2]
     bmus = np.asarray(find_bmus(data, lattice, metric=metric, nan_policy=nan_policy))
     votes = np.zeros((rows * cols, classes.size), dtype=np.int64)

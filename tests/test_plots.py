@@ -118,7 +118,9 @@ def test_component_planes_default_names_and_flat_feature(rng):
 
 
 def test_component_planes_need_one_name_per_feature(rng):
-    with pytest.raises(ValueError, match="feature_names"):
+    with pytest.raises(
+        ValueError, match="feature_names has 2 entries but the lattice has 3 features"
+    ):
         plot_component_planes(rng.random((2, 3, 3)), feature_names=["a", "b"])
 
 
@@ -267,6 +269,7 @@ def test_save_to_writes_a_png(tmp_path, name):
         (lambda: plot_hit_map(DATA[:, :2], LATTICE), ValueError, "data has 2 features"),
         (lambda: plot_hit_map(DATA[0], LATTICE), ValueError, "data must be a 2-D"),
         (lambda: plot_labels_map(DATA, [[1, 2]] * 20, LATTICE), ValueError, "labels"),
+        (lambda: plot_labels_map(DATA, ["a", None] * 10, LATTICE), TypeError, "labels must be"),
         (lambda: plot_activations(DATA[:2], LATTICE), ValueError, "sample must be a 1-D"),
         (lambda: plot_activations([1.0, 2.0], LATTICE), ValueError, "sample has 2 features"),
         (lambda: plot_activations(DATA[0], LATTICE, exponent=0), ValueError, "exponent"),
