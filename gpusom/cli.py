@@ -23,6 +23,7 @@ import numpy as np
 from . import __version__
 from ._backend import BACKENDS, BackendUnavailableError
 from ._math import METRICS, NAN_POLICIES
+from .io import check_writable
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
@@ -141,9 +142,7 @@ def read_table(path, label_column=None, allow_missing=False):
 def _train(args):
     from .som import SOM
 
-    directory = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(directory):  # found out before training, not after
-        raise ValueError(f"cannot write {args.out}: there is no directory {directory}")
+    check_writable(args.out)  # found out before training, not after
     values, names, _ = read_table(args.data, allow_missing=args.nan_policy == "ignore")
     som = SOM(
         args.size,

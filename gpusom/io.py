@@ -23,15 +23,23 @@ def _npy_path(filename):
     return path if path.endswith(".npy") else path + ".npy"
 
 
+def check_writable(path):
+    """The directory of ``path``; raises unless that directory exists and ``path`` is not one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path}: there is no directory {directory}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path}: it is a directory, give a file name")
+    return directory
+
+
 def _atomic_write(path, write):
     """Call ``write(stream)`` on a temporary file beside ``path``, then rename it into place.
 
     The rename is atomic, so ``path`` holds either its old content or the complete new file; on
     any failure (including KeyboardInterrupt) the temporary file is removed.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path}: there is no directory {directory}")
+    directory = check_writable(path)
     handle, temp_path = tempfile.mkstemp(dir=directory, prefix=".gpusom-", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:

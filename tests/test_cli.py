@@ -166,6 +166,10 @@ BAD_INPUTS = {
         ["train", "data.csv", "--size", "2x2", "--out", "nowhere/m.npz"],
         "no directory",
     ),
+    "output is a directory": (
+        ["train", "data.csv", "--size", "2x2", "--out", "folder.csv"],
+        "cannot write folder.csv: it is a directory",
+    ),
     "no command": ([], "COMMAND"),
     "csv as a model": (["project", "data.csv", "data.csv", "--out", "c.csv"], "not an .npz"),
     "missing model": (["project", "nothing.npz", "data.csv", "--out", "c.csv"], "nothing.npz"),

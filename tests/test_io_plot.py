@@ -35,6 +35,13 @@ def test_failed_save_leaves_the_old_file_and_no_temporary(rng, tmp_path, monkeyp
     np.testing.assert_array_equal(load_lattice(tmp_path / "map.npy", verbose=False), old)
 
 
+def test_saving_onto_a_directory_is_a_clear_error(rng, tmp_path):
+    (tmp_path / "map.npy").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"map\.npy: it is a directory"):
+        save_lattice(rng.random((2, 2, 2)), tmp_path / "map", verbose=False)
+    assert os.listdir(tmp_path) == ["map.npy"]  # no temporary file left beside it
+
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [(b"not a numpy file", "not a readable lattice"), (None, "3-D")],
