@@ -100,7 +100,8 @@ def read_table(path, label_column=None, allow_missing=False):
         return array.astype(np.float64), None, labels
     if not path.lower().endswith(".csv"):
         raise ValueError(f"{path}: expected a .csv or .npy file")
-    with open(path, newline="") as stream:
+    # utf-8-sig: a leading byte-order mark is not part of the first column's name
+    with open(path, newline="", encoding="utf-8-sig") as stream:
         reader = csv.reader(stream)
         try:
             rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]

@@ -130,6 +130,8 @@ def test_read_table_detects_headers_and_labels(tmp_path, files):
     got, names, labels = read_table(tmp_path / "plain.csv", "1")
     assert got.tolist() == [[1.0], [3.0]] and names is None and labels == ["2", "4e1"]
     assert read_table(tmp_path / "data.npy", "0")[2] == values[:, 0].tolist()
+    (tmp_path / "bom.csv").write_bytes("\ufeffa,b\n1,2\n".encode())  # UTF-8 with a BOM
+    assert read_table(tmp_path / "bom.csv")[1] == ["a", "b"]
 
 
 BAD_INPUTS = {
