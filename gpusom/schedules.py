@@ -87,14 +87,26 @@ def _as_decay(value, name):
     return value
 
 
+#: The smallest radius the engines are given: its square is the smallest normal float64, so
+#: ``1 / (2 sigma^2)`` stays finite (a smaller one gave a ZeroDivisionError or a NaN weight at
+#: the best unit). Every radius below half a cell updates the best unit alone, with weight 1,
+#: so raising one to this changes no result.
+MIN_SIGMA = float(np.sqrt(np.finfo(np.float64).tiny))
+
+
 def schedule(decay, start, end, steps, total, name, positive):
     """The values at ``steps`` of a ``total``-step run of decay ``decay`` (a name of
     :data:`DECAYS` or a callable ``f(t, T)``), float64; see ``SOM``'s ``sigma_decay``.
 
     A callable's values are checked: finite, and positive (``positive``, a radius) or at least 0
-    (a rate), else a ``ValueError`` names ``name`` and the step.
+    (a rate), else a ``ValueError`` names ``name`` and the step. A radius is at least
+    :data:`MIN_SIGMA`.
     """
-    steps = np.asarray(steps, dtype=np.int64)
+    values = _schedule(decay, start, end, np.asarray(steps, dtype=np.int64), total, name, positive)
+    return np.maximum(values, MIN_SIGMA) if positive else values
+
+
+def _schedule(decay, start, end, steps, total, name, positive):
     if callable(decay):
         values = _call_per_step(decay, steps, total, name)
         bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0))

@@ -72,6 +72,25 @@ def test_a_callable_that_is_no_schedule_is_a_type_error():
         schedule(lambda: 1.0, 0, 0, np.arange(3), 3, "sigma_decay", True)
 
 
+@pytest.mark.parametrize("algorithm", ["online", "batch"])
+@pytest.mark.parametrize("neighborhood", ["gaussian", "mexican_hat"])
+def test_a_radius_decaying_towards_zero_trains_as_a_best_unit_only_radius(
+    rng, algorithm, neighborhood
+):
+    # Below half a cell only the best unit moves, so 1e-300 must give the map of 0.1; its
+    # square underflows, which was a ZeroDivisionError (or NaN) in the kernels.
+    data = rng.random((30, 3))
+
+    def train(small):
+        som = SOM((3, 4), algorithm=algorithm, neighborhood=neighborhood, seed=0, verbose=False)
+        som.sigma_decay = lambda t, total: np.where(t < 5, 1.5, small)
+        return som.train(data, 20)
+
+    tiny = train(1e-300)
+    assert np.isfinite(tiny).all()
+    np.testing.assert_array_equal(tiny, train(0.1))
+
+
 def test_unknown_decay_names_list_the_choices(rng):
     with pytest.raises(ValueError, match="sigma_decay must be one of 'exponential', 'linear'"):
         SOM((3, 3), sigma_decay="cosine", verbose=False).train(rng.random((5, 2)), 3)
