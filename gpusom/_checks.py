@@ -197,6 +197,20 @@ def as_labels(labels, n_samples, name="additional_list", per="sample", of="data"
     return labels
 
 
+def check_in_range(array, dtype, what):
+    """Raise a ``ValueError`` when ``array`` holds values beyond the finite range of ``dtype``
+    (they would become inf there)."""
+    limit = float(np.finfo(dtype).max)
+    if np.finfo(array.dtype).max <= limit:
+        return
+    peak = float(np.nanmax(np.abs(array)))
+    if peak > limit:
+        raise ValueError(
+            f"{what} holds values up to {peak:.3g}, beyond the range of {np.dtype(dtype).name} "
+            f"(+-{limit:.3g}); use dtype='float64' or normalize=True"
+        )
+
+
 def available_memory():
     """Physical memory of this machine in bytes, or None where it cannot be read."""
     try:

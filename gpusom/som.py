@@ -350,6 +350,8 @@ class SOM(ParamsMixin):
             settings = {**settings, "algorithm": "batch"}
         rows, cols, dtype = settings["rows"], settings["cols"], DTYPES[settings["dtype"]]
         n_samples, dim = values.shape
+        if not data.is_dask:
+            _checks.check_in_range(values, dtype, "the training data")
         itemsize = np.dtype(dtype).itemsize
         # codebook (twice: host and working copy), the data copy and one slice of schedules;
         # Dask data stays where it is

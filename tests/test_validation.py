@@ -159,6 +159,14 @@ def test_scaling_flag_must_be_a_bool(function, flag):
         function(GOOD, LATTICE, verbose=False, **{flag: "no"})
 
 
+def test_data_beyond_the_dtype_range_is_refused_with_the_remedy():
+    huge = GOOD * 1e300  # inf as float32: training used to "diverge" and blame learning_rate
+    with pytest.raises(ValueError, match=r"training data holds values up to .* float32"):
+        SOM((2, 2), verbose=False).train(huge, 10)
+    assert np.isfinite(SOM((2, 2), dtype="float64", verbose=False).train(huge, 10)).all()
+    assert np.isfinite(SOM((2, 2), verbose=False).train(huge, 10, normalize=True)).all()
+
+
 def test_bad_exponent():
     with pytest.raises(ValueError, match="exponent"):
         lattice_activations(GOOD, LATTICE, exponent=0, verbose=False)
