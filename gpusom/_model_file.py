@@ -12,9 +12,16 @@ from .schedules import DTYPES
 
 def model_contents(som):
     """``(header, arrays)`` of a trained SOM, for ``io.write_model``."""
+    params = som.get_params()
+    functions = [name for name, value in sorted(params.items()) if callable(value)]
+    if functions:
+        raise TypeError(
+            f"{', '.join(functions)} is a function, which a model file cannot hold (a function "
+            "is not data); save a map trained with a named decay, or the lattice (save_lattice)"
+        )
     names = getattr(som, "feature_names_in_", None)
     header = {
-        "params": som.get_params(),
+        "params": params,
         "settings": som.settings_,
         "n_features_in": som.n_features_in_,
         "feature_names_in": None if names is None else [str(name) for name in names],
