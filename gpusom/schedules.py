@@ -89,8 +89,9 @@ def _as_decay(value, name):
 
 #: The smallest radius the engines are given: its square is the smallest normal float64, so
 #: ``1 / (2 sigma^2)`` stays finite (a smaller one gave a ZeroDivisionError or a NaN weight at
-#: the best unit). Every radius below half a cell updates the best unit alone, with weight 1,
-#: so raising one to this changes no result.
+#: the best unit). Every neighbourhood gives every other cell a weight of exactly 0 at this
+#: radius, as at any radius under 0.026 cells (there ``exp(-1 / (2 sigma^2))`` underflows), so
+#: raising a smaller radius to it changes no result.
 MIN_SIGMA = float(np.sqrt(np.finfo(np.float64).tiny))
 
 

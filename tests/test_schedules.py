@@ -77,8 +77,8 @@ def test_a_callable_that_is_no_schedule_is_a_type_error():
 def test_a_radius_decaying_towards_zero_trains_as_a_best_unit_only_radius(
     rng, algorithm, neighborhood
 ):
-    # Below half a cell only the best unit moves, so 1e-300 must give the map of 0.1; its
-    # square underflows, which was a ZeroDivisionError (or NaN) in the kernels.
+    # At 0.1 (a window of 0.2 cells at truncate 2) only the best unit moves, as at 1e-300,
+    # whose square underflows: that was a ZeroDivisionError (or NaN) in the kernels.
     data = rng.random((30, 3))
 
     def train(small):
