@@ -10,6 +10,11 @@ import os
 
 import numpy as np
 
+#: A lattice is the one 3-D array gpusom reads; it has no missing values (``nan_policy`` is
+#: about the samples).
+LATTICE_NDIM = 3
+NAN_POLICY_HINT = 'to treat NaN as missing values, use nan_policy="ignore"'
+
 
 def as_float_array(value, name, ndim, allow_nan=False):
     """``value`` as a finite float array of ``ndim`` dimensions, never empty.
@@ -23,6 +28,11 @@ def as_float_array(value, name, ndim, allow_nan=False):
         raise TypeError(f"{name} is a sparse matrix; gpusom needs dense data (call .toarray())")
     if _is_dataframe(value):
         value = _dataframe_values(value, name)
+    if isinstance(value, np.ma.MaskedArray):  # np.asarray would drop the mask silently
+        raise TypeError(
+            f"{name} is a masked array, whose mask gpusom would not see; pass a plain array"
+            + ("" if ndim == LATTICE_NDIM else f" ({name}.filled(np.nan); {NAN_POLICY_HINT})")
+        )
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -53,10 +63,10 @@ def checked_float_array(array, name, ndim, xp, allow_nan=False):
     if not allow_nan:
         bad = int(xp.count_nonzero(~xp.isfinite(array)))
         if bad:
-            raise ValueError(
-                f"{name} contains {bad} NaN or infinite value(s); to treat NaN as missing "
-                'values, use nan_policy="ignore"'
+            hint = (
+                "a lattice must be finite everywhere" if ndim == LATTICE_NDIM else NAN_POLICY_HINT
             )
+            raise ValueError(f"{name} contains {bad} NaN or infinite value(s); {hint}")
         return array
     bad = int(xp.count_nonzero(xp.isinf(array)))
     if bad:

@@ -31,6 +31,7 @@ BAD_DATA = [
     ([[1.0, None]], ValueError, "NaN"),  # None becomes NaN: a missing value
     ([[1.0, "x"]], TypeError, "numeric"),
     (np.ones((4, 3)), ValueError, "features"),
+    (np.ma.masked_array([[1.0, 2.0]], mask=[[False, True]]), TypeError, "masked array"),
 ]
 
 DATA_FUNCTIONS = {
@@ -59,6 +60,7 @@ BAD_LATTICES = [
     (np.full((2, 2, 2), np.nan), ValueError, "NaN"),
     (np.empty((0, 2, 2)), ValueError, "empty"),
     (np.array([[["x"]]]), TypeError, "numeric"),
+    (np.ma.masked_array(np.ones((2, 2, 2)), mask=True), TypeError, "masked array"),
 ]
 
 
@@ -77,6 +79,7 @@ def test_bad_lattice_is_rejected(function, lattice, error, words, tmp_path, monk
     with pytest.raises(error, match=words) as caught:
         function(lattice)
     assert "lattice" in str(caught.value)
+    assert "nan_policy" not in str(caught.value)  # that option is about the samples
     assert list(tmp_path.iterdir()) == []
 
 
