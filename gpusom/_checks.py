@@ -208,16 +208,23 @@ def as_labels(labels, n_samples, name="additional_list", per="sample", of="data"
 
 
 def check_in_range(array, dtype, what):
-    """Raise a ``ValueError`` when ``array`` holds values beyond the finite range of ``dtype``
-    (they would become inf there)."""
-    limit = float(np.finfo(dtype).max)
-    if np.finfo(array.dtype).max <= limit:
-        return
-    peak = float(np.nanmax(np.abs(array)))
+    """Raise a ``ValueError`` when ``array`` does not fit ``dtype``'s arithmetic: values beyond
+    its finite range (they would become inf), or values all so small that their squared
+    differences underflow to 0 (every distance 0: ties everywhere, a meaningless map)."""
+    info = np.finfo(dtype)
+    limit, smallest = float(info.max), float(np.sqrt(info.tiny))
+    peak = max(float(np.nanmax(array)), -float(np.nanmin(array)))  # |x| without a copy
+    remedy = "use dtype='float64' or normalize=True"
+    name = np.dtype(dtype).name
     if peak > limit:
         raise ValueError(
-            f"{what} holds values up to {peak:.3g}, beyond the range of {np.dtype(dtype).name} "
-            f"(+-{limit:.3g}); use dtype='float64' or normalize=True"
+            f"{what} holds values up to {peak:.3g}, beyond the range of {name} "
+            f"(+-{limit:.3g}); {remedy}"
+        )
+    if 0 < peak < smallest:
+        raise ValueError(
+            f"{what} holds values no larger than {peak:.3g} in magnitude: their squared "
+            f"differences underflow to 0 in {name}; {remedy}"
         )
 
 

@@ -170,6 +170,17 @@ def test_data_beyond_the_dtype_range_is_refused_with_the_remedy():
     assert np.isfinite(SOM((2, 2), verbose=False).train(huge, 10, normalize=True)).all()
 
 
+def test_data_too_small_for_the_dtype_is_refused_with_the_remedy():
+    tiny = GOOD * 1e-25  # squared differences are 0 in float32: every cell ties
+    with pytest.raises(ValueError, match=r"no larger than .* underflow to 0 in float32"):
+        SOM((2, 2), verbose=False).train(tiny, 10)
+    som = SOM((2, 2), dtype="float64", seed=0, verbose=False)
+    som.train(tiny, 50)
+    assert som.topographic_error(tiny) < 1  # distances are distinct: a real map
+    assert np.isfinite(SOM((2, 2), verbose=False).train(tiny, 10, normalize=True)).all()
+    SOM((2, 2), verbose=False).train(np.zeros((5, 2)), 10)  # all zeros is constant, not tiny
+
+
 def test_bad_exponent():
     with pytest.raises(ValueError, match="exponent"):
         lattice_activations(GOOD, LATTICE, exponent=0, verbose=False)
