@@ -229,3 +229,27 @@ def test_two_best_units_equal_brute_force_across_score_chunks(engine, rng, n_cel
     order = np.argsort(d2, axis=1, kind="stable")[:, :2]
     np.testing.assert_array_equal(index, order)
     np.testing.assert_allclose(distance, np.take_along_axis(d2, order, axis=1), rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_cells=st.integers(1, 200),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_cpu_score_chunk_minima_are_the_chunks_smallest_scores(n_cells, dtype, seed):
+    """The CPU rerank's chunk minima (integer keys, negative scores and zeros of either sign
+    included) equal numpy's minimum of each chunk."""
+    from numba import njit
+
+    from gpusom.cpu.kernels import SCORE_CHUNK, score_chunk_minima
+
+    rng = np.random.default_rng(seed)
+    dots = rng.integers(-3, 4, n_cells).astype(dtype) / 4  # few values: ties and zeros
+    cb_sq = rng.integers(-3, 4, n_cells).astype(dtype) / 2
+    cb_sq[rng.random(n_cells) < 0.1] = -0.0
+    out = np.empty(-(-n_cells // SCORE_CHUNK), dtype)
+    njit(lambda d, q, o: score_chunk_minima(d, q, o))(dots, cb_sq, out)
+    scores = cb_sq - 2 * dots
+    expected = [scores[c : c + SCORE_CHUNK].min() for c in range(0, n_cells, SCORE_CHUNK)]
+    np.testing.assert_array_equal(out, np.array(expected, dtype))

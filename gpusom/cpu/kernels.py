@@ -580,30 +580,44 @@ def train_online(
 SCORE_CHUNK = 64
 
 
-@njit(cache=True, fastmath=FINITE_FASTMATH)
 def score_chunk_minima(dots, cb_sq, out):
     """``out[c] = min of cb_sq[j] - 2 * dots[j]`` over chunk ``c`` (finite inputs).
 
     ``2 * dots[j]`` is exact, so fused or not, every score is the same value as in
     :func:`rerank`'s candidate test.
     """
-    n = dots.size
-    two = dots.dtype.type(2.0)
+    scores = cb_sq - 2 * dots
     for c in range(out.size):
-        # Four independent minima: one chain would wait on the latency of every comparison
-        # (LLVM does not vectorise this float min reduction).
-        m0 = m1 = m2 = m3 = dots.dtype.type(np.inf)
-        j, stop = c * SCORE_CHUNK, min((c + 1) * SCORE_CHUNK, n)
-        while j + 4 <= stop:
-            m0 = min(m0, cb_sq[j] - two * dots[j])
-            m1 = min(m1, cb_sq[j + 1] - two * dots[j + 1])
-            m2 = min(m2, cb_sq[j + 2] - two * dots[j + 2])
-            m3 = min(m3, cb_sq[j + 3] - two * dots[j + 3])
-            j += 4
-        while j < stop:
-            m0 = min(m0, cb_sq[j] - two * dots[j])
-            j += 1
-        out[c] = min(min(m0, m1), min(m2, m3))
+        out[c] = scores[c * SCORE_CHUNK : (c + 1) * SCORE_CHUNK].min()
+
+
+@overload(score_chunk_minima, jit_options={"cache": True, "fastmath": FINITE_FASTMATH})
+def _score_chunk_minima_jit(dots, cb_sq, out):
+    # A float min reduction does not vectorise in numba; an integer one does. A float's bit
+    # pattern with the low bits flipped where the sign is set orders like the float (negative
+    # scores included), and the same flip maps the smallest key back to its float.
+    bits = np.int32 if dots.dtype == types.float32 else np.int64
+    flip = bits(np.iinfo(bits).max)
+    shift = bits(8 * np.dtype(bits).itemsize - 1)
+
+    def chunk_minima(dots, cb_sq, out):
+        two = dots.dtype.type(2.0)
+        scores = np.empty(SCORE_CHUNK, dots.dtype)
+        keys = scores.view(bits)
+        out_keys = out.view(bits)
+        for c in range(out.size):
+            # slices, so the loops count from zero and vectorise (see ``pruned_argmin``)
+            d = dots[c * SCORE_CHUNK : (c + 1) * SCORE_CHUNK]
+            q = cb_sq[c * SCORE_CHUNK : (c + 1) * SCORE_CHUNK]
+            for j in range(d.size):
+                scores[j] = q[j] - two * d[j]
+            smallest = flip
+            for j in range(d.size):
+                key = keys[j]
+                smallest = min(smallest, key ^ ((key >> shift) & flip))
+            out_keys[c] = smallest ^ ((smallest >> shift) & flip)
+
+    return chunk_minima
 
 
 @njit(cache=True)
