@@ -204,7 +204,8 @@ def tail_distance(cell, x):
 
 
 #: ``pruned_argmin`` tests the cells in chunks of this many: a vectorised count of a chunk's
-#: candidates skips it whole when it has none (benchmarks/RESULTS.md, "The large lattice's scan").
+#: candidates skips it whole when it has none (benchmarks/RESULTS.md, "The large lattice: a
+#: vectorised scan of the partial distances").
 PRUNE_CHUNK = 32
 
 
