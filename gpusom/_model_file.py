@@ -7,7 +7,20 @@ The file itself (an ``.npz`` archive with a versioned JSON header, written atomi
 import numpy as np
 
 from . import _checks
-from .schedules import DTYPES
+from ._math import METRICS, NAN_POLICIES, NEIGHBORHOODS, TOPOLOGIES
+from .schedules import ALGORITHMS, DTYPES, INITS
+
+#: The settings that name an option, and the options each may name: a file that names another
+#: is refused on load, not at its first use.
+CHOICES = {
+    "algorithm": ALGORITHMS,
+    "dtype": DTYPES,
+    "init": INITS,
+    "metric": METRICS,
+    "nan_policy": NAN_POLICIES,
+    "neighborhood": NEIGHBORHOODS,
+    "topology": TOPOLOGIES,
+}
 
 
 def model_contents(som):
@@ -45,6 +58,9 @@ def restore(cls, header, arrays):
     params["som_size"] = tuple(params["som_size"])
     som = cls(**params)
     settings = dict(header["settings"])
+    for key, choices in CHOICES.items():
+        if key in settings:
+            _checks.as_choice(settings[key], f"the setting {key}", choices)
     lattice = _checks.as_lattice(arrays["lattice"], "the lattice")
     if lattice.shape[:2] != (settings["rows"], settings["cols"]) or lattice.dtype != np.dtype(
         DTYPES[settings["dtype"]]
@@ -59,6 +75,8 @@ def restore(cls, header, arrays):
     if data_min is not None and (data_min.shape, data_range.shape) != ((dim,), (dim,)):
         raise ValueError("the normalisation does not match the lattice's features")
     names = header["feature_names_in"]
+    if names is not None and len(names) != dim:
+        raise ValueError(f"{len(names)} feature names for a lattice of {dim} features")
     som._set_trained(
         lattice=lattice,
         backend=str(header["backend"]),

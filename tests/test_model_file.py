@@ -128,6 +128,10 @@ def test_bad_files_give_clear_errors(tmp_path, data):
     write_archive(tmp_path / "other.npz", {**header, "format": "minisom"})
     broken = {**header, "position": {"steps_done": 9, "num_iterations": 3}}
     write_archive(tmp_path / "broken.npz", broken, lattice=np.load(good)["lattice"])
+    metric = {**header, "settings": {**header["settings"], "metric": "l2"}}
+    write_archive(tmp_path / "metric.npz", metric, lattice=np.load(good)["lattice"])
+    names = {**header, "feature_names_in": ["a"]}
+    write_archive(tmp_path / "names.npz", names, lattice=np.load(good)["lattice"])
     cases = {
         "truncated.npz": "not a readable gpusom model file",
         "text.npz": "not an .npz archive",
@@ -136,6 +140,8 @@ def test_bad_files_give_clear_errors(tmp_path, data):
         "v2.npz": "format version 2; this gpusom reads version 1 only",
         "other.npz": f"no {MODEL_FORMAT!r} header",
         "broken.npz": "not a valid gpusom model: position 9 of 3",
+        "metric.npz": "not a valid gpusom model: the setting metric must be one of",
+        "names.npz": "not a valid gpusom model: 1 feature names for a lattice of 3 features",
     }
     for name, words in cases.items():
         with pytest.raises(ValueError, match=words):
