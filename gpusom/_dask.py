@@ -429,11 +429,7 @@ def topographic_error(
     dask.array.Array
         0-d, float64.
     """
-    dask = _dask()
-    da = dask.array
-    if rows * cols == 1:
-        as_dask_array(data, "data", allow_nan)
-        return da.zeros((), dtype=np.float64)
+    # a one-cell lattice goes through the search too: it checks the data (features, NaN, inf)
     index, _ = find_bmus(data, codebook, 2, metric, allow_nan)
     parts = index.map_blocks(
         _chunk_non_adjacent,
@@ -454,7 +450,8 @@ def _chunk_non_adjacent(index, rows, cols, is_torus, topology):
     n = index.shape[0]
     if n == 0:
         return np.zeros((1, 2))
-    share = non_adjacent_share(index, rows, cols, is_torus, topology)
+    # one cell: no second unit (-1), no sample whose two best units are apart
+    share = 0.0 if rows * cols == 1 else non_adjacent_share(index, rows, cols, is_torus, topology)
     return np.array([[share * n, n]], dtype=np.float64)
 
 

@@ -235,6 +235,12 @@ def test_topographic_error_of_one_cell_is_zero():
     data, _, chunked = _chunked()
     te = _dask.topographic_error(chunked, data[:1], 1, 1, False)
     assert isinstance(te, da.Array) and te.compute() == 0.0
+    # the data is checked as on any other lattice: its features up front, its values on compute
+    with pytest.raises(ValueError, match=f"data has {DIM - 1} features"):
+        _dask.topographic_error(chunked[:, 1:], data[:1], 1, 1, False)
+    data[3, 1] = np.nan
+    with pytest.raises(ValueError, match="1 NaN"):
+        _dask.topographic_error(da.from_array(data, chunks=120), data[:1], 1, 1, False).compute()
 
 
 def test_project_computes_the_grouping():
