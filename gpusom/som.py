@@ -322,6 +322,9 @@ class SOM(ParamsMixin):
         under ``nan_policy="ignore"``."""
         allow_nan = _checks.as_choice(self.nan_policy, "nan_policy", NAN_POLICIES) == 1
         if _dask.is_dask(data):
+            # Dask data trains on the engines of its chunks, never through
+            # _backend.training_engine: the setting is checked here instead.
+            _backend.as_backend(self.backend)
             return _DaskInput(data, name, allow_nan)
         return _Input(data, name, allow_nan)
 

@@ -123,6 +123,9 @@ def test_dask_input_keeps_the_clear_errors(rng):
     with_nan = dask_array.from_array(np.full((4, 2), np.nan), chunks=2)
     with pytest.raises(ValueError, match="NaN"):
         SOM((2, 2), num_iterations=2, verbose=False).fit(with_nan)
+    data = dask_array.from_array(rng.random((4, 2)), chunks=2)
+    with pytest.raises(ValueError, match="backend must be one of 'auto', 'cpu', 'cuda'; got 'gpu'"):
+        SOM((2, 2), num_iterations=2, backend="gpu", verbose=False).fit(data)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
