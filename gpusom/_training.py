@@ -103,6 +103,13 @@ def check_resumable(som, dim, names, num_iterations, normalize, until, is_dask=F
         raise ValueError(
             f"the run was trained with normalize={not normalize}; resume it with the same"
         )
+    policy = "ignore" if ignores_nan(som.settings_) else "raise"
+    if som.nan_policy != policy:
+        # the data was checked under som.nan_policy; the run's own decides what NaN is
+        raise ValueError(
+            f"the run was trained with nan_policy={policy!r}; resume it with the same "
+            f"(set_params(nan_policy={policy!r}))"
+        )
     if dim != som.n_features_in_:
         raise ValueError(f"data has {dim} features, but the run trains on {som.n_features_in_}")
     if until < som.steps_done_:

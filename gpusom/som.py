@@ -265,7 +265,8 @@ class SOM(ParamsMixin):
             Continue the run this SOM holds (after ``until=``, Ctrl-C or :meth:`load`) from step
             ``steps_done_`` with its settings, lattice and random sample order:
             ``train(d, T, until=k)`` then ``train(d, T, resume=True)`` gives the lattice of
-            ``train(d, T)``, bit for bit on the CPU. ``normalize`` must be as in the run.
+            ``train(d, T)``, bit for bit on the CPU. ``normalize`` and ``nan_policy`` must be
+            as in the run.
             Resuming a finished run changes nothing.
         until : int, optional
             Stop after step ``until`` of the run (default ``num_iterations``, the end).

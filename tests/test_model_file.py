@@ -95,6 +95,10 @@ def test_resume_in_several_parts_and_a_finished_run(data, capsys):
         (lambda som, d: som.train(d, 999, resume=True), "run's total, 500"),
         (lambda som, d: som.train(d, 500, normalize=True, resume=True), "normalize=False"),
         (lambda som, d: som.train(d[:, :2], 500, resume=True), "2 features"),
+        (
+            lambda som, d: som.set_params(nan_policy="ignore").train(d, 500, resume=True),
+            "trained with nan_policy='raise'",
+        ),
         (lambda som, d: som.train(d, 500, resume=True, until=100), "before the run's step 200"),
         (lambda som, d: som.train(d, 500, until=501), "must not exceed"),
         (lambda som, d: som.train(d, 500, resume="yes"), "resume must be True or False"),
