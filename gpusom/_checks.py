@@ -16,14 +16,18 @@ LATTICE_NDIM = 3
 NAN_POLICY_HINT = 'to treat NaN as missing values, use nan_policy="ignore"'
 
 
-def as_float_array(value, name, ndim, allow_nan=False):
+def as_float_array(value, name, ndim, allow_nan=False, finite=None):
     """``value`` as a finite float array of ``ndim`` dimensions, never empty.
 
     float32 and float64 are kept; other numeric types become float64. The caller's array is never
     written to (a view is returned where no conversion is needed). A pandas DataFrame must have
     numeric columns only; its missing values count as NaN. With ``allow_nan``, NaN marks a
     missing value (inf is still an error) and every row needs one present value.
+
+    ``finite`` names what ``value`` is when NaN can never be a missing value in it (default "a
+    lattice" for 3-D arrays); errors about NaN then say so instead of advising ``nan_policy``.
     """
+    finite = _finite(ndim, finite)
     if _is_sparse(value):
         raise TypeError(f"{name} is a sparse matrix; gpusom needs dense data (call .toarray())")
     if _is_dataframe(value):
@@ -31,7 +35,7 @@ def as_float_array(value, name, ndim, allow_nan=False):
     if isinstance(value, np.ma.MaskedArray):  # np.asarray would drop the mask silently
         raise TypeError(
             f"{name} is a masked array, whose mask gpusom would not see; pass a plain array"
-            + ("" if ndim == LATTICE_NDIM else f" ({name}.filled(np.nan); {NAN_POLICY_HINT})")
+            + ("" if finite else f" ({name}.filled(np.nan); {NAN_POLICY_HINT})")
         )
     try:
         array = np.asarray(value)
@@ -42,10 +46,14 @@ def as_float_array(value, name, ndim, allow_nan=False):
             array = array.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must hold numbers only ({exc})") from None
-    return checked_float_array(array, name, ndim, np, allow_nan)
+    return checked_float_array(array, name, ndim, np, allow_nan, finite)
 
 
-def checked_float_array(array, name, ndim, xp, allow_nan=False):
+def _finite(ndim, finite):
+    return "a lattice" if finite is None and ndim == LATTICE_NDIM else finite
+
+
+def checked_float_array(array, name, ndim, xp, allow_nan=False, finite=None):
     """The checks of :func:`as_float_array` on an array of module ``xp`` (numpy or cupy).
 
     Returns ``array``, converted to float64 unless it is float32 or float64.
@@ -63,9 +71,8 @@ def checked_float_array(array, name, ndim, xp, allow_nan=False):
     if not allow_nan:
         bad = int(xp.count_nonzero(~xp.isfinite(array)))
         if bad:
-            hint = (
-                "a lattice must be finite everywhere" if ndim == LATTICE_NDIM else NAN_POLICY_HINT
-            )
+            finite = _finite(ndim, finite)
+            hint = f"{finite} must be finite everywhere" if finite else NAN_POLICY_HINT
             raise ValueError(f"{name} contains {bad} NaN or infinite value(s); {hint}")
         return array
     bad = int(xp.count_nonzero(xp.isinf(array)))

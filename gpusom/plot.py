@@ -294,7 +294,7 @@ def plot_u_matrix(
     'U-matrix'
     """
     topology = _as_topology(topology)
-    um = _checks.as_float_array(um, "um", 2)
+    um = _checks.as_float_array(um, "um", 2, finite="a u-matrix")
     return _single(
         um,
         "U-matrix",

@@ -265,6 +265,11 @@ def test_save_to_writes_a_png(tmp_path, name):
         (lambda: plot_lattice(np.ones((3, 3))), ValueError, "lattice must be a 3-D"),
         (lambda: plot_lattice([[["x"]]]), TypeError, "lattice must be numeric"),
         (lambda: plot_u_matrix(np.ones(3)), ValueError, "um must be a 2-D"),
+        (  # plot_u_matrix has no nan_policy to advise
+            lambda: plot_u_matrix(np.full((2, 2), np.nan)),
+            ValueError,
+            "um contains 4 NaN or infinite value.s.; a u-matrix must be finite everywhere$",
+        ),
         (lambda: plot_component_planes(np.full((2, 2, 2), np.nan)), ValueError, "lattice"),
         (lambda: plot_hit_map(DATA[:, :2], LATTICE), ValueError, "data has 2 features"),
         (lambda: plot_hit_map(DATA[0], LATTICE), ValueError, "data must be a 2-D"),
