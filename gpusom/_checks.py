@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from ._math import NAN_POLICIES
+
 #: A lattice is the one 3-D array gpusom reads; it has no missing values (``nan_policy`` is
 #: about the samples).
 LATTICE_NDIM = 3
@@ -50,6 +52,7 @@ def as_float_array(value, name, ndim, allow_nan=False, finite=None):
 
 
 def _finite(ndim, finite):
+    """What must be finite (``finite``, or "a lattice" for a 3-D array), or None for samples."""
     return "a lattice" if finite is None and ndim == LATTICE_NDIM else finite
 
 
@@ -191,6 +194,11 @@ def as_generator(seed, name="seed"):
             f"{name} must be None, a non-negative integer or a numpy Generator, got {seed!r} "
             f"({exc})"
         ) from None
+
+
+def allows_nan(nan_policy):
+    """Whether ``nan_policy`` (checked: one of ``NAN_POLICIES``) lets NaN mark missing values."""
+    return as_choice(nan_policy, "nan_policy", NAN_POLICIES) == NAN_POLICIES["ignore"]
 
 
 def as_choice(value, name, choices):

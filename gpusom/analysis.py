@@ -15,7 +15,6 @@ from ._math import (
     COSINE,
     EUCLIDEAN,
     METRICS,
-    NAN_POLICIES,
     TOPOLOGIES,
     exact_distance,
     quadrance,
@@ -32,7 +31,7 @@ def _prepare(
     The engine is the one of the arrays: when either is a GPU array, both are moved there.
     ``normalize_name`` is the caller's name for the ``normalize`` flag.
     """
-    allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
+    allow_nan = _checks.allows_nan(nan_policy)
     normalize = _checks.as_bool(normalize, normalize_name)
     engine = _backend.array_engine(data, lattice)
     data = engine.as_array(data, data_name, 2, allow_nan)
@@ -186,7 +185,7 @@ def _lazy(data, lattice, metric, nan_policy):
 
     if not _dask.is_dask(data):
         return None
-    allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
+    allow_nan = _checks.allows_nan(nan_policy)
     lattice = _checks.as_lattice(lattice)
     return (
         _dask,

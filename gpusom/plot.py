@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from . import _checks
-from ._math import HEXAGONAL, NAN_POLICIES, RECTANGULAR, TOPOLOGIES
+from ._math import HEXAGONAL, RECTANGULAR, TOPOLOGIES
 from .analysis import find_bmus, lattice_activations
 
 #: Smallest font (points) used to write a label inside a labels-map cell; below it, no text.
@@ -162,7 +162,7 @@ def _finish(fig, save_to):
 
 
 def _data_and_lattice(data, lattice, data_name="data", nan_policy="raise"):
-    allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
+    allow_nan = _checks.allows_nan(nan_policy)
     data = _checks.as_float_array(data, data_name, 2, allow_nan)
     lattice = _checks.as_lattice(lattice)
     _checks.check_same_dim(data, lattice, data_name)
@@ -592,7 +592,7 @@ def plot_activations(
     (10, 20)
     """
     topology = _as_topology(topology)
-    allow_nan = _checks.as_choice(nan_policy, "nan_policy", NAN_POLICIES) == 1
+    allow_nan = _checks.allows_nan(nan_policy)
     sample = _checks.as_float_array(sample, "sample", 1, allow_nan)
     data, lattice = _data_and_lattice(sample[None, :], lattice, "sample", nan_policy)
     activations = np.asarray(

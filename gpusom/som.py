@@ -14,7 +14,7 @@ import numpy as np
 from . import _backend, _checks, _dask, _model_file, _training, analysis, io, schedules
 from ._errors import NotFittedError
 from ._estimator import ParamsMixin
-from ._math import NAN_POLICIES, reported_distance
+from ._math import reported_distance
 from ._scaling import feature_range, scale
 from .analysis import group_by_cell
 from .schedules import DTYPES, INITS
@@ -321,7 +321,7 @@ class SOM(ParamsMixin):
     def _input(self, data, name):
         """Training data as an ``_Input`` (a ``_DaskInput`` for Dask collections), NaN allowed
         under ``nan_policy="ignore"``."""
-        allow_nan = _checks.as_choice(self.nan_policy, "nan_policy", NAN_POLICIES) == 1
+        allow_nan = _checks.allows_nan(self.nan_policy)
         if _dask.is_dask(data):
             # Dask data trains on the engines of its chunks, never through
             # _backend.training_engine: the setting is checked here instead.
