@@ -1,5 +1,7 @@
 """Online training against the plain-numpy oracle, and the properties of the contract."""
 
+from unittest import mock
+
 import naive
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from numba import njit
 
 import gpusom
 from gpusom import SOM, _backend, schedules
-from gpusom._math import NEIGHBORHOODS
+from gpusom._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from gpusom.schedules import INITS, exponential_decay, initial_codebook, sample_order
 
 
@@ -315,39 +317,123 @@ def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows", [4, 8, 12])
+@pytest.mark.parametrize("rows", [4, 8, 12, 16])
 def test_cpu_head_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
-    """The one-pass head of the partial distance search sums as the general pass does."""
+    """The head of the partial distance search, over all cells or chunk by chunk, sums as the
+    general pass does."""
     from gpusom.cpu.kernels import head_distances, squared_distances
 
     rng = np.random.default_rng(rows)
     head = rng.normal(size=(rows, 257)).astype(dtype)
     x = rng.normal(size=rows + 5).astype(dtype)
-    expected, got = np.empty(257, dtype), np.empty(257, dtype)
+    expected, got, chunked = np.empty(257, dtype), np.empty(257, dtype), np.empty(257, dtype)
     njit(lambda h, x, out: squared_distances(h, x, out, None))(head, x, expected)
-    head_distances(head, x, got)
+    head_distances(head, x, got, 0, 257)
+    for start in range(0, 257, 32):
+        head_distances(head, x, chunked, start, min(start + 32, 257))
     np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(chunked, expected)
     np.testing.assert_allclose(got, ((head - x[:rows, None]) ** 2).sum(axis=0), rtol=1e-5)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
-    n_cells=st.integers(1, 100),
+    n_cells=st.integers(1, 150),
+    head_rows=st.sampled_from([4, 8]),
     width=st.sampled_from([0, 3, 32]),
     dtype=st.sampled_from([np.float32, np.float64]),
+    boxed=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
     data=st.data(),
 )
-def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, width, dtype, seed, data):
-    """The partial distance search visits chunks of cells; any first guess gives the same BMU."""
-    from gpusom.cpu.kernels import pruned_argmin, tail_distance
+def test_cpu_pruned_argmin_is_the_lowest_index_argmin(
+    n_cells, head_rows, width, dtype, boxed, seed, data
+):
+    """The partial distance search visits chunks of cells, skipping those whose bounding box is
+    farther than the best distance so far; any first guess and any boxes that hold (exact or
+    loosened) give the lowest-index argmin."""
+    from gpusom.cpu import kernels
 
     rng = np.random.default_rng(seed)
-    # few distinct values, so equal partial and full distances (ties) are common
-    partial = rng.integers(0, 4, n_cells).astype(dtype)
-    tail = rng.integers(0, 3, (n_cells, width)).astype(dtype)
-    x_tail = rng.integers(0, 3, width).astype(dtype)
-    full = njit(lambda p, t, x: np.array([p[n] + tail_distance(t[n], x) for n in range(p.size)]))
-    expected = int(np.argmin(full(partial, tail, x_tail)))
-    guess = data.draw(st.integers(0, n_cells - 1))
-    assert pruned_argmin(partial, tail, x_tail, guess) == expected
+    dim = head_rows + width
+    # Cells at one of a few centres, in runs (as on an ordered map), a few of their features
+    # moved: tight boxes that skip chunks. Small integers: every sum is exact, so equal partial,
+    # full and box distances (ties) are common and any order of the sums gives the same argmin.
+    centres = rng.integers(0, 6, (4, dim))
+    runs = np.sort(rng.integers(0, 4, n_cells))
+    cells = (centres[runs] + (rng.random((n_cells, dim)) < 0.03)).astype(dtype)
+    head, tail = np.ascontiguousarray(cells[:, :head_rows].T), cells[:, head_rows:].copy()
+    x = (centres[rng.integers(0, 4)] + rng.integers(0, 2, dim)).astype(dtype)
+    full = ((head.T - x[:head_rows]) ** 2).sum(axis=1) + ((tail - x[head_rows:]) ** 2).sum(axis=1)
+    expected = int(np.argmin(full))
+    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True):
+        boxes = kernels.ChunkBoxes(head, tail, dim)
+    n_chunks = boxes.bounds.shape[2]
+    assert n_chunks == (-(-n_cells // 32) if width else 0)  # no tail, no partial distance search
+    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state)
+    for c in range(n_chunks):
+        chunk = cells[c * 32 : (c + 1) * 32]
+        np.testing.assert_array_equal(boxes.bounds[0, :, c], chunk.min(axis=0))
+        np.testing.assert_array_equal(boxes.bounds[1, :, c], chunk.max(axis=0))
+    if data.draw(st.booleans()):  # boxes that still hold after growing
+        boxes.bounds[0] -= rng.integers(0, 2, boxes.bounds[0].shape)
+        boxes.bounds[1] += rng.integers(0, 2, boxes.bounds[1].shape)
+    guess = data.draw(st.integers(-1, n_cells - 1))
+    partial, bounds = np.empty(n_cells, dtype), np.empty(n_chunks, dtype)
+    boxed = boxed and n_chunks > 0
+    assert (
+        kernels.pruned_argmin(head, tail, x, boxes.bounds, boxed, bounds, partial, guess)
+        == expected
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("topology", "is_torus", "neighborhood", "learning_rate", "missing"),
+    [
+        ("rectangular", False, "gaussian", 0.9, False),
+        ("rectangular", True, "bubble", 0.3, True),
+        ("rectangular", False, "mexican_hat", 1.5, False),
+        ("hexagonal", True, "gaussian", 0.3, False),
+        ("hexagonal", False, "triangle", 0.3, True),
+    ],
+)
+def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
+    monkeypatch, rng, dtype, topology, is_torus, neighborhood, learning_rate, missing
+):
+    """Training with the chunks' bounding boxes (built, grown by every update, rebuilt) gives the
+    BMUs of the oracle and the codebook of the search without boxes, bit for bit: rates above 1
+    and the Mexican hat move cells away from the sample, missing values move some features."""
+    from gpusom.cpu import kernels
+
+    rows, cols, dim, steps = 16, 18, 40, 600  # 288 cells: 9 chunks, rebuilt every 36 steps
+    centres = rng.random((6, dim))
+    data = centres[rng.integers(0, 6, 300)] + rng.normal(scale=0.05, size=(300, dim))
+    data = data.astype(dtype)
+    if missing:
+        data[rng.random(data.shape) < 0.01] = np.nan
+    # cells of one cluster in runs, as on an ordered map: tight boxes that skip chunks
+    runs = centres[np.sort(rng.integers(0, 6, rows * cols))]
+    codebook = (runs + rng.normal(scale=0.02, size=runs.shape)).astype(dtype)
+    order = rng.integers(0, len(data), steps)
+    t = np.arange(steps)
+    # windows small from the first step, so the boxes are built at once
+    args = (order, exponential_decay(0.5, 0.4, t, steps), np.full(steps, learning_rate))
+    args += (rows, cols, is_torus, neighborhood, 2.0, topology)
+    engine = _backend.cpu_engine()
+    plain, plain_bmus = train_with(engine, codebook, data, *args)
+    monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True)
+    state = engine.to_device(codebook, data)
+    nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
+    boxed_bmus = engine.train_online(*state, *args[:6], nbh, 2.0, lattice, METRICS["euclidean"])
+    boxed = engine.to_host(state[0], dim)
+    np.testing.assert_array_equal(boxed_bmus, plain_bmus)
+    np.testing.assert_array_equal(boxed, plain)
+    boxes = state[0].boxes
+    assert boxes.state[0] == 1  # built, and after the last rebuild grown by every update:
+    for c in range(9):  # every cell is in its chunk's box
+        chunk = boxed[c * 32 : (c + 1) * 32]
+        assert (boxes.bounds[0, :, c] <= chunk.min(axis=0)).all()
+        assert (boxes.bounds[1, :, c] >= chunk.max(axis=0)).all()
+    _, expected_bmus = naive.online_som(codebook, data, *args)
+    np.testing.assert_array_equal(boxed_bmus, expected_bmus)

@@ -10,7 +10,7 @@ from .. import _checks
 from .._bmu_search import blocked_bmus
 from .._engine import Engine
 from . import batch as batch_kernels
-from .kernels import TAIL_LANES, rerank, split_dim
+from .kernels import TAIL_LANES, ChunkBoxes, rerank, split_dim
 from .kernels import train_online as _train_online
 
 
@@ -19,6 +19,7 @@ class Codebook:
 
     ``tail`` holds features ``split:dim`` followed by zero columns up to a multiple of
     ``kernels.TAIL_LANES``; see ``gpusom.cpu.kernels`` for why the features are split.
+    ``boxes`` bound chunks of cells for the partial distance search (``kernels.ChunkBoxes``).
     """
 
     def __init__(self, codebook):
@@ -29,6 +30,7 @@ class Codebook:
         width = -(-(dim - split) // TAIL_LANES) * TAIL_LANES
         self.tail = np.zeros((n_cells, width), dtype=codebook.dtype)
         self.tail[:, : dim - split] = codebook[:, split:]
+        self.boxes = ChunkBoxes(self.head, self.tail, dim)
 
 
 class Data:
@@ -100,6 +102,9 @@ class CPUEngine(Engine):
             metric,
             data.missing,
             bmus,
+            codebook.boxes.bounds,
+            codebook.boxes.scratch,
+            codebook.boxes.state,
         )
         return bmus
 

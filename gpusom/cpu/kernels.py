@@ -118,24 +118,32 @@ def squared_distances(head, x, out, search):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def head_distances(head, x, out):
-    """``squared_distances(head, x, out, None)`` for the partial distance search's head.
+def head_distances(head, x, out, start, stop):
+    """``squared_distances`` of cells ``start`` to ``stop`` for the partial distance search.
 
     Its eight features (``PDS_HEAD_DIM``) take one pass with the same sums in the same order,
     so the distances are written once instead of written, read and written again: 18.4 -> 16.7
     us a step on the large lattice (benchmarks/RESULTS.md).
     """
-    if head.shape[0] != 2 * LANES:
-        squared_distances(head, x, out, None)
+    if head.shape[0] % (2 * LANES):
+        squared_distances(head[:, start:stop], x, out[start:stop], None)
         return
-    w0, w1, w2, w3 = head[0], head[1], head[2], head[3]
-    w4, w5, w6, w7 = head[4], head[5], head[6], head[7]
-    x0, x1, x2, x3, x4, x5, x6, x7 = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
-    for n in range(out.size):
-        d0, d1, d2, d3 = w0[n] - x0, w1[n] - x1, w2[n] - x2, w3[n] - x3
-        d4, d5, d6, d7 = w4[n] - x4, w5[n] - x5, w6[n] - x6, w7[n] - x7
-        low = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-        out[n] = low + ((d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7))
+    cells = out[start:stop]
+    for k in range(0, head.shape[0], 2 * LANES):
+        # slices, so the loop counts from zero and vectorises (see ``pruned_argmin``)
+        w0, w1 = head[k, start:stop], head[k + 1, start:stop]
+        w2, w3 = head[k + 2, start:stop], head[k + 3, start:stop]
+        w4, w5 = head[k + 4, start:stop], head[k + 5, start:stop]
+        w6, w7 = head[k + 6, start:stop], head[k + 7, start:stop]
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        x4, x5, x6, x7 = x[k + 4], x[k + 5], x[k + 6], x[k + 7]
+        for n in range(cells.size):
+            d0, d1, d2, d3 = w0[n] - x0, w1[n] - x1, w2[n] - x2, w3[n] - x3
+            d4, d5, d6, d7 = w4[n] - x4, w5[n] - x5, w6[n] - x6, w7[n] - x7
+            low = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+            high = (d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7)
+            # one group of four at a time, as squared_distances adds them
+            cells[n] = (low if k == 0 else cells[n] + low) + high
 
 
 def nearest_cell(head, x, out):
@@ -203,29 +211,170 @@ def tail_distance(cell, x):
     return total
 
 
-#: ``pruned_argmin`` tests the cells in chunks of this many: a vectorised count of a chunk's
-#: candidates skips it whole when it has none (benchmarks/RESULTS.md, "The large lattice: a
-#: vectorised scan of the partial distances").
+#: The partial distance search takes the cells in chunks of this many consecutive indices: a
+#: chunk whose bounding box is farther from the sample than the best full distance so far is
+#: skipped unread, and a vectorised count of a chunk's candidates skips it when it has none
+#: (benchmarks/RESULTS.md, "The large lattice: bounding boxes of chunks").
 PRUNE_CHUNK = 32
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def pruned_argmin(partial, tail, x_tail, guess):
-    """Exact BMU from ``head`` partial distances, reading ``tail`` only where it can matter.
+#: Boxes are first built after the first step whose window (its bounding square) covers at most
+#: ``1 / BOX_BUILD_SHARE`` of the map: before, each update moves a large part of the map and the
+#: boxes would be loose.
+BOX_BUILD_SHARE = 32.0
 
-    The full distance of a cell is ``partial[n] + tail_distance(tail[n], x_tail)``, the same
-    expression for every cell, and never less than ``partial[n]``. So once some cell's full
-    distance ``best`` is known, a cell whose partial distance is strictly greater cannot be (or
-    tie) the argmin. The first bound is ``guess`` (any cell; the sample's last BMU, which late
-    in training is nearly always the answer). Returns the lowest index among the smallest full
-    distances.
+#: Then they are rebuilt exact every ``n_cells / BOX_REBUILD_RATE`` steps: a build reads every
+#: feature of every cell, so that is ``BOX_REBUILD_RATE * dim`` features a step, a small share of
+#: the box pass (``n_cells * dim / PRUNE_CHUNK``) on any map that takes boxes. Every 1,250-10,000
+#: steps measured alike on the large lattice; never rebuilding, 6-10 % slower
+#: (benchmarks/RESULTS.md).
+BOX_REBUILD_RATE = 8
+
+#: Boxes need a head pass of at least this many bytes: one that sits in the first caches costs
+#: too little to save (a 60x60 map on 32 features ran 15 % slower with boxes).
+BOX_MIN_HEAD_BYTES = 256 * 1024
+
+
+def boxes_pay(n_cells, dim, itemsize):
+    """Whether ``ChunkBoxes`` should serve the partial distance search of a map.
+
+    Without boxes, a step reads ``PDS_HEAD_DIM`` head features of every cell; with them,
+    ``dim`` features of every chunk's box, then the head and tail of the few chunks whose box
+    is near (about 7 % of them on the large lattice). Boxes are taken when the head pass is
+    large enough to be worth saving (``BOX_MIN_HEAD_BYTES``) and the box pass reads at most a
+    quarter of its features (``dim`` at most 64 for chunks of 32 cells and a head of 8).
     """
+    head_features = PDS_HEAD_DIM * n_cells
+    box_features = -(-n_cells // PRUNE_CHUNK) * dim
+    return head_features * itemsize >= BOX_MIN_HEAD_BYTES and 4 * box_features <= head_features
+
+
+class ChunkBoxes:
+    """Per-chunk bounding boxes of a split codebook, kept with it during online training.
+
+    ``bounds[0, k, c]``/``bounds[1, k, c]``: the smallest and largest feature ``k`` over the
+    cells of chunk ``c`` (cells ``c * PRUNE_CHUNK`` on), ``dim`` features by ``n_chunks``, so a
+    sample's distance to every box is a pass vectorised across chunks. ``state``: whether the
+    boxes hold (``state[0]``, 0 until first built) and the steps since they were last built.
+    While they hold, every update grows them to take in the cells it moved (:func:`_grow_boxes`),
+    so they keep holding but loosen, and :func:`build_boxes` makes them exact again. A map where
+    they do not pay (:func:`boxes_pay`), or without a tail, has none: zero chunks. ``scratch``
+    serves :func:`_grow_boxes`.
+    """
+
+    def __init__(self, head, tail, dim):
+        n_cells = head.shape[1]
+        pays = tail.shape[1] and boxes_pay(n_cells, dim, head.itemsize)
+        n_chunks = -(-n_cells // PRUNE_CHUNK) if pays else 0
+        self.bounds = np.empty((2, dim, n_chunks), head.dtype)
+        self.scratch = np.empty((2, dim), head.dtype)
+        self.state = np.zeros(2, np.int64)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def box_distances(low, high, x, out):
+    """``out[c]``: squared distance of ``x`` to the box ``low[:, c]``-``high[:, c]``."""
+    zero = out.dtype.type(0.0)
+    out[:] = zero
+    for k in range(low.shape[0]):
+        lo, hi, xk = low[k], high[k], x[k]
+        for c in range(out.size):
+            gap = max(lo[c] - xk, xk - hi[c], zero)
+            out[c] += gap * gap
+
+
+@njit(cache=True, fastmath=FINITE_FASTMATH)
+def build_boxes(head, tail, boxes, scratch, state):
+    """Every chunk's exact box (``ChunkBoxes``); they hold from here on."""
+    split = head.shape[0]
+    for c in range(boxes.shape[2]):
+        start, stop = c * PRUNE_CHUNK, min((c + 1) * PRUNE_CHUNK, head.shape[1])
+        for k in range(boxes.shape[1]):
+            feature = head[k, start] if k < split else tail[start, k - split]
+            boxes[0, k, c] = boxes[1, k, c] = feature
+        _grow_boxes(head, tail, start, stop, boxes, scratch)
+    state[0], state[1] = 1, 0
+
+
+@njit(fastmath=FINITE_FASTMATH, inline="always")
+def _grow_boxes(head, tail, first, stop, boxes, scratch):
+    """Grow the boxes of cells ``first`` to ``stop`` to take in their vectors (``scratch``:
+    ``(2, width)``, the tail's minima and maxima of one chunk)."""
+    split = head.shape[0]
+    width = boxes.shape[1] - split
+    low, high = boxes[0], boxes[1]
+    tail_low, tail_high = scratch[0, :width], scratch[1, :width]
+    start = first
+    while start < stop:
+        c = start // PRUNE_CHUNK
+        end = min(stop, (c + 1) * PRUNE_CHUNK)
+        for k in range(split):
+            cells = head[k, start:end]
+            lo, hi = low[k, c], high[k, c]
+            for n in range(cells.size):
+                lo, hi = min(lo, cells[n]), max(hi, cells[n])
+            low[k, c], high[k, c] = lo, hi
+        # tail rows are contiguous per cell: the minima and maxima run across features
+        tail_low[:] = low[split:, c]
+        tail_high[:] = high[split:, c]
+        for n in range(start, end):
+            row = tail[n, :width]
+            for k in range(width):
+                tail_low[k], tail_high[k] = min(tail_low[k], row[k]), max(tail_high[k], row[k])
+        low[split:, c], high[split:, c] = tail_low, tail_high
+        start = end
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def pruned_argmin(head, tail, x, boxes, boxed, bounds, partial, guess):
+    """Exact BMU of ``x`` (zero-padded) by a partial distance search over chunks of cells.
+
+    The full distance of cell ``n`` is ``partial[n] + tail_distance(tail[n], x[split:])``, the
+    same expression for every cell, with ``partial`` from :func:`head_distances`; it is never
+    less than ``partial[n]``. Once some cell's full distance ``best`` is known, a cell whose
+    partial distance is strictly greater cannot be (or tie) the argmin, nor can any cell of a
+    chunk whose box (``ChunkBoxes``) is farther than ``best``: every cell lies in its chunk's
+    box, so in exact arithmetic its distance is at least the box's. Both sums are of ``dim``
+    non-negative rounded terms, each within a relative ``(dim + 4) eps`` of its exact value
+    (plus underflow, below ``dim`` times the smallest normal), so a chunk is skipped only when
+    its box distance exceeds ``best`` by more than that: the search stays exact. Boxes serve
+    only when ``boxed`` (they hold); else every cell's partial distance is computed first. The
+    first bound is the sample's last BMU ``guess`` or, when it is
+    ``-1``, the cell with the smallest partial distance in the nearest box (of all cells without
+    boxes). Returns the lowest
+    index among the smallest full distances; ``partial`` holds the visited chunks' values.
+    """
+    split, n_cells = head.shape
+    x_tail = x[split:]
+    dim = boxes.shape[1]
+    margin = partial.dtype.type(1.0 - 4.0 * (dim + 4) * np.finfo(partial.dtype).eps)
+    floor = partial.dtype.type(dim * np.finfo(partial.dtype).tiny)
+    if boxed:
+        box_distances(boxes[0], boxes[1], x, bounds)
+        if guess < 0:
+            start = argmin_first(bounds) * PRUNE_CHUNK
+            stop = min(start + PRUNE_CHUNK, n_cells)
+            head_distances(head, x, partial, start, stop)
+            guess = start + argmin_first(partial[start:stop])
+        else:
+            start = guess - guess % PRUNE_CHUNK
+            head_distances(head, x, partial, start, min(start + PRUNE_CHUNK, n_cells))
+    else:
+        head_distances(head, x, partial, 0, n_cells)
+        if guess < 0:
+            guess = argmin_first(partial)
     best_n = guess
     best = partial[guess] + tail_distance(tail[guess], x_tail)
-    for start in range(0, partial.size, PRUNE_CHUNK):
+    for c in range(-(-n_cells // PRUNE_CHUNK)):
+        start = c * PRUNE_CHUNK
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        if boxed:
+            if bounds[c] * margin > best + floor:
+                continue
+            head_distances(head, x, partial, start, stop)
         # Loops over a slice count from zero: numba's negative-index wraparound then folds
         # away and the count vectorises; indexing ``partial`` from ``start`` would not.
-        chunk = partial[start : start + PRUNE_CHUNK]
+        chunk = partial[start:stop]
         candidates = 0
         for n in range(chunk.size):
             candidates += chunk[n] <= best
@@ -320,9 +469,9 @@ def _axis_window(centre, reach, size, is_torus, starts, stops):
 
 
 @njit(fastmath=FASTMATH, inline="always")
-def _apply_run(head, tail, x, base, lo, g, present, masked):
+def _apply_run(head, tail, x, base, lo, g, present, masked, boxes, box_scratch, grow):
     """``w += g[c] * (x - w)`` for the cells ``base + lo + c`` of one run, all features, or
-    (``masked``) the features where ``present`` is 1 only."""
+    (``masked``) the features where ``present`` is 1 only; with ``grow``, their boxes grow."""
     split = head.shape[0]
     x_tail, present_tail = x[split:], present[split:]
     for k in range(split):
@@ -344,11 +493,14 @@ def _apply_run(head, tail, x, base, lo, g, present, masked):
             else:
                 for k in range(cell.size):
                     cell[k] += gc * (x_tail[k] - cell[k])
+    if grow:
+        _grow_boxes(head, tail, base + lo, base + lo + g.size, boxes, box_scratch)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood,
-                      radius_sq, weight_by_offset, gain, runs, present, masked):  # fmt: skip
+                      radius_sq, weight_by_offset, gain, runs, present, masked, boxes,
+                      box_scratch, grow):  # fmt: skip
     """The update of :func:`update_window` on the hexagonal lattice.
 
     The window ``quadrance <= 4 radius^2`` (``gpusom._math.quadrance``, exact integers) is, per
@@ -391,7 +543,7 @@ def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neigh
                         q = quadrance(r, lo + c, b_row, b_col, rows, cols, is_torus, HEXAGONAL)
                         weight = radial_weight(neighborhood, 0.25 * q, sigma)
                         g[c] = rate * head.dtype.type(weight)
-                _apply_run(head, tail, x, base, lo, g, present, masked)
+                _apply_run(head, tail, x, base, lo, g, present, masked, boxes, box_scratch, grow)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -415,13 +567,17 @@ def update_window(
     topology,
     present,
     masked,
+    boxes,
+    box_scratch,
+    grow,
 ):
     """One online update: ``w_n += lr * h(d(bmu, n)) * (x - w_n)`` over the truncated disk.
 
     ``x`` is the sample, zero-padded to the codebook's ``split + tail.shape[1]`` features.
     Scratch: ``weight_by_delta`` (``max(rows, cols) + 1``), ``col_weight`` and ``gain``
     (``cols``) in the codebook's dtype, ``col_delta`` (``cols``) int64, ``runs`` a ``(4, 2)``
-    int64 array. With ``masked``, only the features where ``present`` (the sample's mask, 0 or
+    int64 array. With ``grow``, the codebook's ``ChunkBoxes`` (``boxes``, ``box_scratch``)
+    grow. With ``masked``, only the features where ``present`` (the sample's mask, 0 or
     1, in the codebook's dtype, ``x`` 0 where it is 0) is 1 move. Separable neighbourhoods take
     one weight per grid distance from a table; the others one per cell, from the squared
     distance.
@@ -446,6 +602,9 @@ def update_window(
             runs,
             present,
             masked,
+            boxes,
+            box_scratch,
+            grow,
         )
         return
     b_row, b_col = bmu // cols, bmu % cols
@@ -482,7 +641,7 @@ def update_window(
                     for c in range(hi - lo):
                         dist_sq = float(d_row * d_row + col_delta[lo + c] * col_delta[lo + c])
                         g[c] = rate * head.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
-                _apply_run(head, tail, x, base, lo, g, present, masked)
+                _apply_run(head, tail, x, base, lo, g, present, masked, boxes, box_scratch, grow)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -503,17 +662,19 @@ def train_online(
     metric,
     missing,
     bmus,
+    boxes,
+    box_scratch,
+    box_state,
 ):
     """Run ``order.size`` online steps in place; record each step's BMU in ``bmus``.
 
     ``head`` ``(split, n_cells)`` and ``tail`` ``(n_cells, dim - split`` rounded up to a multiple
-    of ``TAIL_LANES``) are the split codebook (module docstring); ``data`` is ``(n_samples, dim)``
-    in their dtype.
+    of ``TAIL_LANES``) are the split codebook (module docstring), ``boxes``, ``box_scratch`` and
+    ``box_state`` its ``ChunkBoxes``; ``data`` is ``(n_samples, dim)`` in their dtype.
     ``guesses[i]`` is the BMU sample ``i`` had when last drawn: the first bound of the partial
     distance search, updated here. Any value in ``[0, n_cells)`` is correct; better is faster.
-    ``-1`` (not drawn yet) takes the cell with the smallest partial distance, which on the large
-    lattice is nearly as good as the true BMU and twice as fast as cell 0 (benchmarks/RESULTS.md);
-    a sample's first draw is a third of the steps when there are few steps per sample.
+    ``-1`` (not drawn yet) starts from the nearest box (:func:`pruned_argmin`); a sample's first
+    draw is a third of the steps when there are few steps per sample.
     """
     dim = data.shape[1]
     split = head.shape[0]
@@ -529,6 +690,9 @@ def train_online(
     present = np.zeros(x.size, dtype)
     present[:dim] = 1.0
     norms = np.empty(head.shape[1], dtype)
+    bounds = np.empty(boxes.shape[2], dtype)
+    boxed = boxes.shape[2] > 0 and metric == EUCLIDEAN
+    n_cells = head.shape[1]
     for t in range(order.size):
         sample = order[t]
         x[:dim] = data[sample]
@@ -544,11 +708,9 @@ def train_online(
         elif tail.shape[1] == 0:
             bmu = nearest_cell(head, x, distances)
         else:
-            head_distances(head, x, distances)
-            guess = guesses[sample]
-            if guess < 0:
-                guess = argmin_first(distances)
-            bmu = pruned_argmin(distances, tail, x[split:], guess)
+            bmu = pruned_argmin(
+                head, tail, x, boxes, box_state[0] == 1, bounds, distances, guesses[sample]
+            )
             guesses[sample] = bmu
         bmus[t] = bmu
         update_window(
@@ -571,9 +733,21 @@ def train_online(
             topology,
             present,
             masked,
+            boxes,
+            box_scratch,
+            boxed and box_state[0] == 1,
         )
         if masked:
             present[:dim] = 1.0
+        if boxed:
+            box_state[1] += 1
+            if box_state[0] == 1:
+                if box_state[1] * BOX_REBUILD_RATE >= n_cells:
+                    build_boxes(head, tail, boxes, box_scratch, box_state)
+            else:
+                reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
+                if BOX_BUILD_SHARE * reach * reach <= n_cells:
+                    build_boxes(head, tail, boxes, box_scratch, box_state)
 
 
 #: Scores are scanned in chunks of this many cells: a chunk whose smallest score is above the
