@@ -336,19 +336,16 @@ def test_cpu_head_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
     np.testing.assert_allclose(got, ((head - x[:rows, None]) ** 2).sum(axis=0), rtol=1e-5)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     n_cells=st.integers(1, 150),
     head_rows=st.sampled_from([4, 8]),
     width=st.sampled_from([0, 3, 32]),
     dtype=st.sampled_from([np.float32, np.float64]),
-    boxed=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
     data=st.data(),
 )
-def test_cpu_pruned_argmin_is_the_lowest_index_argmin(
-    n_cells, head_rows, width, dtype, boxed, seed, data
-):
+def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, head_rows, width, dtype, seed, data):
     """The partial distance search visits chunks of cells, skipping those whose bounding box is
     farther than the best distance so far; any first guess and any boxes that hold (exact or
     loosened) give the lowest-index argmin."""
@@ -380,11 +377,11 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(
         boxes.bounds[1] += rng.integers(0, 2, boxes.bounds[1].shape)
     guess = data.draw(st.integers(-1, n_cells - 1))
     partial, bounds = np.empty(n_cells, dtype), np.empty(n_chunks, dtype)
-    boxed = boxed and n_chunks > 0
-    assert (
-        kernels.pruned_argmin(head, tail, x, boxes.bounds, boxed, bounds, partial, guess)
-        == expected
-    )
+    if n_chunks:
+        assert kernels.boxed_argmin(head, tail, x, boxes.bounds, bounds, partial, guess) == expected
+    kernels.head_distances(head, x, partial, 0, n_cells)
+    first = int(np.argmin(partial)) if guess < 0 else guess
+    assert kernels.pruned_argmin(partial, tail, x[head_rows:], first) == expected
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

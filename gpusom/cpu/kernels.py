@@ -125,25 +125,29 @@ def head_distances(head, x, out, start, stop):
     so the distances are written once instead of written, read and written again: 18.4 -> 16.7
     us a step on the large lattice (benchmarks/RESULTS.md).
     """
-    if head.shape[0] % (2 * LANES):
+    if head.shape[0] != 2 * LANES:
         squared_distances(head[:, start:stop], x, out[start:stop], None)
         return
+    # slices, so the loop counts from zero and vectorises (see ``pruned_argmin``)
+    w0, w1, w2, w3 = (
+        head[0, start:stop],
+        head[1, start:stop],
+        head[2, start:stop],
+        head[3, start:stop],
+    )
+    w4, w5, w6, w7 = (
+        head[4, start:stop],
+        head[5, start:stop],
+        head[6, start:stop],
+        head[7, start:stop],
+    )
+    x0, x1, x2, x3, x4, x5, x6, x7 = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
     cells = out[start:stop]
-    for k in range(0, head.shape[0], 2 * LANES):
-        # slices, so the loop counts from zero and vectorises (see ``pruned_argmin``)
-        w0, w1 = head[k, start:stop], head[k + 1, start:stop]
-        w2, w3 = head[k + 2, start:stop], head[k + 3, start:stop]
-        w4, w5 = head[k + 4, start:stop], head[k + 5, start:stop]
-        w6, w7 = head[k + 6, start:stop], head[k + 7, start:stop]
-        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
-        x4, x5, x6, x7 = x[k + 4], x[k + 5], x[k + 6], x[k + 7]
-        for n in range(cells.size):
-            d0, d1, d2, d3 = w0[n] - x0, w1[n] - x1, w2[n] - x2, w3[n] - x3
-            d4, d5, d6, d7 = w4[n] - x4, w5[n] - x5, w6[n] - x6, w7[n] - x7
-            low = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-            high = (d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7)
-            # one group of four at a time, as squared_distances adds them
-            cells[n] = (low if k == 0 else cells[n] + low) + high
+    for n in range(cells.size):
+        d0, d1, d2, d3 = w0[n] - x0, w1[n] - x1, w2[n] - x2, w3[n] - x3
+        d4, d5, d6, d7 = w4[n] - x4, w5[n] - x5, w6[n] - x6, w7[n] - x7
+        low = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        cells[n] = low + ((d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7))
 
 
 def nearest_cell(head, x, out):
@@ -325,68 +329,83 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch):
         start = end
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def pruned_argmin(head, tail, x, boxes, boxed, bounds, partial, guess):
-    """Exact BMU of ``x`` (zero-padded) by a partial distance search over chunks of cells.
+@njit(fastmath=FASTMATH, inline="always")
+def _chunk_argmin(chunk, tail, x_tail, start, best, best_n):
+    """``(best, best_n)`` after the cells ``start`` on, whose partial distances are ``chunk``:
+    the tails of those not above ``best`` are read (see :func:`pruned_argmin`)."""
+    # Loops over a slice count from zero: numba's negative-index wraparound then folds away and
+    # the count vectorises; indexing ``partial`` from ``start`` would not.
+    candidates = 0
+    for n in range(chunk.size):
+        candidates += chunk[n] <= best
+    if candidates == 0:
+        return best, best_n
+    for n in range(chunk.size):
+        p = chunk[n]
+        if p <= best:
+            cell = start + n
+            d = p + tail_distance(tail[cell], x_tail)
+            if d < best or (d == best and cell < best_n):
+                best, best_n = d, cell
+    return best, best_n
 
-    The full distance of cell ``n`` is ``partial[n] + tail_distance(tail[n], x[split:])``, the
-    same expression for every cell, with ``partial`` from :func:`head_distances`; it is never
-    less than ``partial[n]``. Once some cell's full distance ``best`` is known, a cell whose
-    partial distance is strictly greater cannot be (or tie) the argmin, nor can any cell of a
-    chunk whose box (``ChunkBoxes``) is farther than ``best``: every cell lies in its chunk's
-    box, so in exact arithmetic its distance is at least the box's. Both sums are of ``dim``
-    non-negative rounded terms, each within a relative ``(dim + 4) eps`` of its exact value
-    (plus underflow, below ``dim`` times the smallest normal), so a chunk is skipped only when
-    its box distance exceeds ``best`` by more than that: the search stays exact. Boxes serve
-    only when ``boxed`` (they hold); else every cell's partial distance is computed first. The
-    first bound is the sample's last BMU ``guess`` or, when it is
-    ``-1``, the cell with the smallest partial distance in the nearest box (of all cells without
-    boxes). Returns the lowest
-    index among the smallest full distances; ``partial`` holds the visited chunks' values.
+
+@njit(cache=True, fastmath=FASTMATH)
+def pruned_argmin(partial, tail, x_tail, guess):
+    """Exact BMU from ``head`` partial distances, reading ``tail`` only where it can matter.
+
+    The full distance of a cell is ``partial[n] + tail_distance(tail[n], x_tail)``, the same
+    expression for every cell, and never less than ``partial[n]``. So once some cell's full
+    distance ``best`` is known, a cell whose partial distance is strictly greater cannot be (or
+    tie) the argmin. The first bound is ``guess`` (any cell; the sample's last BMU, which late
+    in training is nearly always the answer). The cells are tested in chunks of
+    ``PRUNE_CHUNK``: a vectorised count skips a chunk without candidates. Returns the lowest
+    index among the smallest full distances.
+    """
+    best_n = guess
+    best = partial[guess] + tail_distance(tail[guess], x_tail)
+    for start in range(0, partial.size, PRUNE_CHUNK):
+        chunk = partial[start : start + PRUNE_CHUNK]
+        best, best_n = _chunk_argmin(chunk, tail, x_tail, start, best, best_n)
+    return best_n
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
+    """:func:`pruned_argmin` of ``x`` (zero-padded) that also skips whole chunks by their
+    bounding boxes (``ChunkBoxes``, which must hold), computing partial distances only for
+    the chunks it visits (into ``partial``; ``bounds`` is scratch, one per chunk).
+
+    Every cell lies in its chunk's box, so in exact arithmetic its full distance is at least
+    the box's. Both sums are of ``dim`` non-negative rounded terms, each within a relative
+    ``(dim + 4) eps`` of its exact value (plus underflow, below ``dim`` times the smallest
+    normal), so a chunk is skipped only when its box distance exceeds ``best`` by more than
+    that: the search stays exact. The first bound is the sample's last BMU ``guess`` or, when
+    it is ``-1``, the cell with the smallest partial distance in the nearest box.
     """
     split, n_cells = head.shape
     x_tail = x[split:]
     dim = boxes.shape[1]
     margin = partial.dtype.type(1.0 - 4.0 * (dim + 4) * np.finfo(partial.dtype).eps)
     floor = partial.dtype.type(dim * np.finfo(partial.dtype).tiny)
-    if boxed:
-        box_distances(boxes[0], boxes[1], x, bounds)
-        if guess < 0:
-            start = argmin_first(bounds) * PRUNE_CHUNK
-            stop = min(start + PRUNE_CHUNK, n_cells)
-            head_distances(head, x, partial, start, stop)
-            guess = start + argmin_first(partial[start:stop])
-        else:
-            start = guess - guess % PRUNE_CHUNK
-            head_distances(head, x, partial, start, min(start + PRUNE_CHUNK, n_cells))
+    box_distances(boxes[0], boxes[1], x, bounds)
+    if guess < 0:
+        start = argmin_first(bounds) * PRUNE_CHUNK
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        head_distances(head, x, partial, start, stop)
+        guess = start + argmin_first(partial[start:stop])
     else:
-        head_distances(head, x, partial, 0, n_cells)
-        if guess < 0:
-            guess = argmin_first(partial)
+        start = guess - guess % PRUNE_CHUNK
+        head_distances(head, x, partial, start, min(start + PRUNE_CHUNK, n_cells))
     best_n = guess
     best = partial[guess] + tail_distance(tail[guess], x_tail)
-    for c in range(-(-n_cells // PRUNE_CHUNK)):
+    for c in range(bounds.size):
+        if bounds[c] * margin > best + floor:
+            continue
         start = c * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        if boxed:
-            if bounds[c] * margin > best + floor:
-                continue
-            head_distances(head, x, partial, start, stop)
-        # Loops over a slice count from zero: numba's negative-index wraparound then folds
-        # away and the count vectorises; indexing ``partial`` from ``start`` would not.
-        chunk = partial[start:stop]
-        candidates = 0
-        for n in range(chunk.size):
-            candidates += chunk[n] <= best
-        if candidates == 0:
-            continue
-        for n in range(chunk.size):
-            p = chunk[n]
-            if p <= best:
-                cell = start + n
-                d = p + tail_distance(tail[cell], x_tail)
-                if d < best or (d == best and cell < best_n):
-                    best, best_n = d, cell
+        head_distances(head, x, partial, start, stop)
+        best, best_n = _chunk_argmin(partial[start:stop], tail, x_tail, start, best, best_n)
     return best_n
 
 
@@ -708,9 +727,14 @@ def train_online(
         elif tail.shape[1] == 0:
             bmu = nearest_cell(head, x, distances)
         else:
-            bmu = pruned_argmin(
-                head, tail, x, boxes, box_state[0] == 1, bounds, distances, guesses[sample]
-            )
+            guess = guesses[sample]
+            if boxed and box_state[0] == 1:
+                bmu = boxed_argmin(head, tail, x, boxes, bounds, distances, guess)
+            else:
+                head_distances(head, x, distances, 0, distances.size)
+                if guess < 0:
+                    guess = argmin_first(distances)
+                bmu = pruned_argmin(distances, tail, x[split:], guess)
             guesses[sample] = bmu
         bmus[t] = bmu
         update_window(
