@@ -322,7 +322,7 @@ def test_persistent_grid_fits_the_cooperative_limit(
         def compile(self, argtypes):
             assert argtypes == ("int", "float")
             return types.SimpleNamespace(
-                max_cooperative_grid_blocks=lambda threads: 1000 // threads
+                max_cooperative_grid_blocks=lambda threads, shared: 1000 // threads
             )
 
         def __getitem__(self, launch):
@@ -331,8 +331,8 @@ def test_persistent_grid_fits_the_cooperative_limit(
     monkeypatch.setattr(cuda_backend, "SIMULATOR", False)
     monkeypatch.setattr(cuda_backend.kernels, "train_persistent", Kernel())
     monkeypatch.setattr(cuda_backend.config, "PERSISTENT_BLOCKS", configured)
-    cuda_backend._persistent((7, 0.5), "pairs", 100, blocks_needed)
-    assert launches == [((expected, 100), (7, 0.5))]
+    cuda_backend._persistent((7, 0.5), "pairs", 100, blocks_needed, 64)
+    assert launches == [((expected, 100, 0, 64), (7, 0.5))]
 
 
 @needs_cuda
@@ -423,7 +423,7 @@ def test_a_refused_cooperative_launch_falls_back_to_per_step(monkeypatch, refusa
 
         def compile(self, argtypes):
             limit = 0 if refusal == "no block fits" else 8
-            return types.SimpleNamespace(max_cooperative_grid_blocks=lambda threads: limit)
+            return types.SimpleNamespace(max_cooperative_grid_blocks=lambda threads, shared: limit)
 
         def __getitem__(self, launch):
             def refuse(*args):
@@ -439,8 +439,8 @@ def test_a_refused_cooperative_launch_falls_back_to_per_step(monkeypatch, refusa
     monkeypatch.setattr(cuda_module.config, "DRIVER", "persistent")
     monkeypatch.setitem(cuda_module.DRIVERS, "per_step", cuda_module._per_step)
     with pytest.warns(RuntimeWarning, match="per-step driver"):
-        cuda_module._persistent((7, 0.5), "pairs", 100, 50)
-    assert per_step == [((7, 0.5), "pairs", 100, 50)]
+        cuda_module._persistent((7, 0.5), "pairs", 100, 50, 64)
+    assert per_step == [((7, 0.5), "pairs", 100, 50, 64)]
     assert cuda_module.config.DRIVER == "per_step"
 
 

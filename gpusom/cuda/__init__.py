@@ -30,6 +30,9 @@ from . import config, kernels
 #: True under numba's CUDA simulator (set before numba was imported; fixed for the process).
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 
+#: Most rows and most columns of a lattice the kernels train (``gpusom.cuda.kernels._phase``).
+LATTICE_AXIS_MAX = 2**31 - 1
+
 #: Driver error codes of a refused cooperative launch (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE,
 #: CUDA_ERROR_NOT_SUPPORTED): nothing ran, so the per-step driver can run the slice instead.
 COOPERATIVE_REFUSALS = (720, 801)
@@ -133,6 +136,11 @@ class CUDAEngine(Engine):
         n_steps = order.size
         if n_steps == 0:
             return np.empty(0, dtype=np.int64)
+        if max(rows, cols) > LATTICE_AXIS_MAX:
+            raise ValueError(
+                f"the CUDA engine trains lattices of at most {LATTICE_AXIS_MAX} rows and "
+                f"columns (its kernels step them in 32-bit integers); got {rows}x{cols}"
+            )
         # Enough blocks for one cell per thread; more would only idle.
         blocks_needed = -(-codebook.shape[1] // threads)
         self.check_memory(32 * n_steps + 16 * blocks_needed, f"the schedules of {n_steps} steps")
@@ -167,7 +175,12 @@ class CUDAEngine(Engine):
             record,
             *partials,
         )
-        driver(args, "any" if general else "packed" if packed else "pairs", threads, blocks_needed)
+        # The two sample rows of a step go to each block's shared memory when they fit
+        # (gpusom.cuda.kernels._sample_rows); wider rows are read from global memory.
+        row_bytes = 2 * data.values.shape[1] * data.values.dtype.itemsize
+        shared = row_bytes if row_bytes <= config.SHARED_ROWS_BYTES else 0
+        variant = "any" if general else "packed" if packed else "pairs"
+        driver(args, variant, threads, blocks_needed, shared)
         found = record.copy_to_host()
         return found & INDEX_MASK if packed else found
 
@@ -243,30 +256,32 @@ PERSISTENT_KERNELS = {
 }
 
 
-def _per_step(args, variant, threads, blocks_needed):
-    """One launch per phase; the kernel boundary orders the phases."""
+def _per_step(args, variant, threads, blocks_needed, shared):
+    """One launch per phase, with ``shared`` bytes of dynamic shared memory per block; the
+    kernel boundary orders the phases."""
     kernel = getattr(kernels, PHASE_KERNELS[variant])
-    launch = kernel[min(blocks_needed, config.MAX_BLOCKS), threads]
+    launch = kernel[min(blocks_needed, config.MAX_BLOCKS), threads, 0, shared]
     for t in range(args[2].size + 1):
         launch(*args, t)
 
 
-def _persistent(args, variant, threads, blocks_needed):
-    """All phases in one cooperative launch, sized to what the device runs at once."""
+def _persistent(args, variant, threads, blocks_needed, shared):
+    """All phases in one cooperative launch, sized to what the device runs at once with
+    ``shared`` bytes of dynamic shared memory per block."""
     blocks = min(blocks_needed, config.PERSISTENT_BLOCKS or blocks_needed)
     kernel = getattr(kernels, PERSISTENT_KERNELS[variant])
     if SIMULATOR:
         # The simulator runs blocks one after another: grid.sync() is right with one block only.
-        kernel[1, threads](*args)
+        kernel[1, threads, 0, shared](*args)
         return
     # compile() goes through numba's disk cache (a specialize()d copy would not) and returns
     # the kernel that the launch below then finds in memory.
     compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
-    blocks = min(blocks, compiled.max_cooperative_grid_blocks(threads))
+    blocks = min(blocks, compiled.max_cooperative_grid_blocks(threads, shared))
     try:
         if blocks < 1:
             raise _Refused(f"no cooperative block of {threads} threads fits a multiprocessor")
-        kernel[blocks, threads](*args)
+        kernel[blocks, threads, 0, shared](*args)
     except Exception as exc:
         if not isinstance(exc, _Refused) and getattr(exc, "code", None) not in COOPERATIVE_REFUSALS:
             raise
@@ -277,7 +292,7 @@ def _persistent(args, variant, threads, blocks_needed):
             stacklevel=2,
         )
         config.DRIVER = "per_step"
-        _per_step(args, variant, threads, blocks_needed)
+        _per_step(args, variant, threads, blocks_needed, shared)
 
 
 class _Refused(Exception):

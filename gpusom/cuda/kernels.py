@@ -138,8 +138,29 @@ def _lane_sum(d0, d1, d2, d3):
 
 
 @cuda.jit(device=True)
-def _measure(codebook, data, n, sample):
-    """Squared distance of cell ``n`` to row ``sample`` (the cell is not updated this step).
+def _sample_rows(data, previous, sample):
+    """Rows ``previous`` and ``sample`` of ``data``, read by every cell of a phase.
+
+    In the launch's dynamic shared memory when it holds both (the drivers size it with
+    ``gpusom.cuda.config.SHARED_ROWS_BYTES``): each row is then read from global memory once per
+    block, not once per cell. Wider rows are read where they are. All threads of the block must
+    call it; the caller's grid barrier (or the launch boundary) orders the next phase's writes
+    after this phase's reads.
+    """
+    rows = cuda.shared.array(0, data.dtype)
+    width = data.shape[1]
+    if rows.size < 2 * width:
+        return data[previous], data[sample]
+    for k in range(cuda.threadIdx.x, width, cuda.blockDim.x):
+        rows[k] = data[previous, k]
+        rows[width + k] = data[sample, k]
+    cuda.syncthreads()
+    return rows[:width], rows[width : 2 * width]
+
+
+@cuda.jit(device=True)
+def _measure(codebook, n, x):
+    """Squared distance of cell ``n`` to the sample ``x`` (the cell is not updated this step).
 
     Two passes per iteration: with no store in between, a thread has eight codebook loads in
     flight at once, which is what a search over a codebook far larger than the caches needs to
@@ -148,8 +169,9 @@ def _measure(codebook, data, n, sample):
     """
     total = codebook.dtype.type(0)
     width = codebook.shape[0]
-    x = data[sample]
-    k = 0
+    # An unsigned feature index, in every feature loop here, for the reason the cell's is
+    # (see _visit): numba would guard each signed index against negative values.
+    k = np.uint32(0)
     while k + 2 * LANES <= width:
         w0, w1 = codebook[k, n], codebook[k + 1, n]
         w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
@@ -157,7 +179,7 @@ def _measure(codebook, data, n, sample):
         w6, w7 = codebook[k + 6, n], codebook[k + 7, n]
         total += _lane_sum(w0 - x[k], w1 - x[k + 1], w2 - x[k + 2], w3 - x[k + 3])
         total += _lane_sum(w4 - x[k + 4], w5 - x[k + 5], w6 - x[k + 6], w7 - x[k + 7])
-        k += 2 * LANES
+        k = np.uint32(k + 2 * LANES)
     if k < width:
         total += _lane_sum(
             codebook[k, n] - x[k],
@@ -169,16 +191,16 @@ def _measure(codebook, data, n, sample):
 
 
 @cuda.jit(device=True)
-def _update_and_measure(codebook, data, n, gain, previous, sample):
-    """Update cell ``n`` towards row ``previous``; the distance of the result to ``sample``.
+def _update_and_measure(codebook, n, gain, source, x):
+    """Update cell ``n`` towards the row ``source``; the distance of the result to ``x``.
 
     One pass of ``LANES`` features at a time. Every load of a pass comes before its stores: the
     compiler cannot tell the codebook and the data apart, so a load written after a store would
     wait for it.
     """
     total = codebook.dtype.type(0)
-    source, x = data[previous], data[sample]
-    for k in range(0, codebook.shape[0], LANES):
+    k = np.uint32(0)
+    while k < codebook.shape[0]:
         w0, w1 = codebook[k, n], codebook[k + 1, n]
         w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
         s0, s1, s2, s3 = source[k], source[k + 1], source[k + 2], source[k + 3]
@@ -190,19 +212,20 @@ def _update_and_measure(codebook, data, n, gain, previous, sample):
         codebook[k, n], codebook[k + 1, n] = w0, w1
         codebook[k + 2, n], codebook[k + 3, n] = w2, w3
         total += _lane_sum(w0 - x0, w1 - x1, w2 - x2, w3 - x3)
+        k = np.uint32(k + LANES)
     return total
 
 
 @cuda.jit(device=True)
-def _update_and_measure_any(codebook, data, n, gain, previous, sample, update, metric):
+def _update_and_measure_any(codebook, n, gain, source, x, update, metric):
     """:func:`_update_and_measure` for any metric and missing (NaN) features, one feature at a
-    time: the update (when ``update``) skips features missing from row ``previous``, the
-    distance those missing from ``sample``. Features are summed in order, as
+    time: the update (when ``update``) skips features missing from ``source``, the distance
+    those missing from ``x``. Features are summed in order, as
     ``gpusom.cpu.kernels.metric_distances`` sums them; the result is in the codebook's dtype.
     """
     total = norm_w = norm_x = codebook.dtype.type(0)
-    source, x = data[previous], data[sample]
-    for k in range(codebook.shape[0]):
+    k = np.uint32(0)
+    while k < codebook.shape[0]:
         w = codebook[k, n]
         if update:
             s = source[k]
@@ -219,6 +242,7 @@ def _update_and_measure_any(codebook, data, n, gain, previous, sample, update, m
                 total += w * xk
                 norm_w += w * w
                 norm_x += xk * xk
+        k = np.uint32(k + 1)
     if metric == COSINE:
         return codebook.dtype.type(cosine_distance(total, norm_x, norm_w))
     return total
@@ -259,12 +283,16 @@ def _publish(best_key, best_d, best_i, record, part_d, part_i, step, shared_d, s
 
 @cuda.jit(device=True)
 def _visit(
-    codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus, neighborhood,
+    codebook, source, x, row, col, bmu_row, bmu_col, rows, cols, is_torus, neighborhood,
     topology, metric, plain, sigma, radius_sq, rate, best_key, best_d, best_i, part_d,
 ):  # fmt: skip
-    """Cell ``n`` in a phase of :func:`_phase`: its update (inside the window) and distance;
-    the thread's best (packed key, or distance and index), with the cell taken in."""
-    row, col = n // cols, n % cols
+    """Cell ``(row, col)`` in a phase of :func:`_phase`: its update towards ``source`` (inside
+    the window) and distance to ``x``; the thread's best (packed key, or distance and index),
+    with the cell taken in."""
+    # 64-bit from here: the lattice arithmetic below squares offsets.
+    row, col = np.int64(row), np.int64(col)
+    bmu_row, bmu_col = np.int64(bmu_row), np.int64(bmu_col)
+    n = row * cols + col
     # The cell's codebook column by an unsigned index: numba adds the axis length to a
     # negative signed index, in every address; skipping that saves registers
     # (benchmarks/kernel_resources.py).
@@ -294,17 +322,13 @@ def _visit(
             dist_sq = 0.25 * float(q)
             gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
         if plain:
-            distance = _update_and_measure(codebook, data, cell, gain, previous, sample)
+            distance = _update_and_measure(codebook, cell, gain, source, x)
         else:
-            distance = _update_and_measure_any(
-                codebook, data, cell, gain, previous, sample, True, metric
-            )
+            distance = _update_and_measure_any(codebook, cell, gain, source, x, True, metric)
     elif plain:
-        distance = _measure(codebook, data, cell, sample)
+        distance = _measure(codebook, cell, x)
     else:
-        distance = _update_and_measure_any(
-            codebook, data, cell, rate, previous, sample, False, metric
-        )
+        distance = _update_and_measure_any(codebook, cell, rate, source, x, False, metric)
     if part_d is None:
         best_key = min(best_key, _packed_key(distance, n))
     elif ranks_before(np.float64(distance), n, best_d, best_i):
@@ -333,27 +357,26 @@ def _phase(
     t,
     shared_d,
     shared_i,
-    grid,
 ):
     """Phase ``t`` (0 to ``order.size``): update of step ``t - 1``, BMU search of step ``t``.
 
     Plain Euclidean steps on complete samples take the two-pass loads of :func:`_measure` and
     :func:`_update_and_measure`; other metrics, and samples with missing features
-    (``missing[i]``), :func:`_update_and_measure_any`. ``grid`` is the persistent kernels' grid
-    group and None in the per-step ones; it only selects the form of the loop over the cells.
+    (``missing[i]``), :func:`_update_and_measure_any`.
     """
     n_steps = order.size
     searching = t < n_steps
     # Phases without an update (t = 0) or a search (t = T) use a valid row and ignore it.
     previous = order[max(t - 1, 0)]
     sample = order[min(t, n_steps - 1)]
-    bmu_row = bmu_col = 0
+    bmu_row = bmu_col = np.uint32(0)
     sigma = 1.0
     radius_sq = -1.0  # no cell is inside a window of negative squared radius
     rate = codebook.dtype.type(0)
     if t > 0:
         bmu = _resolve(record, part_d, part_i, t - 1, shared_d, shared_i)
-        bmu_row, bmu_col = bmu // cols, bmu % cols
+        # Held in 32 bits through the loop over the cells (one register each, not two).
+        bmu_row, bmu_col = np.uint32(bmu // cols), np.uint32(bmu % cols)
         sigma = sigmas[t - 1]
         radius = window_radius(neighborhood, sigma, truncate)
         radius_sq = radius * radius
@@ -364,27 +387,26 @@ def _phase(
         plain = True
     else:
         plain = metric == EUCLIDEAN and not missing[sample] and not missing[previous]
+    source, x = _sample_rows(data, previous, sample)
     best_key = NO_INDEX
     best_d, best_i = INF, NO_INDEX
-    # The same cells either way. A while loop keeps fewer registers in the persistent kernels
-    # but more in the per-step ones and in the float32 persistent general one
-    # (benchmarks/kernel_resources.py, benchmarks/RESULTS.md).
-    if grid is None or missing is not None:
-        for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
-            best_key, best_d, best_i = _visit(
-                codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus,
-                neighborhood, topology, metric, plain, sigma, radius_sq, rate, best_key,
-                best_d, best_i, part_d,
-            )  # fmt: skip
-    else:
-        n = cuda.grid(1)
-        while n < codebook.shape[1]:
-            best_key, best_d, best_i = _visit(
-                codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus,
-                neighborhood, topology, metric, plain, sigma, radius_sq, rate, best_key,
-                best_d, best_i, part_d,
-            )  # fmt: skip
-            n += cuda.gridsize(1)
+    # The thread's cells (a grid-stride loop) as (row, column), stepped in 32-bit integers:
+    # one 32-bit division per phase instead of a 64-bit one per cell (a long subroutine on a
+    # GPU). A launch has fewer than 2^31 threads and train_online refuses lattices of 2^31
+    # rows or columns, so no value here wraps.
+    first, stride = np.uint32(cuda.grid(1)), np.uint32(cuda.gridsize(1))
+    width = np.uint32(cols)
+    row, col = np.uint32(first // width), np.uint32(first % width)
+    step_rows, step_cols = np.uint32(stride // width), np.uint32(stride % width)
+    while row < rows:
+        best_key, best_d, best_i = _visit(
+            codebook, source, x, row, col, bmu_row, bmu_col, rows, cols, is_torus,
+            neighborhood, topology, metric, plain, sigma, radius_sq, rate, best_key,
+            best_d, best_i, part_d,
+        )  # fmt: skip
+        row, col = np.uint32(row + step_rows), np.uint32(col + step_cols)
+        if col >= width:
+            row, col = np.uint32(row + 1), np.uint32(col - width)
     if searching:
         _publish(best_key, best_d, best_i, record, part_d, part_i, t, shared_d, shared_i)
 
@@ -398,7 +420,7 @@ def _one_phase(
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     _phase(
         codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-        topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i, None,
+        topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
     )  # fmt: skip
 
 
@@ -409,15 +431,16 @@ def _all_phases(
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
-    grid = cuda.cg.this_grid()
     n_steps = order.size
     for t in range(n_steps + 1):
         _phase(
             codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-            topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i, grid,
+            topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
         )  # fmt: skip
         if t < n_steps:
-            grid.sync()
+            # The grid's handle is fetched per step: held through the phases, it kept two
+            # registers busy in the loop over the cells (benchmarks/RESULTS.md).
+            cuda.cg.this_grid().sync()
 
 
 # The entry points. A kernel launch cannot pass None (numba-cuda 0.30 rejects it on a device;
