@@ -143,7 +143,10 @@ class CUDAEngine(Engine):
             )
         # Enough blocks for one cell per thread; more would only idle.
         blocks_needed = -(-codebook.shape[1] // threads)
-        self.check_memory(32 * n_steps + 16 * blocks_needed, f"the schedules of {n_steps} steps")
+        weight_bytes = 2 * (rows + cols) * codebook.dtype.itemsize
+        self.check_memory(
+            32 * n_steps + 16 * blocks_needed + weight_bytes, f"the schedules of {n_steps} steps"
+        )
         record = cuda.to_device(np.full(n_steps, NO_INDEX, dtype=np.int64))
         # float32 BMUs meet in packed keys (one atomic per block), float64 in per-block pairs;
         # other metrics and missing values take the general kernels, with pairs.
@@ -165,6 +168,9 @@ class CUDAEngine(Engine):
             cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)),
             cuda.to_device(np.ascontiguousarray(sigmas, dtype=np.float64)),
             cuda.to_device(np.ascontiguousarray(lrs, dtype=np.float64)),
+            # The per-axis weight tables (kernels._fill_axis_weights), NaN until written: an
+            # entry read before it is written spoils the map instead of passing unnoticed.
+            cuda.to_device(np.full((2, rows + cols), np.nan, dtype=codebook.dtype)),
             rows,
             cols,
             bool(is_torus),

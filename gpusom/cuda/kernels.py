@@ -21,6 +21,12 @@ the per-step driver (:func:`train_phase`), ``grid.sync()`` in the persistent one
 (:func:`train_persistent`). The codebook is read once per step and, inside the window, written
 once.
 
+Within a phase, each block first copies the two data rows of its steps (the update's and the
+search's) into shared memory when they fit (:func:`_sample_rows`), and each thread walks its
+cells as (row, column) pairs stepped in 32-bit integers. The separable neighbourhoods on the
+rectangular lattice take their weight factors from per-axis tables that the grid writes one
+phase ahead (:func:`_fill_axis_weights`).
+
 Global BMU stage: float32 distances are non-negative, so their bit patterns order like integers and
 ``key = bits << 32 | index`` (``gpusom._math.packed_key``) orders by distance, then by index: one
 64-bit ``atomic.min`` per block and step gives the lowest-index BMU. A float64 distance fills a key
@@ -282,9 +288,27 @@ def _publish(best_key, best_d, best_i, record, part_d, part_i, step, shared_d, s
 
 
 @cuda.jit(device=True)
+def _fill_axis_weights(table, sigma, truncate, rows, cols, neighborhood):
+    """The two factors of a separable weight on the rectangular lattice, by axis distance:
+    ``table[d]`` for ``d`` rows, ``table[rows + d]`` for ``d`` columns, each rounded to the
+    codebook's dtype as the CPU's weight tables round them. Only distances the window reaches
+    are written; the whole grid shares the work.
+    """
+    # The window takes distances d with 4 d^2 <= 4 radius^2 (_visit), all below radius + 2.
+    reach = min(window_radius(neighborhood, sigma, truncate) + 2.0, float(rows + cols))
+    n_rows = min(rows, int(reach))
+    n_cols = min(cols, int(reach))
+    for i in range(cuda.grid(1), n_rows + n_cols, cuda.gridsize(1)):
+        d = i if i < n_rows else i - n_rows
+        at = i if i < n_rows else rows + d
+        table[at] = table.dtype.type(axis_weight(neighborhood, d, sigma))
+
+
+@cuda.jit(device=True)
 def _visit(
     codebook, source, x, row, col, bmu_row, bmu_col, rows, cols, is_torus, neighborhood,
-    topology, metric, plain, sigma, radius_sq, rate, best_key, best_d, best_i, part_d,
+    topology, metric, plain, sigmas, step, radius_sq, rate, weights, best_key, best_d, best_i,
+    part_d,
 ):  # fmt: skip
     """Cell ``(row, col)`` in a phase of :func:`_phase`: its update towards ``source`` (inside
     the window) and distance to ``x``; the thread's best (packed key, or distance and index),
@@ -301,15 +325,17 @@ def _visit(
     # The CPU walks the disk as runs of columns (gpusom._math.half_width); this integer test
     # selects the same cells, since both settle the same inequality exactly.
     if float(q) <= 4.0 * radius_sq:
+        # Read per cell in the window rather than held through the loop over the cells, as
+        # the step's table: fewer registers (benchmarks/RESULTS.md).
+        sigma = sigmas[step]
         # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
         if topology == RECTANGULAR and is_separable(neighborhood):
+            # Two loads from the step's table (_fill_axis_weights) instead of two float64
+            # exps and divisions per cell; the same factors, so the same gain.
             d_row = axis_delta(row, bmu_row, rows, is_torus)
             d_col = axis_delta(col, bmu_col, cols, is_torus)
-            gain = (
-                rate
-                * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
-                * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
-            )
+            table = weights[step % 2]
+            gain = rate * table[np.uint64(d_row)] * table[np.uint64(rows + d_col)]
         elif is_separable(neighborhood):
             d_row, twice_dx = hex_offsets(row, col, bmu_row, bmu_col, rows, cols, is_torus)
             row_sq, col_sq = 0.75 * d_row * d_row, 0.25 * twice_dx * twice_dx
@@ -343,6 +369,7 @@ def _phase(
     order,
     sigmas,
     lrs,
+    weights,
     rows,
     cols,
     is_torus,
@@ -401,32 +428,37 @@ def _phase(
     while row < rows:
         best_key, best_d, best_i = _visit(
             codebook, source, x, row, col, bmu_row, bmu_col, rows, cols, is_torus,
-            neighborhood, topology, metric, plain, sigma, radius_sq, rate, best_key,
-            best_d, best_i, part_d,
+            neighborhood, topology, metric, plain, sigmas, t - 1, radius_sq, rate, weights,
+            best_key, best_d, best_i, part_d,
         )  # fmt: skip
         row, col = np.uint32(row + step_rows), np.uint32(col + step_cols)
         if col >= width:
             row, col = np.uint32(row + 1), np.uint32(col - width)
+    # The table of step t, for phase t + 1, in slot t % 2: phase t - 1 read that slot before
+    # the barrier, phase t + 1 reads it after the next one. Written after the loop over the
+    # cells, whose registers are free by then (benchmarks/RESULTS.md).
+    if searching and topology == RECTANGULAR and is_separable(neighborhood):
+        _fill_axis_weights(weights[t % 2], sigmas[t], truncate, rows, cols, neighborhood)
     if searching:
         _publish(best_key, best_d, best_i, record, part_d, part_i, t, shared_d, shared_i)
 
 
 @cuda.jit(device=True)
 def _one_phase(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, metric, missing, record, part_d, part_i, t,
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     _phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
     )  # fmt: skip
 
 
 @cuda.jit(device=True)
 def _all_phases(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, metric, missing, record, part_d, part_i,
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
@@ -434,8 +466,8 @@ def _all_phases(
     n_steps = order.size
     for t in range(n_steps + 1):
         _phase(
-            codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-            topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
+            codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood,
+            truncate, topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
         )  # fmt: skip
         if t < n_steps:
             # The grid's handle is fetched per step: held through the phases, it kept two
@@ -452,53 +484,54 @@ def _all_phases(
 
 @cuda.jit(cache=True)
 def train_phase(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, record, part_d, part_i, t,
 ):  # fmt: skip
     """One phase per launch: the per-step reference driver launches phases 0 to ``order.size``.
 
     Euclidean distances on complete samples. ``codebook`` ``(padded_dim, n_cells)`` and
     ``data`` ``(n_samples, padded_dim)`` in one dtype; ``order`` int64, ``sigmas`` and ``lrs``
-    float64 per step. ``part_d``/``part_i`` ``(2, >= blocks)`` hold the block results and
+    float64 per step; ``weights`` ``(2, rows + cols)`` in the codebook's dtype, scratch for the
+    per-axis weight tables. ``part_d``/``part_i`` ``(2, >= blocks)`` hold the block results and
     ``record`` (int64 per step) receives the BMU indices. For float32,
     :func:`train_phase_packed` is the faster variant; :func:`train_phase_any` takes any metric
     and missing values.
     """
     _one_phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, EUCLIDEAN, None, record, part_d, part_i, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_phase_packed(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, record, t,
 ):  # fmt: skip
     """:func:`train_phase` for float32: ``record`` (starting at ``NO_INDEX``) collects packed
     keys through one 64-bit ``atomic.min`` per block; no pair arrays."""
     _one_phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, EUCLIDEAN, None, record, None, None, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_phase_any(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, metric, missing, record, part_d, part_i, t,
 ):  # fmt: skip
     """:func:`train_phase` under ``metric`` (a code of ``gpusom._math.METRICS``), with
     ``missing`` (bool per sample) marking the samples with NaN (missing) features."""
     _one_phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, metric, missing, record, part_d, part_i, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, record, part_d, part_i,
 ):  # fmt: skip
     """All phases of a slice in one cooperative launch, ``grid.sync()`` between phases.
@@ -507,32 +540,32 @@ def train_persistent(
     cooperative limit (every block resident at once), or the barrier deadlocks.
     """
     _all_phases(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, EUCLIDEAN, None, record, part_d, part_i,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent_packed(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, record,
 ):  # fmt: skip
     """:func:`train_persistent` for float32, with packed keys as :func:`train_phase_packed`."""
     _all_phases(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, EUCLIDEAN, None, record, None, None,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent_any(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, metric, missing, record, part_d, part_i,
 ):  # fmt: skip
     """:func:`train_persistent` with the metric and missing-value flags of
     :func:`train_phase_any`."""
     _all_phases(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, metric, missing, record, part_d, part_i,
     )  # fmt: skip
 
