@@ -4,9 +4,10 @@ The host drivers read these at every call (never at import), so tests and benchm
 them: every kernel uses grid-stride loops and is correct for any launch size.
 """
 
-#: Threads per block of every kernel; at most ``gpusom.cuda.kernels.MAX_THREADS``. 128 keeps
-#: more threads of the persistent kernel resident than 256 (896 against 768 per SM at its 72
-#: registers): 12 % faster per step on a 1000x1000x64 map on an H200 (benchmarks/RESULTS.md).
+#: Threads per block of every kernel; at most ``gpusom.cuda.kernels.MAX_THREADS``. When the
+#: persistent kernel used 72 registers, 128 kept more of it resident than 256 (896 against 768
+#: threads per SM) and was 12 % faster per step on a 1000x1000x64 map on an H200. At its 64
+#: registers now both keep 1024 resident; not measured again on a device (benchmarks/RESULTS.md).
 THREADS_PER_BLOCK = 128
 
 #: Most bytes of dynamic shared memory per block for the two data rows of a training step
