@@ -397,15 +397,13 @@ def _phase(
     previous = order[max(t - 1, 0)]
     sample = order[min(t, n_steps - 1)]
     bmu_row = bmu_col = np.uint32(0)
-    sigma = 1.0
     radius_sq = -1.0  # no cell is inside a window of negative squared radius
     rate = codebook.dtype.type(0)
     if t > 0:
         bmu = _resolve(record, part_d, part_i, t - 1, shared_d, shared_i)
         # Held in 32 bits through the loop over the cells (one register each, not two).
         bmu_row, bmu_col = np.uint32(bmu // cols), np.uint32(bmu % cols)
-        sigma = sigmas[t - 1]
-        radius = window_radius(neighborhood, sigma, truncate)
+        radius = window_radius(neighborhood, sigmas[t - 1], truncate)
         radius_sq = radius * radius
         rate = codebook.dtype.type(lrs[t - 1])
     # The plain kernels pass missing=None: numba prunes the else branch, and with plain a
