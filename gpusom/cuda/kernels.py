@@ -153,15 +153,15 @@ def _sample_rows(data, previous, sample):
     call it; the caller's grid barrier (or the launch boundary) orders the next phase's writes
     after this phase's reads.
     """
-    rows = cuda.shared.array(0, data.dtype)
+    buffer = cuda.shared.array(0, data.dtype)
     width = data.shape[1]
-    if rows.size < 2 * width:
+    if buffer.size < 2 * width:
         return data[previous], data[sample]
     for k in range(cuda.threadIdx.x, width, cuda.blockDim.x):
-        rows[k] = data[previous, k]
-        rows[width + k] = data[sample, k]
+        buffer[k] = data[previous, k]
+        buffer[width + k] = data[sample, k]
     cuda.syncthreads()
-    return rows[:width], rows[width : 2 * width]
+    return buffer[:width], buffer[width : 2 * width]
 
 
 @cuda.jit(device=True)
