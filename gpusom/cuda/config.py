@@ -6,7 +6,7 @@ them: every kernel uses grid-stride loops and is correct for any launch size.
 
 #: Threads per block of every kernel; at most ``gpusom.cuda.kernels.MAX_THREADS``. When the
 #: persistent kernel used 72 registers, 128 kept more of it resident than 256 (896 against 768
-#: threads per SM) and was 12 % faster per step on a 1000x1000x64 map on an H200. At its 64
+#: threads per SM) and was 12 % faster per step on a 1000x1000x64 map on an H200. At its 63
 #: registers now both keep 1024 resident; not measured again on a device (benchmarks/RESULTS.md).
 THREADS_PER_BLOCK = 128
 
