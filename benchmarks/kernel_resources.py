@@ -88,7 +88,9 @@ def signatures(nt):
     pairs = (nt.float64[:, ::1], nt.int64[:, ::1])
     for dtype in (nt.float32, nt.float64):
         matrix = nt.Array(dtype, 2, "C")
-        common = (matrix, matrix, index_vector, float_vector, float_vector, nt.int64, nt.int64)
+        # codebook, data, order, sigmas, lrs, the weight tables, rows, cols
+        common = (matrix, matrix, index_vector, float_vector, float_vector, matrix)
+        common += (nt.int64, nt.int64)
         # is_torus, neighborhood, truncate, topology
         common += (nt.boolean, nt.int64, nt.float64, nt.int64)
         if dtype == nt.float32:

@@ -88,8 +88,9 @@ def hex_offsets(row, col, b_row, b_col, rows, cols, is_torus):
     doubled horizontal offset, both non-negative integers (minimum images on a torus)."""
     d_row = axis_delta(row, b_row, rows, is_torus)
     twice_dx = abs(2 * (col - b_col) + row % 2 - b_row % 2)
+    # Below 2 cols already (|2 (col - b_col)| <= 2 cols - 2, the parity adds at most 1), so the
+    # minimum image needs no modulo: a 64-bit one is a subroutine call in the CUDA kernels.
     if is_torus:
-        twice_dx = twice_dx % (2 * cols)
         if 2 * cols - twice_dx < twice_dx:
             twice_dx = 2 * cols - twice_dx
     return d_row, twice_dx

@@ -87,6 +87,52 @@ def test_training_matches_cpu_and_oracle(gpu, monkeypatch, rng, case):
     np.testing.assert_allclose(got, oracle, **TOLERANCES[dtype])
 
 
+@needs_cuda
+@pytest.mark.parametrize("topology", ["rectangular", "hexagonal"])
+@pytest.mark.parametrize("driver", ["per_step", "persistent"])
+def test_cells_past_the_grid_stride_wrap_into_the_next_row(gpu, monkeypatch, rng, driver, topology):
+    """One block of 32 threads on a 6x7 lattice: a thread's second cell is 32 cells on, 4 rows
+    and 4 columns, so threads in columns 3-6 step past the row's end into the next one (the
+    32-bit (row, column) stepping of ``gpusom.cuda.kernels._phase``)."""
+    monkeypatch.setattr(gpu.config, "DRIVER", driver)
+    monkeypatch.setattr(gpu.config, "MAX_BLOCKS", 1)
+    codebook, data, args = random_run(rng, 6, 7, 5, np.float64, 12, 20, 3.0, 0.5)
+    args = (*args, False, "gaussian", 3.0, topology)
+    got, bmus = train_with(gpu, codebook, data, *args)
+    expected, expected_bmus = train_with(CPU, codebook, data, *args)
+    np.testing.assert_array_equal(bmus, expected_bmus)
+    np.testing.assert_allclose(got, expected, **TOLERANCES[np.float64])
+
+
+@needs_cuda
+@pytest.mark.parametrize("shared_bytes", [63, 64], ids=["global", "shared"])
+@pytest.mark.parametrize("driver", ["per_step", "persistent"])
+def test_rows_too_wide_for_the_shared_memory_are_read_from_global_memory(
+    gpu, monkeypatch, rng, driver, shared_bytes
+):
+    """The step's two float32 rows of 5 features (padded to 8) take 64 bytes: one byte less in
+    ``SHARED_ROWS_BYTES`` and the kernels read them from global memory. Either way they train
+    as the CPU does, on complete data (the packed kernels) and with missing values (the general
+    ones)."""
+    monkeypatch.setattr(gpu.config, "DRIVER", driver)
+    monkeypatch.setattr(gpu.config, "SHARED_ROWS_BYTES", shared_bytes)
+    codebook, data, args = random_run(rng, 4, 5, 5, np.float32, 10, 15, 2.0, 0.5)
+    holes = data.copy()
+    holes[[1, 4, 9], [2, 0, 4]] = np.nan
+    for values in (data, holes):
+        got, bmus = train_with(gpu, codebook, values, *args, True, "gaussian")
+        expected, expected_bmus = train_with(CPU, codebook, values, *args, True, "gaussian")
+        np.testing.assert_array_equal(bmus, expected_bmus)
+        np.testing.assert_allclose(got, expected, **TOLERANCES[np.float32])
+
+
+def test_lattice_axes_of_2_31_cells_are_refused(gpu):
+    state = gpu.to_device(np.zeros((4, 2), np.float32), np.zeros((3, 2), np.float32))
+    one = np.ones(1)
+    with pytest.raises(ValueError, match=r"at most 2147483647 rows and columns"):
+        gpu.train_online(*state, np.zeros(1, np.int64), one, one, 1, 2**31, False, 0, 3.0)
+
+
 @given(
     rows=st.integers(1, 5),
     cols=st.integers(1, 6),
@@ -322,7 +368,7 @@ def test_persistent_grid_fits_the_cooperative_limit(
         def compile(self, argtypes):
             assert argtypes == ("int", "float")
             return types.SimpleNamespace(
-                max_cooperative_grid_blocks=lambda threads: 1000 // threads
+                max_cooperative_grid_blocks=lambda threads, shared: 1000 // threads
             )
 
         def __getitem__(self, launch):
@@ -331,8 +377,8 @@ def test_persistent_grid_fits_the_cooperative_limit(
     monkeypatch.setattr(cuda_backend, "SIMULATOR", False)
     monkeypatch.setattr(cuda_backend.kernels, "train_persistent", Kernel())
     monkeypatch.setattr(cuda_backend.config, "PERSISTENT_BLOCKS", configured)
-    cuda_backend._persistent((7, 0.5), "pairs", 100, blocks_needed)
-    assert launches == [((expected, 100), (7, 0.5))]
+    cuda_backend._persistent((7, 0.5), "pairs", 100, blocks_needed, 64)
+    assert launches == [((expected, 100, 0, 64), (7, 0.5))]
 
 
 @needs_cuda
@@ -423,7 +469,7 @@ def test_a_refused_cooperative_launch_falls_back_to_per_step(monkeypatch, refusa
 
         def compile(self, argtypes):
             limit = 0 if refusal == "no block fits" else 8
-            return types.SimpleNamespace(max_cooperative_grid_blocks=lambda threads: limit)
+            return types.SimpleNamespace(max_cooperative_grid_blocks=lambda threads, shared: limit)
 
         def __getitem__(self, launch):
             def refuse(*args):
@@ -439,8 +485,8 @@ def test_a_refused_cooperative_launch_falls_back_to_per_step(monkeypatch, refusa
     monkeypatch.setattr(cuda_module.config, "DRIVER", "persistent")
     monkeypatch.setitem(cuda_module.DRIVERS, "per_step", cuda_module._per_step)
     with pytest.warns(RuntimeWarning, match="per-step driver"):
-        cuda_module._persistent((7, 0.5), "pairs", 100, 50)
-    assert per_step == [((7, 0.5), "pairs", 100, 50)]
+        cuda_module._persistent((7, 0.5), "pairs", 100, 50, 64)
+    assert per_step == [((7, 0.5), "pairs", 100, 50, 64)]
     assert cuda_module.config.DRIVER == "per_step"
 
 

@@ -30,6 +30,9 @@ from . import config, kernels
 #: True under numba's CUDA simulator (set before numba was imported; fixed for the process).
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 
+#: Most rows and most columns of a lattice the kernels train (``gpusom.cuda.kernels._phase``).
+LATTICE_AXIS_MAX = 2**31 - 1
+
 #: Driver error codes of a refused cooperative launch (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE,
 #: CUDA_ERROR_NOT_SUPPORTED): nothing ran, so the per-step driver can run the slice instead.
 COOPERATIVE_REFUSALS = (720, 801)
@@ -133,9 +136,17 @@ class CUDAEngine(Engine):
         n_steps = order.size
         if n_steps == 0:
             return np.empty(0, dtype=np.int64)
+        if max(rows, cols) > LATTICE_AXIS_MAX:
+            raise ValueError(
+                f"the CUDA engine trains lattices of at most {LATTICE_AXIS_MAX} rows and "
+                f"columns (its kernels step them in 32-bit integers); got {rows}x{cols}"
+            )
         # Enough blocks for one cell per thread; more would only idle.
         blocks_needed = -(-codebook.shape[1] // threads)
-        self.check_memory(32 * n_steps + 16 * blocks_needed, f"the schedules of {n_steps} steps")
+        weight_bytes = 2 * (rows + cols) * codebook.dtype.itemsize
+        self.check_memory(
+            32 * n_steps + 16 * blocks_needed + weight_bytes, f"the schedules of {n_steps} steps"
+        )
         record = cuda.to_device(np.full(n_steps, NO_INDEX, dtype=np.int64))
         # float32 BMUs meet in packed keys (one atomic per block), float64 in per-block pairs;
         # other metrics and missing values take the general kernels, with pairs.
@@ -157,6 +168,9 @@ class CUDAEngine(Engine):
             cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)),
             cuda.to_device(np.ascontiguousarray(sigmas, dtype=np.float64)),
             cuda.to_device(np.ascontiguousarray(lrs, dtype=np.float64)),
+            # The per-axis weight tables (kernels._fill_axis_weights), NaN until written: an
+            # entry read before it is written spoils the map instead of passing unnoticed.
+            cuda.to_device(np.full((2, rows + cols), np.nan, dtype=codebook.dtype)),
             rows,
             cols,
             bool(is_torus),
@@ -167,7 +181,12 @@ class CUDAEngine(Engine):
             record,
             *partials,
         )
-        driver(args, "any" if general else "packed" if packed else "pairs", threads, blocks_needed)
+        # The two sample rows of a step go to each block's shared memory when they fit
+        # (gpusom.cuda.kernels._sample_rows); wider rows are read from global memory.
+        row_bytes = 2 * data.values.shape[1] * data.values.dtype.itemsize
+        shared = row_bytes if row_bytes <= config.SHARED_ROWS_BYTES else 0
+        variant = "any" if general else "packed" if packed else "pairs"
+        driver(args, variant, threads, blocks_needed, shared)
         found = record.copy_to_host()
         return found & INDEX_MASK if packed else found
 
@@ -243,30 +262,32 @@ PERSISTENT_KERNELS = {
 }
 
 
-def _per_step(args, variant, threads, blocks_needed):
-    """One launch per phase; the kernel boundary orders the phases."""
+def _per_step(args, variant, threads, blocks_needed, shared):
+    """One launch per phase, with ``shared`` bytes of dynamic shared memory per block; the
+    kernel boundary orders the phases."""
     kernel = getattr(kernels, PHASE_KERNELS[variant])
-    launch = kernel[min(blocks_needed, config.MAX_BLOCKS), threads]
+    launch = kernel[min(blocks_needed, config.MAX_BLOCKS), threads, 0, shared]
     for t in range(args[2].size + 1):
         launch(*args, t)
 
 
-def _persistent(args, variant, threads, blocks_needed):
-    """All phases in one cooperative launch, sized to what the device runs at once."""
+def _persistent(args, variant, threads, blocks_needed, shared):
+    """All phases in one cooperative launch, sized to what the device runs at once with
+    ``shared`` bytes of dynamic shared memory per block."""
     blocks = min(blocks_needed, config.PERSISTENT_BLOCKS or blocks_needed)
     kernel = getattr(kernels, PERSISTENT_KERNELS[variant])
     if SIMULATOR:
         # The simulator runs blocks one after another: grid.sync() is right with one block only.
-        kernel[1, threads](*args)
+        kernel[1, threads, 0, shared](*args)
         return
     # compile() goes through numba's disk cache (a specialize()d copy would not) and returns
     # the kernel that the launch below then finds in memory.
     compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
-    blocks = min(blocks, compiled.max_cooperative_grid_blocks(threads))
+    blocks = min(blocks, compiled.max_cooperative_grid_blocks(threads, shared))
     try:
         if blocks < 1:
             raise _Refused(f"no cooperative block of {threads} threads fits a multiprocessor")
-        kernel[blocks, threads](*args)
+        kernel[blocks, threads, 0, shared](*args)
     except Exception as exc:
         if not isinstance(exc, _Refused) and getattr(exc, "code", None) not in COOPERATIVE_REFUSALS:
             raise
@@ -277,7 +298,7 @@ def _persistent(args, variant, threads, blocks_needed):
             stacklevel=2,
         )
         config.DRIVER = "per_step"
-        _per_step(args, variant, threads, blocks_needed)
+        _per_step(args, variant, threads, blocks_needed, shared)
 
 
 class _Refused(Exception):

@@ -21,6 +21,12 @@ the per-step driver (:func:`train_phase`), ``grid.sync()`` in the persistent one
 (:func:`train_persistent`). The codebook is read once per step and, inside the window, written
 once.
 
+Within a phase, each block first copies the two data rows of its steps (the update's and the
+search's) into shared memory when they fit (:func:`_sample_rows`), and each thread walks its
+cells as (row, column) pairs stepped in 32-bit integers. The separable neighbourhoods on the
+rectangular lattice take their weight factors from per-axis tables that the grid writes one
+phase ahead (:func:`_fill_axis_weights`).
+
 Global BMU stage: float32 distances are non-negative, so their bit patterns order like integers and
 ``key = bits << 32 | index`` (``gpusom._math.packed_key``) orders by distance, then by index: one
 64-bit ``atomic.min`` per block and step gives the lowest-index BMU. A float64 distance fills a key
@@ -138,8 +144,29 @@ def _lane_sum(d0, d1, d2, d3):
 
 
 @cuda.jit(device=True)
-def _measure(codebook, data, n, sample):
-    """Squared distance of cell ``n`` to row ``sample`` (the cell is not updated this step).
+def _sample_rows(data, previous, sample):
+    """Rows ``previous`` and ``sample`` of ``data``, read by every cell of a phase.
+
+    In the launch's dynamic shared memory when it holds both (the drivers size it with
+    ``gpusom.cuda.config.SHARED_ROWS_BYTES``): each row is then read from global memory once per
+    block, not once per cell. Wider rows are read where they are. All threads of the block must
+    call it; the caller's grid barrier (or the launch boundary) orders the next phase's writes
+    after this phase's reads.
+    """
+    buffer = cuda.shared.array(0, data.dtype)
+    width = data.shape[1]
+    if buffer.size < 2 * width:
+        return data[previous], data[sample]
+    for k in range(cuda.threadIdx.x, width, cuda.blockDim.x):
+        buffer[k] = data[previous, k]
+        buffer[width + k] = data[sample, k]
+    cuda.syncthreads()
+    return buffer[:width], buffer[width : 2 * width]
+
+
+@cuda.jit(device=True)
+def _measure(codebook, n, x):
+    """Squared distance of cell ``n`` to the sample ``x`` (the cell is not updated this step).
 
     Two passes per iteration: with no store in between, a thread has eight codebook loads in
     flight at once, which is what a search over a codebook far larger than the caches needs to
@@ -148,8 +175,9 @@ def _measure(codebook, data, n, sample):
     """
     total = codebook.dtype.type(0)
     width = codebook.shape[0]
-    x = data[sample]
-    k = 0
+    # An unsigned feature index, in every feature loop here, for the reason the cell's is
+    # (see _visit): numba would guard each signed index against negative values.
+    k = np.uint32(0)
     while k + 2 * LANES <= width:
         w0, w1 = codebook[k, n], codebook[k + 1, n]
         w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
@@ -157,7 +185,7 @@ def _measure(codebook, data, n, sample):
         w6, w7 = codebook[k + 6, n], codebook[k + 7, n]
         total += _lane_sum(w0 - x[k], w1 - x[k + 1], w2 - x[k + 2], w3 - x[k + 3])
         total += _lane_sum(w4 - x[k + 4], w5 - x[k + 5], w6 - x[k + 6], w7 - x[k + 7])
-        k += 2 * LANES
+        k = np.uint32(k + 2 * LANES)
     if k < width:
         total += _lane_sum(
             codebook[k, n] - x[k],
@@ -169,16 +197,16 @@ def _measure(codebook, data, n, sample):
 
 
 @cuda.jit(device=True)
-def _update_and_measure(codebook, data, n, gain, previous, sample):
-    """Update cell ``n`` towards row ``previous``; the distance of the result to ``sample``.
+def _update_and_measure(codebook, n, gain, source, x):
+    """Update cell ``n`` towards the row ``source``; the distance of the result to ``x``.
 
     One pass of ``LANES`` features at a time. Every load of a pass comes before its stores: the
     compiler cannot tell the codebook and the data apart, so a load written after a store would
     wait for it.
     """
     total = codebook.dtype.type(0)
-    source, x = data[previous], data[sample]
-    for k in range(0, codebook.shape[0], LANES):
+    k = np.uint32(0)
+    while k < codebook.shape[0]:
         w0, w1 = codebook[k, n], codebook[k + 1, n]
         w2, w3 = codebook[k + 2, n], codebook[k + 3, n]
         s0, s1, s2, s3 = source[k], source[k + 1], source[k + 2], source[k + 3]
@@ -190,19 +218,20 @@ def _update_and_measure(codebook, data, n, gain, previous, sample):
         codebook[k, n], codebook[k + 1, n] = w0, w1
         codebook[k + 2, n], codebook[k + 3, n] = w2, w3
         total += _lane_sum(w0 - x0, w1 - x1, w2 - x2, w3 - x3)
+        k = np.uint32(k + LANES)
     return total
 
 
 @cuda.jit(device=True)
-def _update_and_measure_any(codebook, data, n, gain, previous, sample, update, metric):
+def _update_and_measure_any(codebook, n, gain, source, x, update, metric):
     """:func:`_update_and_measure` for any metric and missing (NaN) features, one feature at a
-    time: the update (when ``update``) skips features missing from row ``previous``, the
-    distance those missing from ``sample``. Features are summed in order, as
+    time: the update (when ``update``) skips features missing from ``source``, the distance
+    those missing from ``x``. Features are summed in order, as
     ``gpusom.cpu.kernels.metric_distances`` sums them; the result is in the codebook's dtype.
     """
     total = norm_w = norm_x = codebook.dtype.type(0)
-    source, x = data[previous], data[sample]
-    for k in range(codebook.shape[0]):
+    k = np.uint32(0)
+    while k < codebook.shape[0]:
         w = codebook[k, n]
         if update:
             s = source[k]
@@ -219,6 +248,7 @@ def _update_and_measure_any(codebook, data, n, gain, previous, sample, update, m
                 total += w * xk
                 norm_w += w * w
                 norm_x += xk * xk
+        k = np.uint32(k + 1)
     if metric == COSINE:
         return codebook.dtype.type(cosine_distance(total, norm_x, norm_w))
     return total
@@ -258,13 +288,35 @@ def _publish(best_key, best_d, best_i, record, part_d, part_i, step, shared_d, s
 
 
 @cuda.jit(device=True)
+def _fill_axis_weights(table, sigma, truncate, rows, cols, neighborhood):
+    """The two factors of a separable weight on the rectangular lattice, by axis distance:
+    ``table[d]`` for ``d`` rows, ``table[rows + d]`` for ``d`` columns, each rounded to the
+    codebook's dtype as the CPU's weight tables round them. Only distances the window reaches
+    are written; the whole grid shares the work.
+    """
+    # The window takes distances d with 4 d^2 <= 4 radius^2 (_visit), all below radius + 2.
+    reach = min(window_radius(neighborhood, sigma, truncate) + 2.0, float(rows + cols))
+    n_rows = min(rows, int(reach))
+    n_cols = min(cols, int(reach))
+    for i in range(cuda.grid(1), n_rows + n_cols, cuda.gridsize(1)):
+        d = i if i < n_rows else i - n_rows
+        at = i if i < n_rows else rows + d
+        table[at] = table.dtype.type(axis_weight(neighborhood, d, sigma))
+
+
+@cuda.jit(device=True)
 def _visit(
-    codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus, neighborhood,
-    topology, metric, plain, sigma, radius_sq, rate, best_key, best_d, best_i, part_d,
+    codebook, source, x, row, col, bmu_row, bmu_col, rows, cols, is_torus, neighborhood,
+    topology, metric, plain, sigmas, step, radius_sq, rate, weights, best_key, best_d, best_i,
+    part_d,
 ):  # fmt: skip
-    """Cell ``n`` in a phase of :func:`_phase`: its update (inside the window) and distance;
-    the thread's best (packed key, or distance and index), with the cell taken in."""
-    row, col = n // cols, n % cols
+    """Cell ``(row, col)`` in a phase of :func:`_phase`: its update towards ``source`` (inside
+    the window) and distance to ``x``; the thread's best (packed key, or distance and index),
+    with the cell taken in."""
+    # 64-bit from here: the lattice arithmetic below squares offsets.
+    row, col = np.int64(row), np.int64(col)
+    bmu_row, bmu_col = np.int64(bmu_row), np.int64(bmu_col)
+    n = row * cols + col
     # The cell's codebook column by an unsigned index: numba adds the axis length to a
     # negative signed index, in every address; skipping that saves registers
     # (benchmarks/kernel_resources.py).
@@ -273,15 +325,17 @@ def _visit(
     # The CPU walks the disk as runs of columns (gpusom._math.half_width); this integer test
     # selects the same cells, since both settle the same inequality exactly.
     if float(q) <= 4.0 * radius_sq:
+        # Read per cell in the window rather than held through the loop over the cells, as
+        # the step's table: fewer registers (benchmarks/RESULTS.md).
+        sigma = sigmas[step]
         # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
         if topology == RECTANGULAR and is_separable(neighborhood):
+            # Two loads from the step's table (_fill_axis_weights) instead of two float64
+            # exps and divisions per cell; the same factors, so the same gain.
             d_row = axis_delta(row, bmu_row, rows, is_torus)
             d_col = axis_delta(col, bmu_col, cols, is_torus)
-            gain = (
-                rate
-                * codebook.dtype.type(axis_weight(neighborhood, d_row, sigma))
-                * codebook.dtype.type(axis_weight(neighborhood, d_col, sigma))
-            )
+            table = weights[step % 2]
+            gain = rate * table[np.uint64(d_row)] * table[np.uint64(rows + d_col)]
         elif is_separable(neighborhood):
             d_row, twice_dx = hex_offsets(row, col, bmu_row, bmu_col, rows, cols, is_torus)
             row_sq, col_sq = 0.75 * d_row * d_row, 0.25 * twice_dx * twice_dx
@@ -294,17 +348,13 @@ def _visit(
             dist_sq = 0.25 * float(q)
             gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
         if plain:
-            distance = _update_and_measure(codebook, data, cell, gain, previous, sample)
+            distance = _update_and_measure(codebook, cell, gain, source, x)
         else:
-            distance = _update_and_measure_any(
-                codebook, data, cell, gain, previous, sample, True, metric
-            )
+            distance = _update_and_measure_any(codebook, cell, gain, source, x, True, metric)
     elif plain:
-        distance = _measure(codebook, data, cell, sample)
+        distance = _measure(codebook, cell, x)
     else:
-        distance = _update_and_measure_any(
-            codebook, data, cell, rate, previous, sample, False, metric
-        )
+        distance = _update_and_measure_any(codebook, cell, rate, source, x, False, metric)
     if part_d is None:
         best_key = min(best_key, _packed_key(distance, n))
     elif ranks_before(np.float64(distance), n, best_d, best_i):
@@ -319,6 +369,7 @@ def _phase(
     order,
     sigmas,
     lrs,
+    weights,
     rows,
     cols,
     is_torus,
@@ -333,29 +384,26 @@ def _phase(
     t,
     shared_d,
     shared_i,
-    grid,
 ):
     """Phase ``t`` (0 to ``order.size``): update of step ``t - 1``, BMU search of step ``t``.
 
     Plain Euclidean steps on complete samples take the two-pass loads of :func:`_measure` and
     :func:`_update_and_measure`; other metrics, and samples with missing features
-    (``missing[i]``), :func:`_update_and_measure_any`. ``grid`` is the persistent kernels' grid
-    group and None in the per-step ones; it only selects the form of the loop over the cells.
+    (``missing[i]``), :func:`_update_and_measure_any`.
     """
     n_steps = order.size
     searching = t < n_steps
     # Phases without an update (t = 0) or a search (t = T) use a valid row and ignore it.
     previous = order[max(t - 1, 0)]
     sample = order[min(t, n_steps - 1)]
-    bmu_row = bmu_col = 0
-    sigma = 1.0
+    bmu_row = bmu_col = np.uint32(0)
     radius_sq = -1.0  # no cell is inside a window of negative squared radius
     rate = codebook.dtype.type(0)
     if t > 0:
         bmu = _resolve(record, part_d, part_i, t - 1, shared_d, shared_i)
-        bmu_row, bmu_col = bmu // cols, bmu % cols
-        sigma = sigmas[t - 1]
-        radius = window_radius(neighborhood, sigma, truncate)
+        # Held in 32 bits through the loop over the cells (one register each, not two).
+        bmu_row, bmu_col = np.uint32(bmu // cols), np.uint32(bmu % cols)
+        radius = window_radius(neighborhood, sigmas[t - 1], truncate)
         radius_sq = radius * radius
         rate = codebook.dtype.type(lrs[t - 1])
     # The plain kernels pass missing=None: numba prunes the else branch, and with plain a
@@ -364,60 +412,65 @@ def _phase(
         plain = True
     else:
         plain = metric == EUCLIDEAN and not missing[sample] and not missing[previous]
+    source, x = _sample_rows(data, previous, sample)
     best_key = NO_INDEX
     best_d, best_i = INF, NO_INDEX
-    # The same cells either way. A while loop keeps fewer registers in the persistent kernels
-    # but more in the per-step ones and in the float32 persistent general one
-    # (benchmarks/kernel_resources.py, benchmarks/RESULTS.md).
-    if grid is None or missing is not None:
-        for n in range(cuda.grid(1), codebook.shape[1], cuda.gridsize(1)):
-            best_key, best_d, best_i = _visit(
-                codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus,
-                neighborhood, topology, metric, plain, sigma, radius_sq, rate, best_key,
-                best_d, best_i, part_d,
-            )  # fmt: skip
-    else:
-        n = cuda.grid(1)
-        while n < codebook.shape[1]:
-            best_key, best_d, best_i = _visit(
-                codebook, data, n, previous, sample, bmu_row, bmu_col, rows, cols, is_torus,
-                neighborhood, topology, metric, plain, sigma, radius_sq, rate, best_key,
-                best_d, best_i, part_d,
-            )  # fmt: skip
-            n += cuda.gridsize(1)
+    # The thread's cells (a grid-stride loop) as (row, column), stepped in 32-bit integers:
+    # one 32-bit division per phase instead of a 64-bit one per cell (a long subroutine on a
+    # GPU). A launch has fewer than 2^31 threads and train_online refuses lattices of 2^31
+    # rows or columns, so no value here wraps.
+    first, stride = np.uint32(cuda.grid(1)), np.uint32(cuda.gridsize(1))
+    width = np.uint32(cols)
+    row, col = np.uint32(first // width), np.uint32(first % width)
+    step_rows, step_cols = np.uint32(stride // width), np.uint32(stride % width)
+    while row < rows:
+        best_key, best_d, best_i = _visit(
+            codebook, source, x, row, col, bmu_row, bmu_col, rows, cols, is_torus,
+            neighborhood, topology, metric, plain, sigmas, t - 1, radius_sq, rate, weights,
+            best_key, best_d, best_i, part_d,
+        )  # fmt: skip
+        row, col = np.uint32(row + step_rows), np.uint32(col + step_cols)
+        if col >= width:
+            row, col = np.uint32(row + 1), np.uint32(col - width)
+    # The table of step t, for phase t + 1, in slot t % 2: phase t - 1 read that slot before
+    # the barrier, phase t + 1 reads it after the next one. Written after the loop over the
+    # cells, whose registers are free by then (benchmarks/RESULTS.md).
+    if searching and topology == RECTANGULAR and is_separable(neighborhood):
+        _fill_axis_weights(weights[t % 2], sigmas[t], truncate, rows, cols, neighborhood)
     if searching:
         _publish(best_key, best_d, best_i, record, part_d, part_i, t, shared_d, shared_i)
 
 
 @cuda.jit(device=True)
 def _one_phase(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, metric, missing, record, part_d, part_i, t,
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
     _phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-        topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i, None,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
+        topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
     )  # fmt: skip
 
 
 @cuda.jit(device=True)
 def _all_phases(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, metric, missing, record, part_d, part_i,
 ):  # fmt: skip
     shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
     shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
-    grid = cuda.cg.this_grid()
     n_steps = order.size
     for t in range(n_steps + 1):
         _phase(
-            codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
-            topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i, grid,
+            codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood,
+            truncate, topology, metric, missing, record, part_d, part_i, t, shared_d, shared_i,
         )  # fmt: skip
         if t < n_steps:
-            grid.sync()
+            # The grid's handle is fetched per step: held through the phases, it kept two
+            # registers busy in the loop over the cells (benchmarks/RESULTS.md).
+            cuda.cg.this_grid().sync()
 
 
 # The entry points. A kernel launch cannot pass None (numba-cuda 0.30 rejects it on a device;
@@ -429,53 +482,54 @@ def _all_phases(
 
 @cuda.jit(cache=True)
 def train_phase(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, record, part_d, part_i, t,
 ):  # fmt: skip
     """One phase per launch: the per-step reference driver launches phases 0 to ``order.size``.
 
     Euclidean distances on complete samples. ``codebook`` ``(padded_dim, n_cells)`` and
     ``data`` ``(n_samples, padded_dim)`` in one dtype; ``order`` int64, ``sigmas`` and ``lrs``
-    float64 per step. ``part_d``/``part_i`` ``(2, >= blocks)`` hold the block results and
+    float64 per step; ``weights`` ``(2, rows + cols)`` in the codebook's dtype, scratch for the
+    per-axis weight tables. ``part_d``/``part_i`` ``(2, >= blocks)`` hold the block results and
     ``record`` (int64 per step) receives the BMU indices. For float32,
     :func:`train_phase_packed` is the faster variant; :func:`train_phase_any` takes any metric
     and missing values.
     """
     _one_phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, EUCLIDEAN, None, record, part_d, part_i, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_phase_packed(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, record, t,
 ):  # fmt: skip
     """:func:`train_phase` for float32: ``record`` (starting at ``NO_INDEX``) collects packed
     keys through one 64-bit ``atomic.min`` per block; no pair arrays."""
     _one_phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, EUCLIDEAN, None, record, None, None, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_phase_any(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, metric, missing, record, part_d, part_i, t,
 ):  # fmt: skip
     """:func:`train_phase` under ``metric`` (a code of ``gpusom._math.METRICS``), with
     ``missing`` (bool per sample) marking the samples with NaN (missing) features."""
     _one_phase(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, metric, missing, record, part_d, part_i, t,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, record, part_d, part_i,
 ):  # fmt: skip
     """All phases of a slice in one cooperative launch, ``grid.sync()`` between phases.
@@ -484,32 +538,32 @@ def train_persistent(
     cooperative limit (every block resident at once), or the barrier deadlocks.
     """
     _all_phases(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, EUCLIDEAN, None, record, part_d, part_i,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent_packed(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, record,
 ):  # fmt: skip
     """:func:`train_persistent` for float32, with packed keys as :func:`train_phase_packed`."""
     _all_phases(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, EUCLIDEAN, None, record, None, None,
     )  # fmt: skip
 
 
 @cuda.jit(cache=True)
 def train_persistent_any(
-    codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
     topology, metric, missing, record, part_d, part_i,
 ):  # fmt: skip
     """:func:`train_persistent` with the metric and missing-value flags of
     :func:`train_phase_any`."""
     _all_phases(
-        codebook, data, order, sigmas, lrs, rows, cols, is_torus, neighborhood, truncate,
+        codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
         topology, metric, missing, record, part_d, part_i,
     )  # fmt: skip
 
