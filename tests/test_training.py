@@ -319,9 +319,9 @@ def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [4, 8, 12, 16])
 def test_cpu_head_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
-    """The head of the partial distance search, over all cells or chunk by chunk, sums as the
-    general pass does."""
-    from gpusom.cpu.kernels import head_distances, squared_distances
+    """The head of the partial distance search, over all cells or chunk by chunk (the boxed
+    search's unsigned form for whole chunks of eight rows), sums as the general pass does."""
+    from gpusom.cpu.kernels import chunk_head_distances, head_distances, squared_distances
 
     rng = np.random.default_rng(rows)
     head = rng.normal(size=(rows, 257)).astype(dtype)
@@ -330,7 +330,7 @@ def test_cpu_head_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
     njit(lambda h, x, out: squared_distances(h, x, out, None))(head, x, expected)
     head_distances(head, x, got, 0, 257)
     for start in range(0, 257, 32):
-        head_distances(head, x, chunked, start, min(start + 32, 257))
+        chunk_head_distances(head, x, chunked, start, min(start + 32, 257))
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(chunked, expected)
     np.testing.assert_allclose(got, ((head - x[:rows, None]) ** 2).sum(axis=0), rtol=1e-5)
