@@ -15,7 +15,9 @@ partial distance in one vectorised pass; only cells whose partial distance is no
 full distance found so far read their ``tail``. Floating-point addition of non-negative terms
 never decreases a sum, so a cell whose partial distance already exceeds some cell's full distance
 cannot be (or tie) the argmin: the search is exact, the BMU the same as without pruning. On
-clustered data a handful of head features already rule out the cells of the other clusters.
+clustered data a handful of head features already rule out the cells of the other clusters. On
+large maps, bounding boxes of chunks of cells (``ChunkBoxes``) rule out most chunks before their
+head is read (:func:`boxed_argmin`).
 """
 
 import numpy as np
@@ -128,7 +130,7 @@ def head_distances(head, x, out, start, stop):
     if head.shape[0] != 2 * LANES:
         squared_distances(head[:, start:stop], x, out[start:stop], None)
         return
-    # slices, so the loop counts from zero and vectorises (see ``pruned_argmin``)
+    # slices, so the loop counts from zero and vectorises (see ``_chunk_argmin``)
     w0, w1, w2, w3 = (
         head[0, start:stop],
         head[1, start:stop],
@@ -250,8 +252,8 @@ BOX_BUILD_SHARE = 32.0
 
 #: Then they are rebuilt exact every ``n_cells / BOX_REBUILD_RATE`` steps: a build reads every
 #: feature of every cell, so that is ``BOX_REBUILD_RATE * dim`` features a step, a small share of
-#: the box pass (``n_cells * dim / PRUNE_CHUNK``) on any map that takes boxes. Every 1,250-10,000
-#: steps measured alike on the large lattice; never rebuilding, 6-10 % slower
+#: the box pass (``n_cells * dim / PRUNE_CHUNK``) on any map that takes boxes. Rebuilt every
+#: 1,250 to 16,000 steps the large lattice measured alike, never rebuilt no faster
 #: (benchmarks/RESULTS.md).
 BOX_REBUILD_RATE = 8
 
@@ -713,8 +715,10 @@ def train_online(
     ``box_state`` its ``ChunkBoxes``; ``data`` is ``(n_samples, dim)`` in their dtype.
     ``guesses[i]`` is the BMU sample ``i`` had when last drawn: the first bound of the partial
     distance search, updated here. Any value in ``[0, n_cells)`` is correct; better is faster.
-    ``-1`` (not drawn yet) starts from the nearest box (:func:`pruned_argmin`); a sample's first
-    draw is a third of the steps when there are few steps per sample.
+    ``-1`` (not drawn yet) starts from the cell with the smallest partial distance, of all cells
+    or, once the boxes hold, in the nearest box (:func:`boxed_argmin`): on the large lattice
+    nearly as good as the true BMU and twice as fast as cell 0 (benchmarks/RESULTS.md). A
+    sample's first draw is a third of the steps when there are few steps per sample.
     """
     dim = data.shape[1]
     split = head.shape[0]
