@@ -403,7 +403,7 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     and the Mexican hat move cells away from the sample, missing values move some features."""
     from gpusom.cpu import kernels
 
-    rows, cols, dim, steps = 16, 18, 40, 600  # 288 cells: 9 chunks, rebuilt every 36 steps
+    rows, cols, dim, steps = 40, 40, 40, 600  # 1,600 cells: 50 chunks, rebuilt every 200 steps
     centres = rng.random((6, dim))
     data = centres[rng.integers(0, 6, 300)] + rng.normal(scale=0.05, size=(300, dim))
     data = data.astype(dtype)
@@ -414,8 +414,9 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     codebook = (runs + rng.normal(scale=0.02, size=runs.shape)).astype(dtype)
     order = rng.integers(0, len(data), steps)
     t = np.arange(steps)
-    # windows small from the first step, so the boxes are built at once
-    args = (order, exponential_decay(0.5, 0.4, t, steps), np.full(steps, learning_rate))
+    # Windows of radius 3 to 2.4 (bubble and triangle: 1.5 to 1.2), within 1/32 of the map from
+    # the first step, so the boxes are built at once; a hexagonal one reaches 3 rows.
+    args = (order, exponential_decay(1.5, 1.2, t, steps), np.full(steps, learning_rate))
     args += (rows, cols, is_torus, neighborhood, 2.0, topology)
     engine = _backend.cpu_engine()
     plain, plain_bmus = train_with(engine, codebook, data, *args)
@@ -428,9 +429,52 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     np.testing.assert_array_equal(boxed, plain)
     boxes = state[0].boxes
     assert boxes.state[0] == 1  # built, and after the last rebuild grown by every update:
-    for c in range(9):  # every cell is in its chunk's box
+    for c in range(50):  # every cell is in its chunk's box
         chunk = boxed[c * 32 : (c + 1) * 32]
         assert (boxes.bounds[0, :, c] <= chunk.min(axis=0)).all()
         assert (boxes.bounds[1, :, c] >= chunk.max(axis=0)).all()
     _, expected_bmus = naive.online_som(codebook, data, *args)
     np.testing.assert_array_equal(boxed_bmus, expected_bmus)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(2, 12).map(lambda r: 2 * r),  # even: a hexagonal torus needs it
+    cols=st.integers(1, 20),
+    sigma=st.floats(0.3, 6.0),
+    neighborhood=st.sampled_from(sorted(NEIGHBORHOODS)),
+    topology=st.sampled_from(sorted(TOPOLOGIES)),
+    is_torus=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
+    rows, cols, sigma, neighborhood, topology, is_torus, seed
+):
+    """grow_window_boxes covers the whole window of update_window, on both lattices and tori:
+    with a rate of 1 every cell of the window jumps to a sample far outside every box."""
+    from gpusom.cpu import Codebook, kernels
+
+    rng = np.random.default_rng(seed)
+    dim, n_cells = 40, rows * cols
+    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True):
+        codebook = Codebook(rng.random((n_cells, dim)).astype(np.float32))
+    head, tail, boxes = codebook.head, codebook.tail, codebook.boxes
+    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state)
+    x = np.zeros(head.shape[0] + tail.shape[1], np.float32)
+    x[:dim] = 5.0
+    bmu = int(rng.integers(n_cells))
+    nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
+    scratch = [np.empty(max(rows, 2 * cols) + 1, np.float32), np.empty(cols, np.float32)]
+    scratch += [np.empty(cols, np.int64), np.empty(cols, np.float32), np.empty((4, 2), np.int64)]
+    args = (bmu, sigma, 1.0, rows, cols, is_torus, nbh, 2.0)
+    kernels.update_window(head, tail, x, *args, *scratch, lattice, np.ones_like(x), False)
+    kernels.grow_window_boxes(
+        head, tail, bmu, sigma, rows, cols, is_torus, nbh, 2.0, boxes.bounds, boxes.scratch,
+        scratch[-1],
+    )  # fmt: skip
+    cells = np.concatenate([head.T, tail[:, : dim - head.shape[0]]], axis=1)
+    assert (cells == 5.0).any()  # the update moved some cells (at least the BMU)
+    for c in range(boxes.bounds.shape[2]):
+        chunk = cells[c * 32 : (c + 1) * 32]
+        assert (boxes.bounds[0, :, c] <= chunk.min(axis=0)).all()
+        assert (boxes.bounds[1, :, c] >= chunk.max(axis=0)).all()

@@ -283,10 +283,10 @@ class ChunkBoxes:
     cells of chunk ``c`` (cells ``c * PRUNE_CHUNK`` on), ``dim`` features by ``n_chunks``, so a
     sample's distance to every box is a pass vectorised across chunks. ``state``: whether the
     boxes hold (``state[0]``, 0 until first built) and the steps since they were last built.
-    While they hold, every update grows them to take in the cells it moved (:func:`_grow_boxes`),
-    so they keep holding but loosen, and :func:`build_boxes` makes them exact again. A map where
-    they do not pay (:func:`boxes_pay`), or without a tail, has none: zero chunks. ``scratch``
-    serves :func:`_grow_boxes`.
+    While they hold, they grow after every update to take in the cells it moved
+    (:func:`grow_window_boxes`), so they keep holding but loosen, and :func:`build_boxes` makes
+    them exact again. A map where they do not pay (:func:`boxes_pay`), or without a tail, has
+    none: zero chunks. ``scratch`` serves :func:`_grow_boxes`.
     """
 
     def __init__(self, head, tail, dim):
@@ -511,9 +511,9 @@ def _axis_window(centre, reach, size, is_torus, starts, stops):
 
 
 @njit(fastmath=FASTMATH, inline="always")
-def _apply_run(head, tail, x, base, lo, g, present, masked, boxes, box_scratch, grow):
+def _apply_run(head, tail, x, base, lo, g, present, masked):
     """``w += g[c] * (x - w)`` for the cells ``base + lo + c`` of one run, all features, or
-    (``masked``) the features where ``present`` is 1 only; with ``grow``, their boxes grow."""
+    (``masked``) the features where ``present`` is 1 only."""
     split = head.shape[0]
     x_tail, present_tail = x[split:], present[split:]
     for k in range(split):
@@ -535,14 +535,34 @@ def _apply_run(head, tail, x, base, lo, g, present, masked, boxes, box_scratch, 
             else:
                 for k in range(cell.size):
                     cell[k] += gc * (x_tail[k] - cell[k])
-    if grow:
-        _grow_boxes(head, tail, base + lo, base + lo + g.size, boxes, box_scratch)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood, truncate,
+                      boxes, scratch, runs):  # fmt: skip
+    """Grow the ``ChunkBoxes`` of every cell a step's update can have moved (:func:`update_window`
+    at ``bmu`` and ``sigma``) to take in its vector.
+
+    Apart from the update, so that its loops stay as they were (growing inside them made maps
+    without boxes 5-8 % slower, benchmarks/RESULTS.md). The rows and columns within the window's
+    radius, plus one, hold every cell of the window on either lattice (a hexagonal row is 0.87
+    cells high): a few cells more than it moved, which are in their boxes already.
+    """
+    radius = window_radius(neighborhood, sigma, truncate)
+    b_row, b_col = bmu // cols, bmu % cols
+    col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
+    row_reach = min(int(radius / 0.8660254037844386) + 1, rows)
+    col_reach = min(int(radius) + 1, cols)
+    for col_run in range(_axis_window(b_col, col_reach, cols, is_torus, col_starts, col_stops)):
+        lo, hi = col_starts[col_run], col_stops[col_run]
+        for row_run in range(_axis_window(b_row, row_reach, rows, is_torus, row_starts, row_stops)):
+            for r in range(row_starts[row_run], row_stops[row_run]):
+                _grow_boxes(head, tail, r * cols + lo, r * cols + hi, boxes, scratch)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood,
-                      radius_sq, weight_by_offset, gain, runs, present, masked, boxes,
-                      box_scratch, grow):  # fmt: skip
+                      radius_sq, weight_by_offset, gain, runs, present, masked):  # fmt: skip
     """The update of :func:`update_window` on the hexagonal lattice.
 
     The window ``quadrance <= 4 radius^2`` (``gpusom._math.quadrance``, exact integers) is, per
@@ -585,7 +605,7 @@ def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neigh
                         q = quadrance(r, lo + c, b_row, b_col, rows, cols, is_torus, HEXAGONAL)
                         weight = radial_weight(neighborhood, 0.25 * q, sigma)
                         g[c] = rate * head.dtype.type(weight)
-                _apply_run(head, tail, x, base, lo, g, present, masked, boxes, box_scratch, grow)
+                _apply_run(head, tail, x, base, lo, g, present, masked)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -609,17 +629,13 @@ def update_window(
     topology,
     present,
     masked,
-    boxes,
-    box_scratch,
-    grow,
 ):
     """One online update: ``w_n += lr * h(d(bmu, n)) * (x - w_n)`` over the truncated disk.
 
     ``x`` is the sample, zero-padded to the codebook's ``split + tail.shape[1]`` features.
     Scratch: ``weight_by_delta`` (``max(rows, cols) + 1``), ``col_weight`` and ``gain``
     (``cols``) in the codebook's dtype, ``col_delta`` (``cols``) int64, ``runs`` a ``(4, 2)``
-    int64 array. With ``grow``, the codebook's ``ChunkBoxes`` (``boxes``, ``box_scratch``)
-    grow. With ``masked``, only the features where ``present`` (the sample's mask, 0 or
+    int64 array. With ``masked``, only the features where ``present`` (the sample's mask, 0 or
     1, in the codebook's dtype, ``x`` 0 where it is 0) is 1 move. Separable neighbourhoods take
     one weight per grid distance from a table; the others one per cell, from the squared
     distance.
@@ -644,9 +660,6 @@ def update_window(
             runs,
             present,
             masked,
-            boxes,
-            box_scratch,
-            grow,
         )
         return
     b_row, b_col = bmu // cols, bmu % cols
@@ -683,7 +696,7 @@ def update_window(
                     for c in range(hi - lo):
                         dist_sq = float(d_row * d_row + col_delta[lo + c] * col_delta[lo + c])
                         g[c] = rate * head.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
-                _apply_run(head, tail, x, base, lo, g, present, masked, boxes, box_scratch, grow)
+                _apply_run(head, tail, x, base, lo, g, present, masked)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -782,15 +795,16 @@ def train_online(
             topology,
             present,
             masked,
-            boxes,
-            box_scratch,
-            boxed and box_state[0] == 1,
         )
         if masked:
             present[:dim] = 1.0
         if boxed:
             box_state[1] += 1
             if box_state[0] == 1:
+                grow_window_boxes(
+                    head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood, truncate,
+                    boxes, box_scratch, runs,
+                )  # fmt: skip
                 if box_state[1] * BOX_REBUILD_RATE >= n_cells:
                     build_boxes(head, tail, boxes, box_scratch, box_state)
             else:
