@@ -469,8 +469,8 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     args = (bmu, sigma, 1.0, rows, cols, is_torus, nbh, 2.0)
     kernels.update_window(head, tail, x, *args, *scratch, lattice, np.ones_like(x), False)
     kernels.grow_window_boxes(
-        head, tail, bmu, sigma, rows, cols, is_torus, nbh, 2.0, boxes.bounds, boxes.scratch,
-        scratch[-1],
+        head, tail, bmu, sigma, rows, cols, is_torus, nbh, 2.0, lattice, boxes.bounds,
+        boxes.scratch, scratch[-1],
     )  # fmt: skip
     cells = np.concatenate([head.T, tail[:, : dim - head.shape[0]]], axis=1)
     assert (cells == 5.0).any()  # the update moved some cells (at least the BMU)

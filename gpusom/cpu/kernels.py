@@ -539,25 +539,32 @@ def _apply_run(head, tail, x, base, lo, g, present, masked):
 
 @njit(cache=True, fastmath=FASTMATH)
 def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood, truncate,
-                      boxes, scratch, runs):  # fmt: skip
+                      topology, boxes, scratch, runs):  # fmt: skip
     """Grow the ``ChunkBoxes`` of every cell a step's update can have moved (:func:`update_window`
     at ``bmu`` and ``sigma``) to take in its vector.
 
     Apart from the update, so that its loops stay as they were (growing inside them made maps
-    without boxes 5-8 % slower, benchmarks/RESULTS.md). The rows and columns within the window's
-    radius, plus one, hold every cell of the window on either lattice (a hexagonal row is 0.87
-    cells high): a few cells more than it moved, which are in their boxes already.
+    without boxes 5-8 % slower, benchmarks/RESULTS.md). Each grid row of the window is taken
+    by the same exact integer test as the update's (rectangular) or with one column more on
+    either side (hexagonal, whose rows shift by half a cell).
     """
     radius = window_radius(neighborhood, sigma, truncate)
+    radius_sq = radius * radius
     b_row, b_col = bmu // cols, bmu % cols
     col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
-    row_reach = min(int(radius / 0.8660254037844386) + 1, rows)
-    col_reach = min(int(radius) + 1, cols)
-    for col_run in range(_axis_window(b_col, col_reach, cols, is_torus, col_starts, col_stops)):
-        lo, hi = col_starts[col_run], col_stops[col_run]
-        for row_run in range(_axis_window(b_row, row_reach, rows, is_torus, row_starts, row_stops)):
-            for r in range(row_starts[row_run], row_stops[row_run]):
-                _grow_boxes(head, tail, r * cols + lo, r * cols + hi, boxes, scratch)
+    hexagonal = topology == HEXAGONAL
+    # a hexagonal row is 0.87 cells high
+    row_reach = min(int(radius / 0.8660254037844386) + 1 if hexagonal else int(radius), rows)
+    for row_run in range(_axis_window(b_row, row_reach, rows, is_torus, row_starts, row_stops)):
+        for r in range(row_starts[row_run], row_stops[row_run]):
+            d_row = axis_delta(r, b_row, rows, is_torus)
+            if hexagonal:
+                reach = half_width(4.0 * radius_sq, 3.0 * d_row * d_row, 2 * cols) // 2 + 1
+            else:
+                reach = half_width(radius_sq, float(d_row * d_row), max(rows, cols))
+            for run in range(_axis_window(b_col, reach, cols, is_torus, col_starts, col_stops)):
+                first, stop = r * cols + col_starts[run], r * cols + col_stops[run]
+                _grow_boxes(head, tail, first, stop, boxes, scratch)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -803,7 +810,7 @@ def train_online(
             if box_state[0] == 1:
                 grow_window_boxes(
                     head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood, truncate,
-                    boxes, box_scratch, runs,
+                    topology, boxes, box_scratch, runs,
                 )  # fmt: skip
                 if box_state[1] * BOX_REBUILD_RATE >= n_cells:
                     build_boxes(head, tail, boxes, box_scratch, box_state)
