@@ -544,7 +544,7 @@ def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood
     at ``bmu`` and ``sigma``) to take in its vector.
 
     Apart from the update, so that its loops stay as they were (growing inside them made maps
-    without boxes 5-8 % slower, benchmarks/RESULTS.md). Each grid row of the window is taken
+    without boxes 3-12 % slower, benchmarks/RESULTS.md). Each grid row of the window is taken
     by the same exact integer test as the update's (rectangular) or with one column more on
     either side (hexagonal, whose rows shift by half a cell).
     """
