@@ -57,6 +57,10 @@ TAIL_LANES = 32
 TAIL_FASTMATH = FASTMATH | {"reassoc"}
 
 
+# head_distances and chunk_head_distances are written for a head of eight features.
+assert PDS_HEAD_DIM == 2 * LANES, "the partial distance search's head passes take 8 features"
+
+
 def split_dim(dim):
     """How many leading features the structure-of-arrays ``head`` holds for ``dim`` features."""
     return dim if dim < PDS_MIN_DIM else PDS_HEAD_DIM
@@ -127,9 +131,6 @@ def head_distances(head, x, out, start, stop):
     so the distances are written once instead of written, read and written again: 18.4 -> 16.7
     us a step on the large lattice (benchmarks/RESULTS.md).
     """
-    if head.shape[0] != 2 * LANES:
-        squared_distances(head[:, start:stop], x, out[start:stop], None)
-        return
     # slices, so the loop counts from zero and vectorises (see ``_chunk_argmin``)
     w0, w1, w2, w3 = (
         head[0, start:stop],
@@ -155,12 +156,12 @@ def head_distances(head, x, out, start, stop):
 @njit(cache=True, fastmath=FASTMATH)
 def chunk_head_distances(head, x, out, start, stop):
     """:func:`head_distances` of the cells ``start`` to ``stop``, for one chunk of the boxed
-    search (:func:`boxed_argmin`): a whole chunk of an eight-row head takes unsigned indices
-    and no slices. numba guards a signed index against negative values and builds each slice
-    with its own checks; over a chunk of 32 cells that cost 60 ns, three times the arithmetic
+    search (:func:`boxed_argmin`): a whole chunk takes unsigned indices and no slices. numba
+    guards a signed index against negative values and builds each slice with its own checks;
+    over a chunk of 32 cells that cost 60 ns, three times the arithmetic
     (benchmarks/RESULTS.md). The same sums in the same order as :func:`head_distances`.
     """
-    if stop - start != PRUNE_CHUNK or head.shape[0] != 2 * LANES:
+    if stop - start != PRUNE_CHUNK:
         head_distances(head, x, out, start, stop)
         return
     base = np.uint64(start)
@@ -310,7 +311,7 @@ def box_distances(low, high, x, out):
             out[c] += gap * gap
 
 
-@njit(cache=True, fastmath=FINITE_FASTMATH)
+@njit(cache=True, fastmath=FASTMATH)
 def build_boxes(head, tail, boxes, scratch, state):
     """Every chunk's exact box (``ChunkBoxes``); they hold from here on."""
     split = head.shape[0]
@@ -323,7 +324,9 @@ def build_boxes(head, tail, boxes, scratch, state):
     state[0], state[1] = 1, 0
 
 
-@njit(fastmath=FINITE_FASTMATH, inline="always")
+# Compiled once and called: inlined into both callers it doubled their compile time (2-3 s
+# each, benchmarks/RESULTS.md).
+@njit(cache=True, fastmath=FASTMATH)
 def _grow_boxes(head, tail, first, stop, boxes, scratch):
     """Grow the boxes of cells ``first`` to ``stop`` to take in their vectors (``scratch``:
     ``(2, width)``, the tail's minima and maxima of one chunk)."""
@@ -342,13 +345,15 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch):
                 lo, hi = min(lo, cells[n]), max(hi, cells[n])
             low[k, c], high[k, c] = lo, hi
         # tail rows are contiguous per cell: the minima and maxima run across features
-        tail_low[:] = low[split:, c]
-        tail_high[:] = high[split:, c]
+        # (element loops: numba compiles strided slice assignments slowly)
+        for k in range(width):
+            tail_low[k], tail_high[k] = low[split + k, c], high[split + k, c]
         for n in range(start, end):
             row = tail[n, :width]
             for k in range(width):
                 tail_low[k], tail_high[k] = min(tail_low[k], row[k]), max(tail_high[k], row[k])
-        low[split:, c], high[split:, c] = tail_low, tail_high
+        for k in range(width):
+            low[split + k, c], high[split + k, c] = tail_low[k], tail_high[k]
         start = end
 
 
