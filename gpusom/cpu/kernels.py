@@ -813,12 +813,14 @@ def train_online(
         if boxed:
             box_state[1] += 1
             if box_state[0] == 1:
-                grow_window_boxes(
-                    head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood, truncate,
-                    topology, boxes, box_scratch, runs,
-                )  # fmt: skip
+                # a rebuild takes in the moved cells itself
                 if box_state[1] * BOX_REBUILD_RATE >= n_cells:
                     build_boxes(head, tail, boxes, box_scratch, box_state)
+                else:
+                    grow_window_boxes(
+                        head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood,
+                        truncate, topology, boxes, box_scratch, runs,
+                    )  # fmt: skip
             else:
                 reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
                 if BOX_BUILD_SHARE * reach * reach <= n_cells:
