@@ -64,11 +64,29 @@ def training_engine(backend, n_elements, n_bytes, on_device=False):
     return engine
 
 
+def array_backend(*arrays):
+    """``"cuda"`` when any of ``arrays`` is a GPU array, else ``"cpu"``; nothing is probed."""
+    return "cuda" if any(hasattr(a, "__cuda_array_interface__") for a in arrays) else "cpu"
+
+
 def array_engine(*arrays):
     """The engine whose arrays these are: CUDA when any is a GPU array, else the CPU."""
-    if any(hasattr(a, "__cuda_array_interface__") for a in arrays):
-        return cuda_engine()
-    return cpu_engine()
+    return engine_named(array_backend(*arrays))
+
+
+def check_chunk_backend(backend, chunk_meta):
+    """Raise a ``ValueError`` when an explicit ``backend`` is not the engine of a Dask array's
+    chunks (``chunk_meta``, the array's empty sample chunk): each chunk trains on the engine of
+    its arrays, so ``"cpu"`` or ``"cuda"`` cannot be honoured by moving the data silently."""
+    chunks = array_backend(chunk_meta)
+    if backend in ("auto", chunks):
+        return
+    kind, convert = {"cpu": ("numpy", "cupy.asarray"), "cuda": ("cupy", "cupy.asnumpy")}[chunks]
+    raise ValueError(
+        f"backend={backend!r} cannot train this Dask array: its chunks are {kind} arrays and "
+        f"each chunk trains on the engine of its own arrays; pass backend='auto', or convert "
+        f"the chunks first (X.map_blocks({convert}))"
+    )
 
 
 def analysis_engine(trained_on, data_engine):

@@ -105,8 +105,9 @@ class SOM(ParamsMixin):
         has at least 100,000 codebook values (``rows * cols * dim``; smaller maps are faster on
         the CPU) and the CUDA engine passes a start-up check; else on the CPU, with one warning
         when a GPU was present but unusable. "cuda" fails with the cause instead. The
-        ``GPUSOM_BACKEND`` environment variable overrides "auto". Kept as given; ``backend_``
-        records what ran.
+        ``GPUSOM_BACKEND`` environment variable overrides "auto". A Dask array trains each
+        chunk on the engine of its arrays (numpy: CPU, cupy: GPU); "cpu" or "cuda" that its
+        chunks do not match is a ``ValueError``. Kept as given; ``backend_`` records what ran.
     metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
         The distance that picks each sample's best matching unit, in training and in every
         method (pass it to ``gpusom.u_matrix`` for the map's u-matrix): ``||x - w||``,
@@ -324,9 +325,13 @@ class SOM(ParamsMixin):
         allow_nan = _checks.allows_nan(self.nan_policy)
         if _dask.is_dask(data):
             # Dask data trains on the engines of its chunks, never through
-            # _backend.training_engine: the setting is checked here instead.
+            # _backend.training_engine: the setting is checked here instead. The environment
+            # override of "auto" is a preference, not a demand, so only an explicit setting
+            # that the chunks cannot follow is an error.
             _backend.as_backend(self.backend)
-            return _DaskInput(data, name, allow_nan)
+            values = _DaskInput(data, name, allow_nan)
+            _backend.check_chunk_backend(self.backend, values.values._meta)
+            return values
         return _Input(data, name, allow_nan)
 
     def _train(self, data, num_iterations, normalize, resume, until):
@@ -527,9 +532,12 @@ class SOM(ParamsMixin):
         -------
         ndarray of shape (n_samples, n_features_in_)
             Min-max scaled with the training data's ``data_min_`` and ``data_range_`` when the
-            map was trained with ``normalize=True``; else ``X`` as a validated float array.
+            map was trained with ``normalize=True``; else a validated float copy of ``X``.
+            Never ``X`` itself: writing to the result leaves the caller's array as it was.
         """
-        return self._validated(X, "X")[1]
+        X, scaled, _ = self._validated(X, "X")
+        # without scaling the validated array may be the caller's own, or a view of it
+        return scaled.copy() if scaled is X else scaled
 
     def predict(self, X):
         """Flat index ``row * cols + col`` of each sample's best matching unit.

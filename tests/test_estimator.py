@@ -115,6 +115,15 @@ def test_pickle_round_trip(data):
     np.testing.assert_array_equal(again.predict(data), som.predict(data))
 
 
+def test_scale_without_normalisation_is_a_copy(rng):
+    data = rng.random((20, 3)).astype(np.float32)
+    som = SOM((3, 3), num_iterations=50, seed=0, verbose=False).fit(data)
+    for given in (data, data[:, :], np.asfortranarray(data)):
+        scaled = som.scale(given)
+        np.testing.assert_array_equal(scaled, data)
+        assert not np.shares_memory(scaled, given)
+
+
 def test_normalisation_is_stored_and_applied_to_new_data(rng):
     data = rng.random((80, 3)) * [1.0, 100.0, 0.0] + [0.0, -50.0, 7.0]  # feature 2 constant
     som = SOM((4, 4), num_iterations=400, normalize=True, seed=2, verbose=False).fit(data)

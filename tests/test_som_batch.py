@@ -139,3 +139,17 @@ def test_the_module_functions_answer_dask_input_lazily(rng, metric):
         lazy = getattr(gpusom, name)(chunks, lattice, **options)
         assert hasattr(lazy, "dask"), name
         np.testing.assert_allclose(lazy.compute(), getattr(gpusom, name)(data, lattice, **options))
+
+
+def test_an_explicit_backend_must_match_the_dask_chunks(rng, monkeypatch):
+    data = dask_array.from_array(rng.random((40, 3)), chunks=20)
+    som = SOM((3, 3), num_iterations=2, backend="cuda", verbose=False)
+    with pytest.raises(ValueError, match=r"backend='cuda' cannot train .* chunks are numpy"):
+        som.fit(data)
+    assert not hasattr(som, "lattice_")
+    som.set_params(backend="cpu").fit(data)
+    assert som.backend_ == "dask" and som.lattice_.shape == (3, 3, 3)
+    # the environment's choice for "auto" is a preference: the chunks' engine trains
+    monkeypatch.setenv("GPUSOM_BACKEND", "cuda")
+    som.set_params(backend="auto").fit(data)
+    assert som.backend_ == "dask"
