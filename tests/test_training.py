@@ -364,9 +364,12 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, width, dtype, see
     full = ((head.T - x[:head_rows]) ** 2).sum(axis=1) + ((tail - x[head_rows:]) ** 2).sum(axis=1)
     expected = int(np.argmin(full))
     with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True):
-        boxes = kernels.ChunkBoxes(head, tail, dim)
+        boxes = kernels.ChunkBoxes.where_they_pay(head, tail, dim)
+    assert (boxes is None) == (width == 0)  # no tail, no partial distance search
+    if boxes is None:
+        boxes = kernels.ChunkBoxes(n_cells, dim, dtype)
     n_chunks = boxes.bounds.shape[2]
-    assert n_chunks == (-(-n_cells // 32) if width else 0)  # no tail, no partial distance search
+    assert n_chunks == -(-n_cells // 32)
     kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state)
     for c in range(n_chunks):
         chunk = cells[c * 32 : (c + 1) * 32]
@@ -376,9 +379,9 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, width, dtype, see
         boxes.bounds[0] -= rng.integers(0, 2, boxes.bounds[0].shape)
         boxes.bounds[1] += rng.integers(0, 2, boxes.bounds[1].shape)
     guess = data.draw(st.integers(-1, n_cells - 1))
-    partial, bounds = np.empty(n_cells, dtype), np.empty(n_chunks, dtype)
-    if n_chunks:
-        assert kernels.boxed_argmin(head, tail, x, boxes.bounds, bounds, partial, guess) == expected
+    partial, gaps = np.empty(n_cells, dtype), np.empty(n_chunks, dtype)
+    if width:
+        assert kernels.boxed_argmin(head, tail, x, boxes.bounds, gaps, partial, guess) == expected
     kernels.head_distances(head, x, partial, 0, n_cells)
     first = int(np.argmin(partial)) if guess < 0 else guess
     assert kernels.pruned_argmin(partial, tail, x[head_rows:], first) == expected

@@ -9,6 +9,7 @@ import numpy as np
 from .. import _checks
 from .._bmu_search import blocked_bmus
 from .._engine import Engine
+from .._math import EUCLIDEAN
 from . import batch as batch_kernels
 from .kernels import TAIL_LANES, ChunkBoxes, rerank, split_dim
 from .kernels import train_online as _train_online
@@ -19,7 +20,8 @@ class Codebook:
 
     ``tail`` holds features ``split:dim`` followed by zero columns up to a multiple of
     ``kernels.TAIL_LANES``; see ``gpusom.cpu.kernels`` for why the features are split.
-    ``boxes`` bound chunks of cells for the partial distance search (``kernels.ChunkBoxes``).
+    ``boxes`` bound chunks of cells for the partial distance search (``kernels.ChunkBoxes``), or
+    are None where they do not pay.
     """
 
     def __init__(self, codebook):
@@ -30,7 +32,7 @@ class Codebook:
         width = -(-(dim - split) // TAIL_LANES) * TAIL_LANES
         self.tail = np.zeros((n_cells, width), dtype=codebook.dtype)
         self.tail[:, : dim - split] = codebook[:, split:]
-        self.boxes = ChunkBoxes(self.head, self.tail, dim)
+        self.boxes = ChunkBoxes.where_they_pay(self.head, self.tail, dim)
 
 
 class Data:
@@ -41,6 +43,7 @@ class Data:
         self.values = np.ascontiguousarray(data, dtype=dtype)
         self.guesses = np.full(self.values.shape[0], -1, dtype=np.int64)
         self.missing = np.isnan(self.values).any(axis=1)
+        self.complete = not self.missing.any()
 
 
 class CPUEngine(Engine):
@@ -85,6 +88,12 @@ class CPUEngine(Engine):
         metric=0,
     ):
         bmus = np.empty(order.size, dtype=np.int64)
+        # None compiles a path out of the kernel (kernels.train_online): the metric path for
+        # Euclidean steps on complete data, the boxes where there are none or the metric is
+        # not Euclidean (their bounds hold for Euclidean distances only).
+        euclidean = metric == EUCLIDEAN
+        missing = None if euclidean and data.complete else data.missing
+        boxes = codebook.boxes.arrays() if euclidean and codebook.boxes is not None else None
         _train_online(
             codebook.head,
             codebook.tail,
@@ -100,11 +109,9 @@ class CPUEngine(Engine):
             truncate,
             topology,
             metric,
-            data.missing,
+            missing,
             bmus,
-            codebook.boxes.bounds,
-            codebook.boxes.scratch,
-            codebook.boxes.state,
+            boxes,
         )
         return bmus
 

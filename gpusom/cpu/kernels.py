@@ -286,17 +286,27 @@ class ChunkBoxes:
     boxes hold (``state[0]``, 0 until first built) and the steps since they were last built.
     While they hold, they grow after every update to take in the cells it moved
     (:func:`grow_window_boxes`), so they keep holding but loosen, and :func:`build_boxes` makes
-    them exact again. A map where they do not pay (:func:`boxes_pay`), or without a tail, has
-    none: zero chunks. ``scratch`` serves :func:`_grow_boxes`.
+    them exact again. ``scratch`` serves :func:`_grow_boxes`.
     """
 
-    def __init__(self, head, tail, dim):
-        n_cells = head.shape[1]
-        pays = tail.shape[1] and boxes_pay(n_cells, dim, head.itemsize)
-        n_chunks = -(-n_cells // PRUNE_CHUNK) if pays else 0
-        self.bounds = np.empty((2, dim, n_chunks), head.dtype)
-        self.scratch = np.empty((2, dim), head.dtype)
+    def __init__(self, n_cells, dim, dtype):
+        n_chunks = -(-n_cells // PRUNE_CHUNK)
+        self.bounds = np.empty((2, dim, n_chunks), dtype)
+        self.scratch = np.empty((2, dim), dtype)
         self.state = np.zeros(2, np.int64)
+
+    @classmethod
+    def where_they_pay(cls, head, tail, dim):
+        """The boxes of a split codebook; None where they do not pay (:func:`boxes_pay`) or
+        there is no tail (no partial distance search)."""
+        n_cells = head.shape[1]
+        if tail.shape[1] and boxes_pay(n_cells, dim, head.itemsize):
+            return cls(n_cells, dim, head.dtype)
+        return None
+
+    def arrays(self):
+        """``(bounds, scratch, state)``, as :func:`train_online` takes the boxes."""
+        return self.bounds, self.scratch, self.state
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -730,20 +740,23 @@ def train_online(
     missing,
     bmus,
     boxes,
-    box_scratch,
-    box_state,
 ):
     """Run ``order.size`` online steps in place; record each step's BMU in ``bmus``.
 
     ``head`` ``(split, n_cells)`` and ``tail`` ``(n_cells, dim - split`` rounded up to a multiple
-    of ``TAIL_LANES``) are the split codebook (module docstring), ``boxes``, ``box_scratch`` and
-    ``box_state`` its ``ChunkBoxes``; ``data`` is ``(n_samples, dim)`` in their dtype.
-    ``guesses[i]`` is the BMU sample ``i`` had when last drawn: the first bound of the partial
-    distance search, updated here. Any value in ``[0, n_cells)`` is correct; better is faster.
-    ``-1`` (not drawn yet) starts from the cell with the smallest partial distance, of all cells
-    or, once the boxes hold, in the nearest box (:func:`boxed_argmin`): on the large lattice
-    nearly as good as the true BMU and twice as fast as cell 0 (benchmarks/RESULTS.md). A
-    sample's first draw is a third of the steps when there are few steps per sample.
+    of ``TAIL_LANES``) are the split codebook (module docstring), ``boxes`` its
+    ``ChunkBoxes.arrays()``; ``data`` is ``(n_samples, dim)`` in their dtype, ``missing[i]``
+    whether sample ``i`` has NaN features. ``guesses[i]`` is the BMU sample ``i`` had when last
+    drawn: the first bound of the partial distance search, updated here. Any value in
+    ``[0, n_cells)`` is correct; better is faster. ``-1`` (not drawn yet) starts from the cell
+    with the smallest partial distance, of all cells or, once the boxes hold, in the nearest
+    box (:func:`boxed_argmin`): on the large lattice nearly as good as the true BMU and twice as
+    fast as cell 0 (benchmarks/RESULTS.md). A sample's first draw is a third of the steps when
+    there are few steps per sample.
+
+    ``missing=None`` (Euclidean steps on complete data) and ``boxes=None`` (no boxes; always
+    so for other metrics) compile those paths out: numba prunes a branch on an argument that is
+    None, and a first call compiles only what the run uses (benchmarks/RESULTS.md).
     """
     dim = data.shape[1]
     split = head.shape[0]
@@ -759,27 +772,36 @@ def train_online(
     present = np.zeros(x.size, dtype)
     present[:dim] = 1.0
     norms = np.empty(head.shape[1], dtype)
-    bounds = np.empty(boxes.shape[2], dtype)
-    boxed = boxes.shape[2] > 0 and metric == EUCLIDEAN
+    # each chunk's box distance; allocated here, not with the boxes: LLVM then knows it
+    # aliases no codebook array (passed in, it made the large lattice 4 % slower)
+    if boxes is not None:
+        chunk_gaps = np.empty(boxes[0].shape[2], dtype)
+    else:
+        chunk_gaps = np.empty(0, dtype)
     n_cells = head.shape[1]
     for t in range(order.size):
         sample = order[t]
-        x[:dim] = data[sample]
-        masked = missing[sample]
-        if masked:
-            for k in range(dim):
-                present[k] = 0.0 if np.isnan(x[k]) else 1.0
-                if present[k] == 0.0:
-                    x[k] = 0.0
-        if masked or metric != EUCLIDEAN:
+        # Element by element: an array slice assignment compiles numba's shape-mismatch error
+        # message, about 1.8 s of a first call.
+        for k in range(dim):
+            x[k] = data[sample, k]
+        masked = False
+        if missing is not None:
+            masked = missing[sample]
+            if masked:
+                for k in range(dim):
+                    present[k] = 0.0 if np.isnan(x[k]) else 1.0
+                    if present[k] == 0.0:
+                        x[k] = 0.0
+        if missing is not None and (masked or metric != EUCLIDEAN):
             metric_distances(head, tail, x, present, metric, norms, distances)
             bmu = argmin_first(distances)
         elif tail.shape[1] == 0:
             bmu = nearest_cell(head, x, distances)
         else:
             guess = guesses[sample]
-            if boxed and box_state[0] == 1:
-                bmu = boxed_argmin(head, tail, x, boxes, bounds, distances, guess)
+            if boxes is not None and boxes[2][0] == 1:
+                bmu = boxed_argmin(head, tail, x, boxes[0], chunk_gaps, distances, guess)
             else:
                 head_distances(head, x, distances, 0, distances.size)
                 if guess < 0:
@@ -809,22 +831,24 @@ def train_online(
             masked,
         )
         if masked:
-            present[:dim] = 1.0
-        if boxed:
-            box_state[1] += 1
-            if box_state[0] == 1:
+            for k in range(dim):
+                present[k] = 1.0
+        if boxes is not None:
+            bounds, scratch, state = boxes[0], boxes[1], boxes[2]
+            state[1] += 1
+            if state[0] == 1:
                 # a rebuild takes in the moved cells itself
-                if box_state[1] * BOX_REBUILD_RATE >= n_cells:
-                    build_boxes(head, tail, boxes, box_scratch, box_state)
+                if state[1] * BOX_REBUILD_RATE >= n_cells:
+                    build_boxes(head, tail, bounds, scratch, state)
                 else:
                     grow_window_boxes(
                         head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood,
-                        truncate, topology, boxes, box_scratch, runs,
+                        truncate, topology, bounds, scratch, runs,
                     )  # fmt: skip
             else:
                 reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
                 if BOX_BUILD_SHARE * reach * reach <= n_cells:
-                    build_boxes(head, tail, boxes, box_scratch, box_state)
+                    build_boxes(head, tail, bounds, scratch, state)
 
 
 #: Scores are scanned in chunks of this many cells: a chunk whose smallest score is above the
