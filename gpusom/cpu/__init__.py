@@ -9,7 +9,7 @@ import numpy as np
 from .. import _checks
 from .._bmu_search import blocked_bmus
 from .._engine import Engine
-from .._math import EUCLIDEAN
+from .._math import EUCLIDEAN, RECTANGULAR
 from . import batch as batch_kernels
 from .kernels import TAIL_LANES, ChunkBoxes, rerank, split_dim
 from .kernels import train_online as _train_online
@@ -90,7 +90,8 @@ class CPUEngine(Engine):
         bmus = np.empty(order.size, dtype=np.int64)
         # None compiles a path out of the kernel (kernels.train_online): the metric path for
         # Euclidean steps on complete data, the boxes where there are none or the metric is
-        # not Euclidean (their bounds hold for Euclidean distances only).
+        # not Euclidean (their bounds hold for Euclidean distances only), the hexagonal update
+        # on the rectangular lattice.
         euclidean = metric == EUCLIDEAN
         missing = None if euclidean and data.complete else data.missing
         boxes = codebook.boxes.arrays() if euclidean and codebook.boxes is not None else None
@@ -107,7 +108,7 @@ class CPUEngine(Engine):
             is_torus,
             neighborhood,
             truncate,
-            topology,
+            None if topology == RECTANGULAR else topology,
             metric,
             missing,
             bmus,

@@ -34,6 +34,7 @@ from .._math import (
     LANES,
     MANHATTAN,
     NO_INDEX,
+    RECTANGULAR,
     axis_delta,
     axis_weight,
     axis_weight_sq,
@@ -655,35 +656,63 @@ def update_window(
     """One online update: ``w_n += lr * h(d(bmu, n)) * (x - w_n)`` over the truncated disk.
 
     ``x`` is the sample, zero-padded to the codebook's ``split + tail.shape[1]`` features.
-    Scratch: ``weight_by_delta`` (``max(rows, cols) + 1``), ``col_weight`` and ``gain``
+    Scratch: ``weight_by_delta`` (``max(rows, 2 * cols) + 1``), ``col_weight`` and ``gain``
     (``cols``) in the codebook's dtype, ``col_delta`` (``cols``) int64, ``runs`` a ``(4, 2)``
     int64 array. With ``masked``, only the features where ``present`` (the sample's mask, 0 or
     1, in the codebook's dtype, ``x`` 0 where it is 0) is 1 move. Separable neighbourhoods take
     one weight per grid distance from a table; the others one per cell, from the squared
     distance.
     """
-    radius = window_radius(neighborhood, sigma, truncate)
-    radius_sq = radius * radius
-    if topology == HEXAGONAL:
-        _update_hexagonal(
-            head,
-            tail,
-            x,
-            bmu,
-            sigma,
-            lr,
-            rows,
-            cols,
-            is_torus,
-            neighborhood,
-            radius_sq,
-            weight_by_delta,
-            gain,
-            runs,
-            present,
-            masked,
-        )
-        return
+    lattice_update(
+        head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, truncate,
+        weight_by_delta, col_weight, col_delta, gain, runs, topology, present, masked,
+    )  # fmt: skip
+
+
+def lattice_update(
+    head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, truncate, weight_by_delta,
+    col_weight, col_delta, gain, runs, topology, present, masked,
+):  # fmt: skip
+    """:func:`update_window`, for jitted callers; ``topology=None`` is the rectangular lattice
+    with the hexagonal update compiled out (``train_online``)."""
+    raise NotImplementedError("compiled code only; call update_window")
+
+
+@overload(lattice_update, jit_options={"cache": True, "fastmath": FASTMATH})
+def _lattice_update_jit(
+    head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, truncate, weight_by_delta,
+    col_weight, col_delta, gain, runs, topology, present, masked,
+):  # fmt: skip
+    # A constant of the closure: numba prunes the branch it rules out, so a run on the
+    # rectangular lattice never compiles the hexagonal update (2-3 s of a first call,
+    # benchmarks/RESULTS.md).
+    rectangular_only = isinstance(topology, types.NoneType)
+
+    def update(
+        head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, truncate,
+        weight_by_delta, col_weight, col_delta, gain, runs, topology, present, masked,
+    ):  # fmt: skip
+        radius = window_radius(neighborhood, sigma, truncate)
+        radius_sq = radius * radius
+        if not rectangular_only and topology == HEXAGONAL:
+            _update_hexagonal(
+                head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq,
+                weight_by_delta, gain, runs, present, masked,
+            )  # fmt: skip
+        else:
+            _update_rectangular(
+                head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq,
+                weight_by_delta, col_weight, col_delta, gain, runs, present, masked,
+            )  # fmt: skip
+
+    return update
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _update_rectangular(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood,
+                        radius_sq, weight_by_delta, col_weight, col_delta, gain, runs, present,
+                        masked):  # fmt: skip
+    """The update of :func:`update_window` on the rectangular lattice."""
     b_row, b_col = bmu // cols, bmu % cols
     limit = max(rows, cols)
     widest = half_width(radius_sq, 0.0, limit)
@@ -754,10 +783,13 @@ def train_online(
     fast as cell 0 (benchmarks/RESULTS.md). A sample's first draw is a third of the steps when
     there are few steps per sample.
 
-    ``missing=None`` (Euclidean steps on complete data) and ``boxes=None`` (no boxes; always
-    so for other metrics) compile those paths out: numba prunes a branch on an argument that is
-    None, and a first call compiles only what the run uses (benchmarks/RESULTS.md).
+    ``missing=None`` (Euclidean steps on complete data), ``boxes=None`` (no boxes; always so
+    for other metrics) and ``topology=None`` (the rectangular lattice) compile the other paths
+    out: numba prunes a branch on an argument that is None, and a first call compiles only what
+    the run uses (benchmarks/RESULTS.md).
     """
+    # topology=None: the rectangular lattice, without the hexagonal update (lattice_update)
+    lattice = RECTANGULAR if topology is None else topology
     dim = data.shape[1]
     split = head.shape[0]
     dtype = head.dtype
@@ -809,7 +841,7 @@ def train_online(
                 bmu = pruned_argmin(distances, tail, x[split:], guess)
             guesses[sample] = bmu
         bmus[t] = bmu
-        update_window(
+        lattice_update(
             head,
             tail,
             x,
@@ -843,7 +875,7 @@ def train_online(
                 else:
                     grow_window_boxes(
                         head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood,
-                        truncate, topology, bounds, scratch, runs,
+                        truncate, lattice, bounds, scratch, runs,
                     )  # fmt: skip
             else:
                 reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
