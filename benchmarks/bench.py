@@ -73,6 +73,10 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# This checkout's gpusom, also in the worker processes and where another checkout is installed
+# (an editable install would otherwise win): A/B runs of two trees time the tree they run from.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 SEED = 0
 PROBE_SAMPLES = 1_000
 
@@ -161,8 +165,6 @@ def local_topographic_error(data, lattice, is_torus=False):
 
 def import_gpusom():
     """gpusom's module, or the reason it cannot be used."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     try:
         import gpusom
         from gpusom import SOM, find_bmus, quantization_error, topographic_error  # noqa: F401
