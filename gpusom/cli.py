@@ -3,12 +3,12 @@
 ``gpusom train DATA --size ROWSxCOLS [--torus] [--hexagonal] [--iterations N] [--batch]
 [--metric M] [--nan-policy P] [--normalize] [--backend B] [--seed S] --out MODEL``, ``gpusom
 project MODEL DATA --out OUT.csv``, ``gpusom plot MODEL --out DIR [--data DATA [--labels
-COLUMN]]``, ``gpusom demo --out DIR`` and ``gpusom --version``. DATA is a ``.csv`` file (a first
-row that is not all numbers is a header of column names) or a 2-D ``.npy`` array. A model
-trained with ``--nan-policy ignore`` takes empty cells (and ``nan``) as missing values, in
-training and when it projects or plots data. Every mistake in the input (unreadable or malformed
-files, non-numeric columns, missing values otherwise, bad sizes) ends with one line on stderr and
-exit status 2, never a traceback.
+COLUMN]]``, ``gpusom demo --out DIR`` and ``gpusom --version``, also as ``python -m gpusom``.
+DATA is a ``.csv`` file (a first row that is not all numbers is a header of column names) or a
+2-D ``.npy`` array. A model trained with ``--nan-policy ignore`` takes empty cells (and ``nan``)
+as missing values, in training and when it projects or plots data. Every mistake in the input
+(unreadable or malformed files, non-numeric columns, missing values otherwise, bad sizes) ends
+with one line on stderr and exit status 2, never a traceback.
 """
 
 import argparse

@@ -279,3 +279,10 @@ def test_missing_values_need_nan_policy_ignore_and_then_work_everywhere(tmp_path
     assert main(argv) == 0
     assert hits["metric"] == "cosine" and hits["nan_policy"] == "ignore"
     assert (tmp_path / "pictures" / "labels_map.png").exists()
+
+
+def test_python_dash_m_gpusom_runs_the_command_line(tmp_path):
+    command = [sys.executable, "-m", "gpusom", "--version"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("gpusom ")
