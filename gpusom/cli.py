@@ -187,9 +187,18 @@ def _load(path):
     return som
 
 
+def _check_names(som, names):
+    """Raise when a data file's header ``names`` are not the features of a model trained on a
+    CSV file with a header, in that order: the columns are taken by position, so other columns
+    would be compared with the wrong features. Data without a header is taken as it is."""
+    if names is not None:
+        som._check_feature_names(np.asarray(names, dtype=object))
+
+
 def _project(args):
     som = _load(args.model)
-    values, _, _ = read_table(args.data, allow_missing=som.nan_policy == "ignore")
+    values, names, _ = read_table(args.data, allow_missing=som.nan_policy == "ignore")
+    _check_names(som, names)
     cells = som.transform(values)
     with open(args.out, "w", newline="") as stream:
         writer = csv.writer(stream)
@@ -210,9 +219,10 @@ def _plot(args):
     search = {"metric": som.metric, "nan_policy": som.nan_policy}  # the hit maps use the map's
     data = labels = None
     if args.data is not None:
-        values, _, labels = read_table(
+        values, names, labels = read_table(
             args.data, args.labels, allow_missing=som.nan_policy == "ignore"
         )
+        _check_names(som, names)
         data = som.scale(values)  # the pictures compare data with the lattice in its own space
     os.makedirs(args.out, exist_ok=True)
     pictures = {

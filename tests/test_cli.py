@@ -286,3 +286,30 @@ def test_python_dash_m_gpusom_runs_the_command_line(tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("gpusom ")
+
+
+@pytest.mark.parametrize("command", ["project", "plot"])
+def test_data_whose_header_names_other_columns_than_the_models_is_refused(
+    command, tmp_path, files, capsys, monkeypatch
+):
+    values, _ = files
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "data.csv", "--size", "3x3", "--iterations", "300", "--out", "m.npz"]
+    assert main(argv) == 0
+    with open(tmp_path / "zyx.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["z", "y", "x"])
+        writer.writerows(values[:, ::-1].tolist())
+    capsys.readouterr()
+    if command == "project":
+        argv = ["project", "m.npz", "zyx.csv", "--out", "bmus.csv"]
+    else:
+        argv = ["plot", "m.npz", "--data", "zyx.csv", "--out", "pictures"]
+    # The columns of zyx.csv are the model's features in another order: taken by position,
+    # every sample would land on the cell of another vector.
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "same order as they were in fit" in err
+    assert not (tmp_path / "bmus.csv").exists() and not (tmp_path / "pictures").exists()
+    # Data without a header is taken by position, as a numpy array is.
+    assert main(["project", "m.npz", "data.npy", "--out", "bmus.csv"]) == 0
