@@ -222,10 +222,17 @@ def as_labels(labels, n_samples, name="additional_list", per="sample", of="data"
     return labels
 
 
-def check_in_range(array, dtype, what):
+#: How far beyond the squared diagonal of the data's bounding box a squared distance between a
+#: sample and a cell may reach: the PCA initial grid extends up to about 1.4 diagonals from the
+#: data's mean, so a cell can be 2.4 diagonals from a sample (2.4^2 < 8).
+SQUARED_REACH = 8.0
+
+
+def check_in_range(array, dtype, what, metric="euclidean"):
     """Raise a ``ValueError`` when ``array`` does not fit ``dtype``'s arithmetic: values beyond
-    its finite range (they would become inf), or values all so small that their squared
-    differences underflow to 0 (every distance 0: ties everywhere, a meaningless map)."""
+    its finite range (they would become inf), differences so large that their squares overflow
+    under the Euclidean ``metric`` (every distance inf: ties everywhere, a meaningless map), or
+    values all so small that their squared differences underflow to 0 (every distance 0)."""
     info = np.finfo(dtype)
     limit, smallest = float(info.max), float(np.sqrt(info.tiny))
     peak = max(float(np.nanmax(array)), -float(np.nanmin(array)))  # |x| without a copy
@@ -236,6 +243,18 @@ def check_in_range(array, dtype, what):
             f"{what} holds values up to {peak:.3g}, beyond the range of {name} "
             f"(+-{limit:.3g}); {remedy}"
         )
+    if metric == "euclidean":
+        with np.errstate(over="ignore", invalid="ignore"):
+            # fmax/fmin skip NaN (missing values) without warning about all-NaN features
+            span = np.fmax.reduce(array, axis=0).astype(np.float64)
+            span -= np.fmin.reduce(array, axis=0)
+            reach = SQUARED_REACH * float(np.nansum(span * span))
+        if reach > limit:
+            raise ValueError(
+                f"{what} spans so wide a range that the squared differences between samples "
+                f"and cells, up to {reach:.3g}, overflow {name} (max {limit:.3g}); "
+                + (remedy if name != "float64" else "use normalize=True")
+            )
     if 0 < peak < smallest:
         raise ValueError(
             f"{what} holds values no larger than {peak:.3g} in magnitude: their squared "

@@ -99,7 +99,9 @@ class SOM(ParamsMixin):
         Initial codebook: uniform within each feature's range, random training samples, or a
         grid on the plane of the data's first two principal components (+-2 standard deviations).
     dtype : {"float32", "float64"}, default "float32"
-        Precision of the codebook and of all training arithmetic.
+        Precision of the codebook and of all training arithmetic. Training data it cannot
+        hold, or whose squared differences (Euclidean) would overflow it or underflow to 0, is a
+        ``ValueError`` naming the remedy.
     backend : {"auto", "cpu", "cuda"}, default "auto"
         Where training runs. "auto" trains on the GPU when the data is a GPU array or the map
         has at least 100,000 codebook values (``rows * cols * dim``; smaller maps are faster on
@@ -360,7 +362,7 @@ class SOM(ParamsMixin):
         rows, cols, dtype = settings["rows"], settings["cols"], DTYPES[settings["dtype"]]
         n_samples, dim = values.shape
         if not data.is_dask:
-            _checks.check_in_range(values, dtype, "the training data")
+            _checks.check_in_range(values, dtype, "the training data", settings["metric"])
         itemsize = np.dtype(dtype).itemsize
         # codebook (twice: host and working copy), the data copy and one slice of schedules;
         # Dask data stays where it is

@@ -166,8 +166,29 @@ def test_data_beyond_the_dtype_range_is_refused_with_the_remedy():
     huge = GOOD * 1e300  # inf as float32: training used to "diverge" and blame learning_rate
     with pytest.raises(ValueError, match=r"training data holds values up to .* float32"):
         SOM((2, 2), verbose=False).train(huge, 10)
-    assert np.isfinite(SOM((2, 2), dtype="float64", verbose=False).train(huge, 10)).all()
+    # float64 holds them, but not their squared differences (below)
+    with pytest.raises(ValueError, match=r"squared differences .* overflow float64"):
+        SOM((2, 2), dtype="float64", verbose=False).train(huge, 10)
     assert np.isfinite(SOM((2, 2), verbose=False).train(huge, 10, normalize=True)).all()
+
+
+def test_data_whose_squared_differences_overflow_the_dtype_is_refused_with_the_remedy():
+    # float32 holds these values but not the squares of their differences: every distance was
+    # inf, every sample tied on the first cell, and the map learnt nothing, silently.
+    wide = np.random.default_rng(2).random((40, 2)) * 1e20
+    with pytest.raises(ValueError, match=r"squared differences .* overflow float32"):
+        SOM((3, 3), verbose=False).train(wide, 10)
+    som = SOM((3, 3), dtype="float64", seed=0, verbose=False)
+    som.train(wide, 500)
+    assert np.unique(som.predict(wide)).size > 1
+    som = SOM((3, 3), seed=0, verbose=False)
+    som.train(wide, 500, normalize=True)
+    assert np.unique(som.predict(wide)).size > 1
+    # Large values close together are fine: only their differences are squared.
+    offset = 1e18 + np.random.default_rng(3).random((40, 2)) * 1e15
+    som = SOM((3, 3), seed=0, verbose=False)
+    som.train(offset, 500)
+    assert np.unique(som.predict(offset)).size > 1
 
 
 def test_data_too_small_for_the_dtype_is_refused_with_the_remedy():
