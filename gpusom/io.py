@@ -93,7 +93,9 @@ def load_lattice(filename, *, verbose=True):
     ndarray of shape (rows, cols, dim)
     """
     path = os.fspath(filename)
-    if not os.path.exists(path) and os.path.exists(_npy_path(path)):
+    # A file by the given name first; else the name with .npy, as save_lattice wrote it (also
+    # when the name itself is a directory)
+    if not os.path.isfile(path) and os.path.exists(_npy_path(path)):
         path = _npy_path(path)
     try:
         lattice = np.load(path, allow_pickle=False)

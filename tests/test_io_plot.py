@@ -20,6 +20,15 @@ def test_round_trip_with_and_without_suffix(rng, tmp_path, capsys):
         np.testing.assert_array_equal(loaded, lattice)
 
 
+def test_a_name_without_suffix_loads_its_npy_also_beside_a_directory_of_that_name(rng, tmp_path):
+    # save_lattice(lattice, "map") writes map.npy whatever "map" is; loading "map" must find it,
+    # not try to read the folder.
+    (tmp_path / "map").mkdir()
+    lattice = rng.random((3, 4, 2))
+    save_lattice(lattice, tmp_path / "map", verbose=False)
+    np.testing.assert_array_equal(load_lattice(tmp_path / "map", verbose=False), lattice)
+
+
 def test_failed_save_leaves_the_old_file_and_no_temporary(rng, tmp_path, monkeypatch):
     old = rng.random((2, 2, 2))
     save_lattice(old, tmp_path / "map.npy", verbose=False)
