@@ -658,7 +658,7 @@ class SOM(ParamsMixin):
             shape = self.lattice_.shape[:2]
             return _dask.project(scaled, codebook, shape, labels, X, metric, allow_nan)
         X, index, _ = self._bmus(X)
-        labels = _checks.as_labels(labels, X.shape[0], "labels")
+        labels = _checks.as_labels(labels, X.shape[0], "labels", of="X")
         items = labels if labels is not None else _backend.array_engine(X).to_numpy(X)
         return group_by_cell(index[:, 0], self.lattice_.shape[:2], items)
 

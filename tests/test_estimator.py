@@ -142,6 +142,8 @@ def test_normalisation_is_stored_and_applied_to_new_data(rng):
     projected = som.project(new, labels=list("abcdefghij"))
     expected = project_on_lattice(scaled, som.lattice_, list("abcdefghij"), verbose=False)
     assert projected == expected
+    with pytest.raises(ValueError, match="labels has 2 entries but X has 10 samples"):
+        som.project(new, labels=["a", "b"])  # the arguments the message names are project's
     vectors = som.project(new)  # cells hold the samples as given, not scaled
     assert sum(len(v) for v in vectors.values()) == 10
     assert any(np.array_equal(v[0], new[0]) for v in vectors.values() if v)
