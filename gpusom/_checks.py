@@ -235,7 +235,12 @@ def check_in_range(array, dtype, what, metric="euclidean"):
     values all so small that their squared differences underflow to 0 (every distance 0)."""
     info = np.finfo(dtype)
     limit, smallest = float(info.max), float(np.sqrt(info.tiny))
-    peak = max(float(np.nanmax(array)), -float(np.nanmin(array)))  # |x| without a copy
+    # One pass for each bound of every feature; fmax/fmin skip NaN (missing values) without
+    # warning about all-NaN features.
+    with np.errstate(invalid="ignore"):
+        highs = np.fmax.reduce(array, axis=0).astype(np.float64)
+        lows = np.fmin.reduce(array, axis=0).astype(np.float64)
+    peak = max(float(np.nanmax(highs)), -float(np.nanmin(lows)))  # |x| without a copy
     remedy = "use dtype='float64' or normalize=True"
     name = np.dtype(dtype).name
     if peak > limit:
@@ -245,9 +250,7 @@ def check_in_range(array, dtype, what, metric="euclidean"):
         )
     if metric == "euclidean":
         with np.errstate(over="ignore", invalid="ignore"):
-            # fmax/fmin skip NaN (missing values) without warning about all-NaN features
-            span = np.fmax.reduce(array, axis=0).astype(np.float64)
-            span -= np.fmin.reduce(array, axis=0)
+            span = highs - lows
             reach = SQUARED_REACH * float(np.nansum(span * span))
         if reach > limit:
             raise ValueError(
