@@ -140,15 +140,31 @@ def _draw(
     return shown
 
 
+def _as_fig_size(fig_size):
+    """``fig_size`` as ``(width, height)`` in inches, both positive and finite."""
+    try:
+        width, height = (float(inches) for inches in fig_size)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"fig_size must be a pair of numbers (width, height) in inches; got {fig_size!r}"
+        ) from None
+    if not (0 < width < np.inf and 0 < height < np.inf):
+        raise ValueError(f"fig_size must be positive and finite; got {fig_size!r}")
+    return width, height
+
+
 def _single(image, title, *, fig_size, save_to, ax=None, **draw_kwargs):
     """One lattice image with axis labels, on ``ax`` or a new figure; saved when ``save_to``
     is given. Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
 
     if ax is None:
         fig, ax = plt.subplots(figsize=fig_size)
-    else:
+    elif isinstance(ax, Axes):
         fig = ax.figure
+    else:
+        raise TypeError(f"ax must be matplotlib Axes; got {type(ax).__name__}")
     _draw(fig, ax, image, title, **draw_kwargs)
     ax.set_xlabel("column")
     ax.set_ylabel("row")
@@ -298,7 +314,7 @@ def plot_u_matrix(
     return _single(
         um,
         "U-matrix",
-        fig_size=fig_size,
+        fig_size=_as_fig_size(fig_size),
         save_to=save_to,
         topology=topology,
         cmap=colormap,

@@ -278,6 +278,10 @@ def test_save_to_writes_a_png(tmp_path, name):
         (lambda: plot_activations(DATA[:2], LATTICE), ValueError, "sample must be a 1-D"),
         (lambda: plot_activations([1.0, 2.0], LATTICE), ValueError, "sample has 2 features"),
         (lambda: plot_activations(DATA[0], LATTICE, exponent=0), ValueError, "exponent"),
+        (lambda: plot_activations(DATA[0], LATTICE, ax="x"), TypeError, "ax must be .* got str"),
+        (lambda: plot_u_matrix(np.ones((2, 2)), fig_size=-1), TypeError, "fig_size must be"),
+        (lambda: plot_u_matrix(np.ones((2, 2)), fig_size=(4, 0)), ValueError, "fig_size must"),
+        (lambda: plot_u_matrix(np.ones((2, 2)), fig_size=(1, 2, 3)), TypeError, "fig_size"),
     ],
 )
 def test_bad_input_names_the_argument(call, error, words):
