@@ -580,11 +580,34 @@ class SOM(ParamsMixin):
         return np.stack(np.divmod(self.predict(X), self.lattice_.shape[1]), axis=1)
 
     def fit_transform(self, X, y=None):
-        """:meth:`fit` on ``X``, then :meth:`transform` it (``y`` is ignored)."""
+        """:meth:`fit` on ``X``, then :meth:`transform` it.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : None
+            Ignored; scikit-learn's signature.
+
+        Returns
+        -------
+        ndarray of int64, shape (n_samples, 2)
+            Grid coordinates ``(row, col)`` of each sample's best matching unit.
+        """
         return self.fit(X).transform(X)
 
     def score(self, X, y=None):
-        """Negative quantization error of ``X`` (higher is better, as scikit-learn expects)."""
+        """Negative quantization error of ``X`` (higher is better, as scikit-learn expects).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features_in_)
+        y : None
+            Ignored; scikit-learn's signature.
+
+        Returns
+        -------
+        float
+        """
         return -self.quantization_error(X)
 
     def winner(self, x):
@@ -605,7 +628,17 @@ class SOM(ParamsMixin):
 
     def quantization_error(self, X):
         """Mean distance of each sample (scaled as in training) to its best matching unit,
-        under the map's metric; a lazy dask scalar for Dask input."""
+        under the map's metric.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        float
+            A lazy dask scalar when ``X`` is a Dask collection.
+        """
         lazy = self._lazy(X)
         if lazy is not None:
             _, scaled, codebook, metric, allow_nan = lazy
@@ -614,8 +647,17 @@ class SOM(ParamsMixin):
 
     def topographic_error(self, X):
         """Fraction of samples whose two best units are not neighbours (torus- and
-        topology-aware: 8 neighbours on the rectangular lattice, 6 on the hexagonal one); a
-        lazy dask scalar for Dask input."""
+        topology-aware: 8 neighbours on the rectangular lattice, 6 on the hexagonal one).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        float
+            A lazy dask scalar when ``X`` is a Dask collection.
+        """
         lazy = self._lazy(X)
         if lazy is not None:
             _, scaled, codebook, metric, allow_nan = lazy
