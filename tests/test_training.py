@@ -481,3 +481,30 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
         chunk = cells[c * 32 : (c + 1) * 32]
         assert (boxes.bounds[0, :, c] <= chunk.min(axis=0)).all()
         assert (boxes.bounds[1, :, c] >= chunk.max(axis=0)).all()
+
+
+@pytest.mark.parametrize(
+    ("options", "pruned"),
+    [
+        ({}, {"topology", "missing", "boxes"}),
+        ({"topology": "hexagonal"}, {"missing", "boxes"}),
+        ({"metric": "cosine"}, {"topology", "boxes"}),
+        ({"nan_policy": "ignore", "missing": True}, {"topology", "boxes"}),
+    ],
+)
+def test_cpu_online_run_passes_none_for_the_paths_it_does_not_take(rng, options, pruned):
+    """The CPU engine passes None for the kernel paths a run does not take, so that numba
+    compiles only the others (a first call's compile time, benchmarks/RESULTS.md)."""
+    import inspect
+
+    from gpusom.cpu import kernels
+
+    options = dict(options)
+    data = rng.random((40, 3))
+    if options.pop("missing", False):
+        data[0, 1] = np.nan
+    arguments = list(inspect.signature(kernels.train_online.py_func).parameters)
+    with mock.patch("gpusom.cpu._train_online", wraps=kernels.train_online) as kernel:
+        SOM((4, 5), seed=0, verbose=False, **options).train(data, 30)
+    passed = dict(zip(arguments, kernel.call_args.args, strict=True))
+    assert {name for name in ("topology", "missing", "boxes") if passed[name] is None} == pruned
