@@ -470,7 +470,8 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     scratch = [np.empty(max(rows, 2 * cols) + 1, np.float32), np.empty(cols, np.float32)]
     scratch += [np.empty(cols, np.int64), np.empty(cols, np.float32), np.empty((4, 2), np.int64)]
     args = (bmu, sigma, 1.0, rows, cols, is_torus, nbh, 2.0)
-    kernels.update_window(head, tail, x, *args, *scratch, lattice, np.ones_like(x), False)
+    update_lattice = None if topology == "rectangular" else lattice  # as the CPU engine passes it
+    kernels.update_window(head, tail, x, *args, *scratch, update_lattice, np.ones_like(x), False)
     kernels.grow_window_boxes(
         head, tail, bmu, sigma, rows, cols, is_torus, nbh, 2.0, lattice, boxes.bounds,
         boxes.scratch, scratch[-1],

@@ -661,51 +661,23 @@ def update_window(
     int64 array. With ``masked``, only the features where ``present`` (the sample's mask, 0 or
     1, in the codebook's dtype, ``x`` 0 where it is 0) is 1 move. Separable neighbourhoods take
     one weight per grid distance from a table; the others one per cell, from the squared
-    distance.
+    distance. ``topology`` is None on the rectangular lattice and ``HEXAGONAL`` on the
+    hexagonal one: numba prunes the branch on an argument that is or is not None, so a run
+    compiles only its lattice's update (2-3 s of a first call, benchmarks/RESULTS.md).
     """
-    lattice_update(
-        head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, truncate,
-        weight_by_delta, col_weight, col_delta, gain, runs, topology, present, masked,
-    )  # fmt: skip
-
-
-def lattice_update(
-    head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, truncate, weight_by_delta,
-    col_weight, col_delta, gain, runs, topology, present, masked,
-):  # fmt: skip
-    """:func:`update_window`, for jitted callers; ``topology=None`` is the rectangular lattice
-    with the hexagonal update compiled out (``train_online``)."""
-    raise NotImplementedError("compiled code only; call update_window")
-
-
-@overload(lattice_update, jit_options={"cache": True, "fastmath": FASTMATH})
-def _lattice_update_jit(
-    head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, truncate, weight_by_delta,
-    col_weight, col_delta, gain, runs, topology, present, masked,
-):  # fmt: skip
-    # A constant of the closure: numba prunes the branch it rules out, so a run on the
-    # rectangular lattice never compiles the hexagonal update (2-3 s of a first call,
-    # benchmarks/RESULTS.md).
-    rectangular_only = isinstance(topology, types.NoneType)
-
-    def update(
-        head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, truncate,
-        weight_by_delta, col_weight, col_delta, gain, runs, topology, present, masked,
-    ):  # fmt: skip
-        radius = window_radius(neighborhood, sigma, truncate)
-        radius_sq = radius * radius
-        if not rectangular_only and topology == HEXAGONAL:
-            _update_hexagonal(
-                head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq,
-                weight_by_delta, gain, runs, present, masked,
-            )  # fmt: skip
-        else:
-            _update_rectangular(
-                head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq,
-                weight_by_delta, col_weight, col_delta, gain, runs, present, masked,
-            )  # fmt: skip
-
-    return update
+    radius = window_radius(neighborhood, sigma, truncate)
+    radius_sq = radius * radius
+    if topology is None:
+        _update_rectangular(
+            head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq,
+            weight_by_delta, col_weight, col_delta, gain, runs, present, masked,
+        )  # fmt: skip
+    else:
+        assert topology == HEXAGONAL  # the rectangular lattice is None, never RECTANGULAR
+        _update_hexagonal(
+            head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq,
+            weight_by_delta, gain, runs, present, masked,
+        )  # fmt: skip
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -788,7 +760,7 @@ def train_online(
     out: numba prunes a branch on an argument that is None, and a first call compiles only what
     the run uses (benchmarks/RESULTS.md).
     """
-    # topology=None: the rectangular lattice, without the hexagonal update (lattice_update)
+    # topology=None: the rectangular lattice, without the hexagonal update (update_window)
     lattice = RECTANGULAR if topology is None else topology
     dim = data.shape[1]
     split = head.shape[0]
@@ -841,7 +813,7 @@ def train_online(
                 bmu = pruned_argmin(distances, tail, x[split:], guess)
             guesses[sample] = bmu
         bmus[t] = bmu
-        lattice_update(
+        update_window(
             head,
             tail,
             x,
