@@ -61,15 +61,23 @@ WORKLOADS = {
     },
 }
 
-#: (label, backend, CUDA driver, threads per block). The persistent kernel's block size decides
-#: how many threads stay resident (its registers per thread bound the blocks per multiprocessor),
-#: so it is timed at two sizes.
+#: (label, backend, CUDA driver, threads per block, batched late steps). The persistent
+#: kernel's block size decides how many threads stay resident (its registers per thread bound
+#: the blocks per multiprocessor), so it is timed at two sizes; batched late steps
+#: (``gpusom.cuda.late``) with and without.
 VARIANTS = [
-    ("cuda persistent, 128 threads/block (default)", "cuda", "persistent", 128),
-    ("cuda persistent, 256 threads/block", "cuda", "persistent", 256),
-    ("cuda per-step, 128 threads/block", "cuda", "per_step", 128),
-    ("cuda per-step, 256 threads/block", "cuda", "per_step", 256),
-    ("cpu", "cpu", None, None),
+    ("cuda persistent, 128 threads/block (default)", "cuda", "persistent", 128, "auto"),
+    (
+        "cuda persistent, 128 threads/block, no batched late steps",
+        "cuda",
+        "persistent",
+        128,
+        "never",
+    ),
+    ("cuda persistent, 256 threads/block", "cuda", "persistent", 256, "auto"),
+    ("cuda per-step, 128 threads/block", "cuda", "per_step", 128, "auto"),
+    ("cuda per-step, 256 threads/block", "cuda", "per_step", 256, "auto"),
+    ("cpu", "cpu", None, None, None),
 ]
 
 #: Bytes copied to measure the device's memory bandwidth.
@@ -85,10 +93,46 @@ def train_seconds(backend, data, shape, steps, dtype="float32", **options):
 
 
 def per_step_us(backend, data, shape, steps, **options):
-    """Microseconds per step of a ``steps``-step run, set-up excluded."""
+    """Microseconds per step of a ``steps``-step run, set-up excluded, and the cost model's
+    (:class:`StepModel`)."""
     train_seconds(backend, data[:8], (2, 3), 5, **options)  # compiles what this backend runs
     overhead = train_seconds(backend, data, shape, 1, **options)
-    return (train_seconds(backend, data, shape, steps, **options) - overhead) / (steps - 1) * 1e6
+    with StepModel() as model:
+        seconds = train_seconds(backend, data, shape, steps, **options)
+    return (seconds - overhead) / (steps - 1) * 1e6, model.us()
+
+
+class StepModel:
+    """Wraps ``gpusom.cuda.late.plan`` while in use: the cost model's seconds for every step the
+    CUDA engine planned (plain or batched), to print next to the measured ones."""
+
+    def __init__(self):
+        from gpusom.cuda import late
+
+        self.late, self.plan = late, late.plan
+        self.seconds, self.steps = 0.0, 0
+
+    def __enter__(self):
+        self.late.plan = self
+        return self
+
+    def __exit__(self, *exc_info):
+        self.late.plan = self.plan
+
+    def __call__(self, sigmas, neighborhood, truncate, topology, rows, cols, width, free_bytes):
+        late = self.late
+        blocks = self.plan(sigmas, neighborhood, truncate, topology, rows, cols, width, free_bytes)
+        cells = late.window_cells(sigmas, neighborhood, truncate, topology, rows, cols)
+        n_cells = rows * cols
+        batched = late.late_step_seconds(cells, np.maximum(blocks, 1), n_cells, width)
+        plain = late.plain_step_seconds(n_cells, width)
+        self.seconds += float(np.where(blocks > 0, batched, plain).sum())
+        self.steps += len(sigmas)
+        return blocks
+
+    def us(self):
+        """The model's mean per step, or "-" where nothing was planned (no packed kernels)."""
+        return f"{self.seconds / self.steps * 1e6:,.1f}" if self.steps else "-"
 
 
 def copy_bandwidth(cuda, n_bytes=COPY_BYTES, repeat=5):
@@ -119,19 +163,29 @@ def bench(args):
         data = np.random.default_rng(0).random((spec["samples"], spec["dim"]), dtype=np.float32)
         floor_us = rows * cols * spec["dim"] * 4 / bandwidth * 1e6
         steps = spec.get("steps") or args.steps
-        for label, backend, driver, threads in VARIANTS:
+        for label, backend, driver, threads, late_steps in VARIANTS:
             if driver:
                 gpu.config.DRIVER = driver
                 gpu.config.THREADS_PER_BLOCK = threads
+                gpu.config.LATE_STEPS = late_steps
             run_steps = args.cpu_steps if backend == "cpu" and spec.get("cpu_steps") else steps
-            us = per_step_us(backend, data, spec["shape"], run_steps, **spec.get("options", {}))
+            options = spec.get("options", {})
+            us, modelled = per_step_us(backend, data, spec["shape"], run_steps, **options)
             ratio = f"{us / floor_us:.1f}" if backend == "cuda" else "-"
             rows_out.append(
-                (name, label, f"{run_steps:,}", f"{us:,.1f}", f"{floor_us:,.1f}", ratio)
+                (name, label, f"{run_steps:,}", f"{us:,.1f}", f"{floor_us:,.1f}", ratio, modelled)
             )
             print(f"{name} {label}: {run_steps} steps, {us:.1f} us/step", flush=True)
     name = device.decode() if isinstance(device, bytes) else device
-    header = ("workload", "backend", "steps", "us/step", "floor us/step", "x floor")
+    header = (
+        "workload",
+        "backend",
+        "steps",
+        "us/step",
+        "floor us/step",
+        "x floor",
+        "model us/step",
+    )
     lines = [
         f"{name}, device-to-device copy {bandwidth / 1e12:.2f} TB/s, {time.strftime('%Y-%m-%d')}",
         "",
@@ -165,8 +219,8 @@ def crossover(args):
     for rows, cols, dim in CROSSOVER_SHAPES:
         data = np.random.default_rng(0).random((2_000, dim), dtype=np.float32)
         steps = int(np.clip(3e7 / (rows * cols * dim), *CROSSOVER_STEPS))
-        cpu = per_step_us("cpu", data, (rows, cols), steps)
-        gpu_us = per_step_us("cuda", data, (rows, cols), steps)
+        cpu, _ = per_step_us("cpu", data, (rows, cols), steps)
+        gpu_us, _ = per_step_us("cuda", data, (rows, cols), steps)
         row = (f"{rows}x{cols}x{dim}", f"{steps:,}", f"{cpu:,.1f}", f"{gpu_us:,.1f}")
         lines.append("| " + " | ".join(row) + f" | {cpu / gpu_us:.2f} |")
         print(lines[-1], flush=True)

@@ -96,6 +96,13 @@ def signatures(nt):
         if dtype == nt.float32:
             yield "train_persistent_packed", "float32", (*common, index_vector)
             yield "train_phase_packed", "float32", (*common, index_vector, nt.int64)
+            # the batched late steps: first, distances, tile keys, group keys (then record)
+            keys = nt.int64[:, ::1]
+            distances = (matrix, matrix, index_vector, nt.int64, matrix, keys)
+            yield "late_distances", "float32", distances
+            yield "late_group_keys", "int64", (keys, keys)
+            late = (nt.int64, matrix, keys, keys, index_vector)
+            yield "late_walk", "float32", (*common, *late)
         # float32 maps too large for packed keys take the pair kernels as float64 maps do.
         yield "train_persistent", str(dtype), (*common, index_vector, *pairs)
         yield "train_phase", str(dtype), (*common, index_vector, *pairs, nt.int64)

@@ -126,6 +126,144 @@ def test_rows_too_wide_for_the_shared_memory_are_read_from_global_memory(
         np.testing.assert_allclose(got, expected, **TOLERANCES[np.float32])
 
 
+#: Batched late steps against plain steps: (rows, cols, dim, is_torus, topology,
+#: neighbourhood, sigma at the first step, steps, steps per block).
+LATE_CASES = {
+    "plane-gaussian": (5, 6, 3, False, "rectangular", "gaussian", 2.0, 12, 5),
+    "hex-torus-bubble": (8, 8, 5, True, "hexagonal", "bubble", 2.0, 12, 5),
+    "torus-mexican-hat": (6, 6, 2, True, "rectangular", "mexican_hat", 2.0, 12, 5),
+    "hex-triangle-window-over-the-map": (3, 4, 3, False, "hexagonal", "triangle", 20.0, 12, 1),
+    "hex-torus-one-block": (4, 5, 9, True, "hexagonal", "gaussian", 0.3, 12, 50),
+    # 1200 cells: two groups of 32 tiles of 32 cells, the second one partial.
+    "two-groups-torus": (40, 30, 2, True, "rectangular", "gaussian", 1.0, 6, 3),
+}
+
+
+def count_calls(monkeypatch, module, name):
+    """A list that receives the arguments of every call of ``module.name`` from now on."""
+    calls, original = [], getattr(module, name)
+
+    def counted(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", list(LATE_CASES), ids=list(LATE_CASES))
+def test_batched_late_steps_train_as_plain_steps(gpu, monkeypatch, rng, case):
+    """Every step batched (``gpusom.cuda.late``): the same BMUs and the same codebook, bit for
+    bit, as plain steps, on both lattices, planes and tori, every neighbourhood shape, windows
+    from the BMU alone to the whole map, blocks of one step to more than the run."""
+    from gpusom.cuda import late
+
+    rows, cols, dim, is_torus, topology, neighborhood, sigma, steps, block = LATE_CASES[case]
+    codebook, data, args = random_run(rng, rows, cols, dim, np.float32, steps, 30, sigma, 0.5)
+    args = (*args, is_torus, neighborhood, 3.0, topology)
+    monkeypatch.setattr(gpu.config, "LATE_STEPS", "never")
+    expected, expected_bmus = train_with(gpu, codebook, data, *args)
+    monkeypatch.setattr(gpu.config, "LATE_STEPS", "always")
+    monkeypatch.setattr(gpu.config, "LATE_BLOCK", block)
+    blocks = count_calls(monkeypatch, late, "run_block")
+    got, bmus = train_with(gpu, codebook, data, *args)
+    assert len(blocks) == -(-steps // block)
+    np.testing.assert_array_equal(bmus, expected_bmus)
+    np.testing.assert_array_equal(got, expected)
+
+
+@needs_cuda
+def test_plain_and_batched_stretches_of_one_run_train_as_plain_steps(gpu, monkeypatch, rng):
+    """A run that switches between plain and batched steps, and back, in blocks of 1 to 3."""
+    from gpusom.cuda import late
+
+    codebook, data, args = random_run(rng, 6, 5, 3, np.float32, 11, 20, 2.0, 0.5)
+    args = (*args, False, "gaussian")
+    monkeypatch.setattr(gpu.config, "LATE_STEPS", "never")
+    expected, expected_bmus = train_with(gpu, codebook, data, *args)
+    plan = np.array([0, 0, 2, 2, 2, 0, 3, 1, 2, 1, 0])
+    monkeypatch.setattr(late, "plan", lambda *_: plan)
+    blocks = count_calls(monkeypatch, late, "run_block")
+    got, bmus = train_with(gpu, codebook, data, *args)
+    assert [(first, stop) for _, _, first, stop, _ in blocks] == [(2, 4), (4, 5), (6, 9), (9, 10)]
+    np.testing.assert_array_equal(bmus, expected_bmus)
+    np.testing.assert_array_equal(got, expected)
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    ("dtype", "holes"), [(np.float64, False), (np.float32, True)], ids=["float64", "missing"]
+)
+def test_batched_late_steps_take_only_float32_euclidean_complete_runs(
+    gpu, monkeypatch, rng, dtype, holes
+):
+    from gpusom.cuda import late
+
+    monkeypatch.setattr(gpu.config, "LATE_STEPS", "always")
+    blocks = count_calls(monkeypatch, late, "run_block")
+    codebook, data, args = random_run(rng, 4, 5, 3, dtype, 6, 10, 2.0, 0.5)
+    if holes:
+        data[2, 1] = np.nan
+    got, bmus = train_with(gpu, codebook, data, *args, False, "gaussian")
+    expected, expected_bmus = train_with(CPU, codebook, data, *args, False, "gaussian")
+    assert blocks == []
+    np.testing.assert_array_equal(bmus, expected_bmus)
+    np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
+
+
+def late_plan(sigmas, rows, cols, width, free_bytes=100 * 2**30, neighborhood="gaussian"):
+    from gpusom.cuda import late
+
+    return late.plan(sigmas, NEIGHBORHOODS[neighborhood], 3.0, 0, rows, cols, width, free_bytes)
+
+
+def test_the_cost_model_batches_only_the_late_steps_of_large_maps(gpu):
+    """A 1000x1000x64 map batches the steps of small windows, none of the early ones; the
+    walk-through's map (5,000 cells) none."""
+    steps = np.arange(100_000)
+    sigmas = exponential_decay(250.0, 1.0, steps, steps.size)
+    blocks = late_plan(sigmas, 1000, 1000, 64)
+    assert set(np.unique(blocks)) <= {0, 16, 32, 64, 128, 256}
+    assert blocks[0] == 0 and blocks[-1] > 0
+    # The window shrinks: batched steps are one final stretch, in blocks that grow with it.
+    switch = np.argmax(blocks > 0)
+    assert (blocks[switch:] > 0).all() and 0.5 < switch / steps.size < 0.95
+    assert (np.diff(blocks[switch:]) >= 0).all() and blocks[-1] > blocks[switch]
+    assert not late_plan(exponential_decay(25.0, 1.0, steps, steps.size), 50, 100, 4).any()
+
+
+def test_the_cost_model_fits_the_blocks_in_a_quarter_of_the_free_memory(gpu):
+    sigmas = np.full(1000, 0.5)
+    free = 4 * 4 * 1_000_000 * 40  # a quarter holds the distances of 40 steps
+    assert (late_plan(sigmas, 1000, 1000, 64, free_bytes=free) == 32).all()
+    assert not late_plan(sigmas, 1000, 1000, 64, free_bytes=free // 40).any()
+
+
+def test_bad_late_step_settings_are_named(gpu, monkeypatch):
+    monkeypatch.setattr(gpu.config, "LATE_STEPS", "sometimes")
+    with pytest.raises(ValueError, match=r"LATE_STEPS must be 'auto', 'always' or 'never'"):
+        late_plan(np.ones(3), 10, 10, 4)
+    monkeypatch.setattr(gpu.config, "LATE_STEPS", "always")
+    monkeypatch.setattr(gpu.config, "LATE_BLOCK", 0)
+    with pytest.raises(ValueError, match=r"LATE_BLOCK must be positive; got 0"):
+        late_plan(np.ones(3), 10, 10, 4)
+
+
+def test_stretches_split_batched_runs_into_blocks(gpu):
+    from gpusom.cuda import late
+
+    blocks = np.array([0, 0, 2, 2, 2, 2, 2, 0, 4])
+    assert list(late.stretches(blocks)) == [
+        (0, 2, False),
+        (2, 4, True),
+        (4, 6, True),
+        (6, 7, True),
+        (7, 8, False),
+        (8, 9, True),
+    ]
+
+
 def test_lattice_axes_of_2_31_cells_are_refused(gpu):
     state = gpu.to_device(np.zeros((4, 2), np.float32), np.zeros((3, 2), np.float32))
     one = np.ones(1)
@@ -409,7 +547,9 @@ def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
     spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks/gpu_bench.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    monkeypatch.setattr(gpu.config, "DRIVER", gpu.config.DRIVER)  # the script sets both
+    # The script sets these.
+    monkeypatch.setattr(gpu.config, "DRIVER", gpu.config.DRIVER)
+    monkeypatch.setattr(gpu.config, "LATE_STEPS", gpu.config.LATE_STEPS)
     monkeypatch.setattr(bench, "COPY_BYTES", 1 << 12)
     tiny = {"shape": (2, 3), "dim": 3, "samples": 10}
     hexagonal = {**tiny, "steps": 4, "options": {"topology": "hexagonal"}}
@@ -424,7 +564,7 @@ def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
     monkeypatch.setattr(
         bench, "SOM", lambda *a, **kw: topologies.append(kw.get("topology")) or real_som(*a, **kw)
     )
-    monkeypatch.setattr(bench, "VARIANTS", [(*v[:3], v[3] and 32) for v in bench.VARIANTS])
+    monkeypatch.setattr(bench, "VARIANTS", [(*v[:3], v[3] and 32, v[4]) for v in bench.VARIANTS])
     out = tmp_path / "table.md"
     bench.main(["--steps", "3", "--cpu-steps", "5", "--out", str(out)])
     rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
@@ -439,11 +579,13 @@ def test_gpu_benchmark_runs_and_writes_its_table(gpu, monkeypatch, tmp_path):
     assert steps["| big", "cuda per-step, 128 threads/block"] == "3"
     for row in body:
         float(row[3].replace(",", ""))  # microseconds per step, a number
-        ratio_to_floor = row[5].rstrip(" |")
+        ratio_to_floor, modelled = row[5], row[6].rstrip(" |")
         if row[1] == "cpu":
-            assert ratio_to_floor == "-"
+            assert ratio_to_floor == modelled == "-"
         else:
             float(ratio_to_floor)
+            # The cost model's floor for a step this small (gpusom.cuda.late.DEVICE).
+            assert modelled == "5.7"
 
 
 def test_gpu_bench_says_what_auto_picks(gpu, capsys):

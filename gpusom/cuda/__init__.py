@@ -12,6 +12,9 @@ Two training drivers (``config.DRIVER``) run the same phases (see ``gpusom.cuda.
   many blocks as the device runs at once. numba's simulator runs blocks one after another, so
   there a persistent grid is always a single block. A device that refuses the cooperative
   launch gets the per-step driver instead, from then on.
+
+Late steps of float32 Euclidean runs on complete samples may run batched instead, where the cost
+model of ``gpusom.cuda.late`` says they pay.
 """
 
 import warnings
@@ -25,7 +28,7 @@ from .._engine import Engine
 from .._errors import GPU_INSTALL_HINT, BackendUnavailableError
 from .._math import EUCLIDEAN, INDEX_MASK, NO_INDEX, PACKED_MAX_CELLS
 from . import batch as batch_kernels
-from . import config, kernels
+from . import config, kernels, late
 
 #: True under numba's CUDA simulator (set before numba was imported; fixed for the process).
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
@@ -162,31 +165,42 @@ class CUDAEngine(Engine):
             )
         )
         options = (metric, data.missing) if general else ()
-        args = (
-            codebook,
-            data.values,
-            cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)),
-            cuda.to_device(np.ascontiguousarray(sigmas, dtype=np.float64)),
-            cuda.to_device(np.ascontiguousarray(lrs, dtype=np.float64)),
-            # The per-axis weight tables (kernels._fill_axis_weights), NaN until written: an
-            # entry read before it is written spoils the map instead of passing unnoticed.
-            cuda.to_device(np.full((2, rows + cols), np.nan, dtype=codebook.dtype)),
-            rows,
-            cols,
-            bool(is_torus),
-            neighborhood,
-            float(truncate),
-            topology,
-            *options,
-            record,
-            *partials,
-        )
+        device_order = cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
+        device_sigmas = cuda.to_device(np.ascontiguousarray(sigmas, dtype=np.float64))
+        device_lrs = cuda.to_device(np.ascontiguousarray(lrs, dtype=np.float64))
+        # The per-axis weight tables (kernels._fill_axis_weights), NaN until written: an entry
+        # read before it is written spoils the map instead of passing unnoticed.
+        weights = cuda.to_device(np.full((2, rows + cols), np.nan, dtype=codebook.dtype))
+
+        def steps(start, stop):
+            """The kernels' arguments for steps ``start`` to ``stop - 1``."""
+            return (
+                codebook, data.values, device_order[start:stop], device_sigmas[start:stop],
+                device_lrs[start:stop], weights, rows, cols, bool(is_torus), neighborhood,
+                float(truncate), topology, *options, record[start:stop], *partials,
+            )  # fmt: skip
+
         # The two sample rows of a step go to each block's shared memory when they fit
         # (gpusom.cuda.kernels._sample_rows); wider rows are read from global memory.
         row_bytes = 2 * data.values.shape[1] * data.values.dtype.itemsize
         shared = row_bytes if row_bytes <= config.SHARED_ROWS_BYTES else 0
         variant = "any" if general else "packed" if packed else "pairs"
-        driver(args, variant, threads, blocks_needed, shared)
+        # Batched late steps (gpusom.cuda.late) take the packed keys' case.
+        blocks = np.zeros(n_steps, dtype=np.int64)
+        if packed:
+            blocks = late.plan(
+                sigmas, neighborhood, truncate, topology, rows, cols, codebook.shape[0],
+                free_memory(),
+            )  # fmt: skip
+        if blocks.any():
+            n_cells, largest = codebook.shape[1], int(blocks.max())
+            self.check_memory(late.Scratch.bytes(largest, n_cells), "batched late steps")
+            scratch = late.Scratch(largest, n_cells)
+        for start, stop, batched in late.stretches(blocks):
+            if batched:
+                late.run_block(scratch, steps(0, n_steps), start, stop, threads)
+            else:
+                driver(steps(start, stop), variant, threads, blocks_needed, shared)
         found = record.copy_to_host()
         return found & INDEX_MASK if packed else found
 

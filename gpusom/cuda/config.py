@@ -27,3 +27,11 @@ DRIVER = "persistent"
 #: Blocks of the persistent kernel; None means as many as the device can run at once (its
 #: cooperative-launch limit). numba's simulator always gets one (see ``gpusom.cuda``).
 PERSISTENT_BLOCKS = None
+
+#: Batched late steps (``gpusom.cuda.late``): ``"auto"`` where its cost model says they pay,
+#: ``"always"`` (every float32 Euclidean step on complete samples: what the tests compare with
+#: plain steps) or ``"never"``.
+LATE_STEPS = "auto"
+
+#: Steps per block of batched late steps; None lets the cost model choose.
+LATE_BLOCK = None

@@ -305,6 +305,37 @@ def _fill_axis_weights(table, sigma, truncate, rows, cols, neighborhood):
 
 
 @cuda.jit(device=True)
+def _gain(
+    row, col, bmu_row, bmu_col, q, rows, cols, is_torus, neighborhood, topology, sigmas, step,
+    rate, weights,
+):  # fmt: skip
+    """The update's gain (``rate`` times the neighbourhood weight) of cell ``(row, col)`` in the
+    window of ``step``, whose BMU is ``(bmu_row, bmu_col)`` (all int64) and whose quadrance to the
+    cell is ``q``; in the codebook's dtype (that of ``rate`` and ``weights``)."""
+    dtype = weights.dtype.type
+    # Read per cell in the window rather than held through the loop over the cells, as the
+    # step's table: fewer registers (benchmarks/RESULTS.md).
+    sigma = sigmas[step]
+    # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
+    if topology == RECTANGULAR and is_separable(neighborhood):
+        # Two loads from the step's table (_fill_axis_weights) instead of two float64 exps and
+        # divisions per cell; the same factors, so the same gain.
+        d_row = axis_delta(row, bmu_row, rows, is_torus)
+        d_col = axis_delta(col, bmu_col, cols, is_torus)
+        table = weights[step % 2]
+        return rate * table[np.uint64(d_row)] * table[np.uint64(rows + d_col)]
+    if is_separable(neighborhood):
+        d_row, twice_dx = hex_offsets(row, col, bmu_row, bmu_col, rows, cols, is_torus)
+        row_sq, col_sq = 0.75 * d_row * d_row, 0.25 * twice_dx * twice_dx
+        return (
+            rate
+            * dtype(axis_weight_sq(neighborhood, row_sq, sigma))
+            * dtype(axis_weight_sq(neighborhood, col_sq, sigma))
+        )
+    return rate * dtype(radial_weight(neighborhood, 0.25 * float(q), sigma))
+
+
+@cuda.jit(device=True)
 def _visit(
     codebook, source, x, row, col, bmu_row, bmu_col, rows, cols, is_torus, neighborhood,
     topology, metric, plain, sigmas, step, radius_sq, rate, weights, best_key, best_d, best_i,
@@ -325,28 +356,10 @@ def _visit(
     # The CPU walks the disk as runs of columns (gpusom._math.half_width); this integer test
     # selects the same cells, since both settle the same inequality exactly.
     if float(q) <= 4.0 * radius_sq:
-        # Read per cell in the window rather than held through the loop over the cells, as
-        # the step's table: fewer registers (benchmarks/RESULTS.md).
-        sigma = sigmas[step]
-        # Rounded to the codebook's dtype factor by factor, as the CPU's weight tables.
-        if topology == RECTANGULAR and is_separable(neighborhood):
-            # Two loads from the step's table (_fill_axis_weights) instead of two float64
-            # exps and divisions per cell; the same factors, so the same gain.
-            d_row = axis_delta(row, bmu_row, rows, is_torus)
-            d_col = axis_delta(col, bmu_col, cols, is_torus)
-            table = weights[step % 2]
-            gain = rate * table[np.uint64(d_row)] * table[np.uint64(rows + d_col)]
-        elif is_separable(neighborhood):
-            d_row, twice_dx = hex_offsets(row, col, bmu_row, bmu_col, rows, cols, is_torus)
-            row_sq, col_sq = 0.75 * d_row * d_row, 0.25 * twice_dx * twice_dx
-            gain = (
-                rate
-                * codebook.dtype.type(axis_weight_sq(neighborhood, row_sq, sigma))
-                * codebook.dtype.type(axis_weight_sq(neighborhood, col_sq, sigma))
-            )
-        else:
-            dist_sq = 0.25 * float(q)
-            gain = rate * codebook.dtype.type(radial_weight(neighborhood, dist_sq, sigma))
+        gain = _gain(
+            row, col, bmu_row, bmu_col, q, rows, cols, is_torus, neighborhood, topology, sigmas,
+            step, rate, weights,
+        )  # fmt: skip
         if plain:
             distance = _update_and_measure(codebook, cell, gain, source, x)
         else:
@@ -601,3 +614,204 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_dis
             if k == 2:
                 out_index[i, 1] = -1 if b2i == NO_INDEX else b2i
                 out_distance[i, 1] = b2
+
+
+# Batched late steps. Late in training a step's window covers a few cells of a large map, yet
+# a plain step reads the whole codebook to find its BMU. For a block of B steps,
+# :func:`late_distances` computes every distance the block's searches could need against the
+# codebook as it stands, with :func:`_measure` (the plain search's own arithmetic), and the
+# minimum packed key of every tile of ``TILE`` cells; :func:`late_group_keys` the minima of groups
+# of ``GROUP`` tiles. :func:`late_walk` then runs the B steps in order in one block: a BMU is the
+# minimum of the group minima, and an update refreshes, for the block's later samples, the
+# distances of the cells it moved and the minima of their tiles and groups. Each step's BMU is
+# thus the minimum over the same distances, computed the same way, as the plain step's: the same
+# BMUs and the same codebook. No grid-wide barrier per step: three launches per block of steps.
+
+#: Cells per tile, and tiles per group, of the batched late steps' minima.
+TILE = 32
+GROUP = 32
+
+
+@cuda.jit(device=True)
+def _tile_key(distances, j, tile):
+    """The smallest packed key of sample ``j`` over the cells of ``tile``."""
+    best = NO_INDEX
+    for n in range(tile * TILE, min((tile + 1) * TILE, distances.shape[1])):
+        best = min(best, _packed_key(distances[j, n], n))
+    return best
+
+
+@cuda.jit(device=True)
+def _group_key(tile_keys, j, group):
+    """The smallest packed key of sample ``j`` over the tiles of ``group``."""
+    best = NO_INDEX
+    for tile in range(group * GROUP, min((group + 1) * GROUP, tile_keys.shape[1])):
+        best = min(best, tile_keys[j, tile])
+    return best
+
+
+@cuda.jit(cache=True)
+def late_distances(codebook, data, order, first, distances, tile_keys):
+    """``distances[j, n]``: :func:`_measure` of cell ``n`` to sample ``data[order[first + j]]``,
+    for each ``j`` below ``distances.shape[0]``; ``tile_keys[j, t]``: their smallest packed key
+    over tile ``t``. Blocks of a multiple of ``TILE`` threads, so that a tile is one block's."""
+    n_cells = codebook.shape[1]
+    count = distances.shape[0]
+    tid = cuda.threadIdx.x
+    # Every thread of a block takes the same turns (the barrier below): cells past the map idle.
+    for base in range(cuda.blockIdx.x * cuda.blockDim.x, n_cells, cuda.gridsize(1)):
+        n = base + tid
+        for j in range(count):
+            if n < n_cells:
+                distances[j, n] = _measure(codebook, np.uint64(n), data[order[first + j]])
+            # The block's writes are visible to the block after the barrier.
+            cuda.syncthreads()
+            if n < n_cells and n % TILE == 0:
+                tile_keys[j, n // TILE] = _tile_key(distances, j, n // TILE)
+
+
+@cuda.jit(cache=True)
+def late_group_keys(tile_keys, group_keys):
+    """``group_keys[j, g]``: the smallest of the tile keys ``tile_keys[j]`` of group ``g``."""
+    count, n_groups = group_keys.shape
+    for i in range(cuda.grid(1), count * n_groups, cuda.gridsize(1)):
+        group_keys[i // n_groups, i % n_groups] = _group_key(tile_keys, i // n_groups, i % n_groups)
+
+
+@cuda.jit(device=True)
+def _update(codebook, n, gain, source):
+    """Cell ``n`` towards the row ``source``, each feature as :func:`_update_and_measure` moves
+    it."""
+    k = np.uint32(0)
+    while k < codebook.shape[0]:
+        w = codebook[k, n]
+        w += gain * (source[k] - w)
+        codebook[k, n] = w
+        k = np.uint32(k + 1)
+
+
+@cuda.jit(device=True)
+def _box_cell(i, box_rows, box_cols, bmu_row, bmu_col, rows, cols, is_torus):
+    """Cell ``i`` of the box of ``box_rows x box_cols`` cells centred on the BMU, as
+    ``(row, col)``; ``(-1, -1)`` where it falls off a plane. A box as wide as an axis covers that
+    axis once, from its first cell."""
+    row = i // box_cols
+    col = i % box_cols
+    if box_rows < rows:
+        row += bmu_row - box_rows // 2
+    if box_cols < cols:
+        col += bmu_col - box_cols // 2
+    if is_torus:
+        return row % rows, col % cols
+    if row < 0 or row >= rows or col < 0 or col >= cols:
+        return -1, -1
+    return row, col
+
+
+@cuda.jit(device=True)
+def _in_window(row, col, bmu_row, bmu_col, rows, cols, is_torus, topology, radius_sq):
+    """Whether cell ``(row, col)`` is in the window (the test of :func:`_visit`); False for
+    ``row = -1``."""
+    if row < 0:
+        return False
+    q = quadrance(row, col, bmu_row, bmu_col, rows, cols, is_torus, topology)
+    return float(q) <= 4.0 * radius_sq
+
+
+@cuda.jit(device=True)
+def _first_in_window(n, span, bmu_row, bmu_col, rows, cols, is_torus, topology, radius_sq):
+    """Whether window cell ``n`` starts a run of window cells, or a span of ``span`` cells.
+
+    The lowest window cell of any span starts one or the other (the cell before it is in the same
+    span and outside the window), so refreshing every span at such cells refreshes all the spans
+    that hold window cells.
+    """
+    if n % span == 0:
+        return True
+    return not _in_window(
+        (n - 1) // cols, (n - 1) % cols, bmu_row, bmu_col, rows, cols, is_torus, topology,
+        radius_sq,
+    )  # fmt: skip
+
+
+@cuda.jit(cache=True)
+def late_walk(
+    codebook, data, order, sigmas, lrs, weights, rows, cols, is_torus, neighborhood, truncate,
+    topology, first, distances, tile_keys, group_keys, record,
+):  # fmt: skip
+    """Steps ``first`` to ``first + distances.shape[0] - 1`` in order, in one block.
+
+    Arguments as :func:`train_phase_packed` (Euclidean distances on complete samples, float32),
+    with what :func:`late_distances` and :func:`late_group_keys` left for these steps; ``record``
+    receives each step's packed key.
+    """
+    shared_d = cuda.shared.array((2, MAX_THREADS), np.float64)
+    shared_i = cuda.shared.array((2, MAX_THREADS), np.int64)
+    count, n_groups = group_keys.shape
+    tid, size = cuda.threadIdx.x, cuda.blockDim.x
+    for j in range(count):
+        step = first + j
+        best = NO_INDEX
+        for g in range(tid, n_groups, size):
+            best = min(best, group_keys[j, g])
+        # Keys ride in the index slot of the pair reduction, as in _publish.
+        _, key, _, _ = _block_top2(shared_d, shared_i, 0.0, best, INF, NO_INDEX)
+        if tid == 0:
+            record[step] = key
+        bmu = key & INDEX_MASK
+        bmu_row, bmu_col = bmu // cols, bmu % cols
+        sigma = sigmas[step]
+        radius = window_radius(neighborhood, sigma, truncate)
+        radius_sq = radius * radius
+        rate = codebook.dtype.type(lrs[step])
+        if topology == RECTANGULAR and is_separable(neighborhood):
+            _fill_axis_weights(weights[step % 2], sigma, truncate, rows, cols, neighborhood)
+        # The box around the window: |rows apart| <= radius and |columns apart| <= radius on
+        # the rectangular lattice; <= 2 radius / sqrt(3) and <= radius + 1/2 on the hexagonal
+        # one (gpusom._math.quadrance). One more cell each way covers any rounding.
+        # Clipped to the axis before the conversion to an integer (the radius may be huge).
+        reach_rows = radius if topology == RECTANGULAR else radius * 1.1547005383792517
+        box_rows = min(2 * int(min(reach_rows, float(rows)) + 1.0) + 1, rows)
+        box_cols = min(2 * int(min(radius, float(cols)) + 1.5) + 1, cols)
+        box = box_rows * box_cols
+        cuda.syncthreads()  # the weight table is written
+        source = data[order[step]]
+        for i in range(tid, box, size):
+            row, col = _box_cell(i, box_rows, box_cols, bmu_row, bmu_col, rows, cols, is_torus)
+            if _in_window(row, col, bmu_row, bmu_col, rows, cols, is_torus, topology, radius_sq):
+                q = quadrance(row, col, bmu_row, bmu_col, rows, cols, is_torus, topology)
+                gain = _gain(
+                    row, col, bmu_row, bmu_col, q, rows, cols, is_torus, neighborhood, topology,
+                    sigmas, step, rate, weights,
+                )  # fmt: skip
+                _update(codebook, np.uint64(row * cols + col), gain, source)
+        cuda.syncthreads()
+        # Then, for every later sample of the block: the moved cells' distances, the minima of
+        # their tiles, and of their groups, each stage after the one it reads.
+        later = count - j - 1
+        for stage in range(3):
+            for i in range(tid, box * later, size):
+                row, col = _box_cell(
+                    i // later, box_rows, box_cols, bmu_row, bmu_col, rows, cols, is_torus
+                )
+                if not _in_window(
+                    row, col, bmu_row, bmu_col, rows, cols, is_torus, topology, radius_sq
+                ):
+                    continue
+                n = row * cols + col
+                sample = j + 1 + i % later
+                if stage == 0:
+                    distances[sample, n] = _measure(
+                        codebook, np.uint64(n), data[order[first + sample]]
+                    )
+                elif stage == 1:
+                    if _first_in_window(
+                        n, TILE, bmu_row, bmu_col, rows, cols, is_torus, topology, radius_sq
+                    ):
+                        tile_keys[sample, n // TILE] = _tile_key(distances, sample, n // TILE)
+                elif _first_in_window(
+                    n, TILE * GROUP, bmu_row, bmu_col, rows, cols, is_torus, topology, radius_sq
+                ):
+                    group = n // (TILE * GROUP)
+                    group_keys[sample, group] = _group_key(tile_keys, sample, group)
+            cuda.syncthreads()
