@@ -277,7 +277,7 @@ def test_lattice_axes_of_2_31_cells_are_refused(gpu):
     dim=st.integers(1, 10),
     is_torus=st.booleans(),
     dtype=st.sampled_from([np.float32, np.float64]),
-    driver=st.sampled_from(["per_step", "persistent"]),
+    driver=st.sampled_from(["per_step", "persistent", "batched"]),
     neighborhood=st.sampled_from(sorted(NEIGHBORHOODS)),
     topology=st.sampled_from(["rectangular", "hexagonal"]),
     sigma=st.floats(0.3, 8.0),
@@ -294,14 +294,18 @@ def test_cuda_training_agrees_with_the_cpu(
     gpu, rows, cols, dim, is_torus, dtype, driver, neighborhood, topology, sigma, truncate, seed
 ):
     """Any small map, topology, window and dtype: the same BMU of every step, codebooks within
-    tolerance."""
+    tolerance. ``batched``: every float32 step in blocks of 4 (``gpusom.cuda.late``)."""
     if is_torus and topology == "hexagonal":
         rows += rows % 2  # a hexagonal torus has an even number of rows
     rng = np.random.default_rng(seed)
     codebook, data, args = random_run(rng, rows, cols, dim, dtype, 6, 12, sigma, 0.3)
     args = (*args, is_torus, neighborhood, truncate, topology)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gpu.config, "DRIVER", driver)
+        if driver == "batched":
+            patch.setattr(gpu.config, "LATE_STEPS", "always")
+            patch.setattr(gpu.config, "LATE_BLOCK", 4)
+        else:
+            patch.setattr(gpu.config, "DRIVER", driver)
         got, bmus = train_with(gpu, codebook, data, *args)
     expected, expected_bmus = train_with(CPU, codebook, data, *args)
     np.testing.assert_array_equal(bmus, expected_bmus)
@@ -315,11 +319,16 @@ def test_cuda_training_agrees_with_the_cpu(
         ("per_step", np.float32, False),  # as a float32 map of more than 2^32 cells would
         ("per_step", np.float64, False),
         ("persistent", np.float64, False),
+        ("batched", np.float32, True),  # batched late steps: the cells in different tiles
     ],
 )
 def test_ties_go_to_the_lowest_index(gpu, monkeypatch, driver, dtype, packed):
     """Two equal best cells in different blocks: every step picks the lower index."""
-    monkeypatch.setattr(gpu.config, "DRIVER", driver)
+    if driver == "batched":
+        monkeypatch.setattr(gpu.config, "LATE_STEPS", "always")
+        monkeypatch.setattr(gpu.config, "LATE_BLOCK", 4)
+    else:
+        monkeypatch.setattr(gpu.config, "DRIVER", driver)
     if not packed:
         monkeypatch.setattr(importlib.import_module("gpusom.cuda"), "PACKED_MAX_CELLS", 0)
     rows, cols, steps = 8, 8, 6
