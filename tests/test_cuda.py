@@ -21,11 +21,13 @@ from conftest import TOLERANCES
 from engines import SIMULATOR, needs_cuda, needs_device, on_device, to_numpy, train_with
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numba import cuda
 
 import gpusom
 from gpusom import _backend
 from gpusom._errors import GPUFallbackWarning
 from gpusom._math import NEIGHBORHOODS
+from gpusom.cuda import kernels as cuda_kernels
 from gpusom.schedules import exponential_decay
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,6 +173,38 @@ def test_batched_late_steps_train_as_plain_steps(gpu, monkeypatch, rng, case):
     assert len(blocks) == -(-steps // block)
     np.testing.assert_array_equal(bmus, expected_bmus)
     np.testing.assert_array_equal(got, expected)
+
+
+def _measure_each(codebook, data, order, first, out):
+    """``out[j, n]``: the plain search's distance of cell ``n`` to ``data[order[first + j]]``."""
+    n = cuda.grid(1)
+    if n < codebook.shape[1]:
+        for j in range(out.shape[0]):
+            out[j, n] = cuda_kernels._measure(codebook, np.uint64(n), data[order[first + j]])
+
+
+@needs_cuda
+def test_batched_distances_are_the_plain_search_s_bit_for_bit(gpu, rng):
+    """``late_distances`` (four samples per pass) against ``_measure`` (the plain search) on 70
+    cells (the last tile partial), 11 features (one padded pass), 7 samples (a partial group of
+    four), two blocks striding over three blocks' cells; and the tiles' minimum keys."""
+    from gpusom.cuda import late
+
+    measure_each = cuda.jit(_measure_each)
+    codebook, values = rng.random((70, 11), np.float32), rng.random((9, 11), np.float32)
+    device_codebook, data = gpu.to_device(codebook, values)
+    order = cuda.to_device(rng.permutation(9))
+    scratch = late.Scratch(7, 70)
+    cuda_kernels.late_distances[2, 32](
+        device_codebook, data.values, order, 2, scratch.distances, scratch.tile_keys
+    )
+    expected = cuda.device_array((7, 70), np.float32)
+    measure_each[3, 32](device_codebook, data.values, order, 2, expected)
+    distances = scratch.distances.copy_to_host()
+    np.testing.assert_array_equal(distances, expected.copy_to_host())
+    keys = (distances.view(np.int32).astype(np.int64) << 32) | np.arange(70)
+    tiles = [keys[:, t : t + 32].min(axis=1) for t in range(0, 70, 32)]
+    np.testing.assert_array_equal(scratch.tile_keys.copy_to_host(), np.stack(tiles, axis=1))
 
 
 @needs_cuda
