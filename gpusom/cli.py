@@ -8,10 +8,14 @@ DATA is a ``.csv`` file (a first row that is not all numbers is a header of colu
 2-D ``.npy`` array. A model trained with ``--nan-policy ignore`` takes empty cells (and ``nan``)
 as missing values, in training and when it projects or plots data. Every mistake in the input
 (unreadable or malformed files, non-numeric columns, missing values otherwise, bad sizes) ends
-with one line on stderr and exit status 2, never a traceback.
+with one line on stderr and exit status 2, never a traceback. A command's result is the files it
+writes; its messages (timings, progress, what was loaded and written, the demo's report) go to
+stderr. Only ``--help`` and ``--version`` print on stdout, so ``gpusom project MODEL DATA --out
+/dev/stdout`` pipes nothing but the CSV.
 """
 
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -339,7 +343,10 @@ def main(argv=None):
             import matplotlib
 
             matplotlib.use("Agg")  # pictures go to files only
-        args.run(args)
+        # The commands, and the SOM, analysis and demo code they call, print their messages;
+        # none of them is a result, which the commands write to files.
+        with contextlib.redirect_stdout(sys.stderr):
+            args.run(args)
     except SystemExit as exc:  # only --help and --version exit: they printed, their status is 0
         return exc.code
     except KeyboardInterrupt as exc:
