@@ -269,7 +269,9 @@ def build_parser():
     """The ``gpusom`` argument parser."""
     parser = _Parser(prog="gpusom", description="Self-organizing maps on the CPU or a GPU.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not required=True: argparse checks required arguments before it reports unknown options,
+    # so "gpusom --bogus" would blame the missing command; main() checks for it after parsing.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a map on DATA and save the model")
     train.add_argument("data", metavar="DATA", help=".csv or .npy file, one sample per row")
@@ -338,7 +340,10 @@ def main(argv=None):
         0 on success, 2 for a mistake in the input, 130 when interrupted.
     """
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.error("the following arguments are required: COMMAND")
         if args.command in ("plot", "demo"):
             import matplotlib
 

@@ -179,6 +179,7 @@ BAD_INPUTS = {
         "cannot write folder.csv: it is a directory",
     ),
     "no command": ([], "COMMAND"),
+    "unknown option without a command": (["--bogus"], "unrecognized arguments: --bogus"),
     "csv as a model": (["project", "data.csv", "data.csv", "--out", "c.csv"], "not an .npz"),
     "missing model": (["project", "nothing.npz", "data.csv", "--out", "c.csv"], "nothing.npz"),
     "wrong feature count": (
