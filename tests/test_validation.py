@@ -191,6 +191,26 @@ def test_data_whose_squared_differences_overflow_the_dtype_is_refused_with_the_r
     assert np.unique(som.predict(offset)).size > 1
 
 
+def test_cosine_and_manhattan_distances_that_overflow_the_dtype_are_refused():
+    # float32 holds 1e20 but not its square: the cosine's dot products and norms were inf, its
+    # distances NaN, and training picked best units among NaN (a topographic error of 0.6
+    # where float64 gave 0, in one run).
+    big = np.random.default_rng(4).random((40, 3)) * 1e20
+    with pytest.raises(ValueError, match=r"dot products .* float32 \(.*\); use dtype='float64'"):
+        SOM((3, 3), metric="cosine", verbose=False).train(big, 10)
+    with pytest.raises(ValueError, match=r"dot products .* float64 \(max .*\); use normalize=True"):
+        SOM((3, 3), metric="cosine", dtype="float64", verbose=False).train(big * 1e140, 10)
+    som = SOM((3, 3), metric="cosine", dtype="float64", seed=0, verbose=False)
+    som.train(big, 300)
+    assert np.unique(som.predict(big)).size > 1
+    # Manhattan distances are sums of differences, not squares: 1e20 fits float32, but values
+    # near its limit do not (their differences and sums were inf: training "diverged").
+    SOM((3, 3), metric="manhattan", verbose=False).train(big, 10)
+    wide = (np.random.default_rng(5).random((40, 2)) * 2 - 1) * 3e38
+    with pytest.raises(ValueError, match=r"sums of absolute differences .* overflow float32"):
+        SOM((3, 3), metric="manhattan", verbose=False).train(wide, 10)
+
+
 def test_data_too_small_for_the_dtype_is_refused_with_the_remedy():
     tiny = GOOD * 1e-25  # squared differences are 0 in float32: every cell ties
     with pytest.raises(ValueError, match=r"no larger than .* underflow to 0 in float32"):
