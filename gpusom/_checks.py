@@ -5,8 +5,10 @@ mistake surfaces as a ``TypeError``/``ValueError`` naming the argument rather th
 typing error or a silently NaN map.
 """
 
+import math
 import numbers
 import os
+import warnings
 
 import numpy as np
 
@@ -224,45 +226,100 @@ def as_labels(labels, n_samples, name="additional_list", per="sample", of="data"
 
 #: How far beyond the squared diagonal of the data's bounding box a squared distance between a
 #: sample and a cell may reach: the PCA initial grid extends up to about 1.4 diagonals from the
-#: data's mean, so a cell can be 2.4 diagonals from a sample (2.4^2 < 8).
+#: data's mean, so a cell can be 2.4 diagonals from a sample (2.4^2 < 8). The same holds feature
+#: by feature (a component's share of a feature is at most that feature's spread), which bounds
+#: the other metrics: a Manhattan distance reaches about 2.4 < sqrt(8) times the sum of the
+#: features' spans; a cell's magnitude in a feature, for data around 0, 1.4 spans of up to 2
+#: largest magnitudes, so its squared norm (and a cosine's dot products) under 8 times the sum
+#: of the squared largest magnitudes.
 SQUARED_REACH = 8.0
 
 
-def check_in_range(array, dtype, what, metric="euclidean"):
-    """Raise a ``ValueError`` when ``array`` does not fit ``dtype``'s arithmetic: values beyond
-    its finite range (they would become inf), differences so large that their squares overflow
-    under the Euclidean ``metric`` (every distance inf: ties everywhere, a meaningless map), or
-    values all so small that their squared differences underflow to 0 (every distance 0)."""
+def check_in_range(
+    array, dtype, what, metric="euclidean", *, cells=None, remedy=None, tiny=True, xp=np
+):
+    """Raise a ``ValueError`` when the distances of ``array``'s samples under ``metric`` do not fit
+    ``dtype``'s arithmetic.
+
+    Refused are values beyond its finite range (they would become inf); values whose distances
+    overflow it (every distance inf or NaN: ties everywhere, a meaningless map): the squared
+    differences of the Euclidean metric, the dot products and squared norms of the cosine, the
+    sums of absolute differences of the Manhattan metric; and, with ``tiny``, values all so small
+    that their squared differences underflow to 0 (every distance 0). Each feature's bounds are
+    read once.
+
+    Parameters
+    ----------
+    array : array of module ``xp``, shape (n_samples, dim)
+        NaN marks a missing value.
+    dtype : dtype
+        The precision the distances are computed in.
+    what : str
+        What ``array`` is; the subject of the messages.
+    metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
+    cells : array of module ``xp``, shape (..., dim), optional
+        The vectors the samples are compared with, where they are known (analysis): their
+        bounds join ``array``'s. :data:`SQUARED_REACH` then also covers the rounding bound of
+        ``gpusom._bmu_search``, whose ``(|x| + |w|)^2`` reaches 4 squared diagonals.
+    remedy : str, optional
+        The advice that ends the messages; default: ``dtype='float64'`` (unless ``dtype`` is
+        float64) or ``normalize=True``.
+    tiny : bool, default True
+        Refuse values all so small that their squared differences underflow: training would
+        learn nothing from them. Analysis passes False: its float64 distances that underflow to
+        0 are a float64 brute force's too (``tests/test_analysis.py`` draws such values).
+    xp : module, default numpy
+        numpy, or cupy for device arrays.
+    """
     info = np.finfo(dtype)
     limit, smallest = float(info.max), float(np.sqrt(info.tiny))
-    # One pass for each bound of every feature; fmax/fmin skip NaN (missing values) without
-    # warning about all-NaN features.
-    with np.errstate(invalid="ignore"):
-        highs = np.fmax.reduce(array, axis=0).astype(np.float64)
-        lows = np.fmin.reduce(array, axis=0).astype(np.float64)
-    peak = max(float(np.nanmax(highs)), -float(np.nanmin(lows)))  # |x| without a copy
-    remedy = "use dtype='float64' or normalize=True"
     name = np.dtype(dtype).name
+    if remedy is None:
+        remedy = "use " + ("" if name == "float64" else "dtype='float64' or ") + "normalize=True"
+    highs, lows = _feature_bounds(array, xp)
+    if cells is not None:
+        cell_highs, cell_lows = _feature_bounds(cells.reshape(-1, cells.shape[-1]), xp)
+        highs, lows = xp.fmax(highs, cell_highs), xp.fmin(lows, cell_lows)
+    peak = max(float(xp.nanmax(highs)), -float(xp.nanmin(lows)))  # |x| without a copy
     if peak > limit:
         raise ValueError(
             f"{what} holds values up to {peak:.3g}, beyond the range of {name} "
             f"(+-{limit:.3g}); {remedy}"
         )
-    if metric == "euclidean":
-        with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
+        if metric == "cosine":
+            magnitude = xp.fmax(highs, -lows)
+            reach = SQUARED_REACH * float(xp.nansum(magnitude * magnitude))
+            extent, terms = "holds values so large", "dot products and squared norms"
+        else:
             span = highs - lows
-            reach = SQUARED_REACH * float(np.nansum(span * span))
-        if reach > limit:
-            raise ValueError(
-                f"{what} spans so wide a range that the squared differences between samples "
-                f"and cells, up to {reach:.3g}, overflow {name} (max {limit:.3g}); "
-                + (remedy if name != "float64" else "use normalize=True")
-            )
-    if 0 < peak < smallest:
+            extent = "spans so wide a range"
+            if metric == "euclidean":
+                reach = SQUARED_REACH * float(xp.nansum(span * span))
+                terms = "squared differences"
+            else:
+                reach = math.sqrt(SQUARED_REACH) * float(xp.nansum(span))
+                terms = "sums of absolute differences"
+    if reach > limit:
+        raise ValueError(
+            f"{what} {extent} that {terms} of up to {reach:.3g} in its {metric} distances "
+            f"overflow {name} (max {limit:.3g}); {remedy}"
+        )
+    if tiny and 0 < peak < smallest:
         raise ValueError(
             f"{what} holds values no larger than {peak:.3g} in magnitude: their squared "
             f"differences underflow to 0 in {name}; {remedy}"
         )
+
+
+def _feature_bounds(array, xp):
+    """``(highs, lows)``: the largest and smallest value of each feature (column) of ``array`` as
+    float64, NaN (missing values) skipped; NaN for a feature with no present value."""
+    with warnings.catch_warnings():
+        # numpy warns about such a feature; the sums of check_in_range leave its NaN out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        highs, lows = xp.nanmax(array, axis=0), xp.nanmin(array, axis=0)
+    return highs.astype(np.float64), lows.astype(np.float64)
 
 
 def available_memory():

@@ -22,23 +22,49 @@ from ._math import (
 )
 from ._scaling import normalize_features
 
+#: The advice of the errors about data whose distances to the lattice do not fit float64.
+RANGE_REMEDY = (
+    "scale data and lattice alike: train with normalize=True and call the SOM's methods, which "
+    "scale X as the training data"
+)
+
 
 def _prepare(
-    data, lattice, normalize=False, data_name="data", nan_policy="raise", normalize_name="normalize"
+    data,
+    lattice,
+    metric,
+    normalize=False,
+    data_name="data",
+    nan_policy="raise",
+    normalize_name="normalize",
 ):
-    """Validated ``(data, lattice, scaled data, engine)``; the scaled data is what gets compared.
+    """Validated ``(data, lattice, scaled data, engine, metric code)``; the scaled data is what
+    gets compared, and its distances to the lattice under ``metric`` fit float64.
 
     The engine is the one of the arrays: when either is a GPU array, both are moved there.
     ``normalize_name`` is the caller's name for the ``normalize`` flag.
     """
     allow_nan = _checks.allows_nan(nan_policy)
     normalize = _checks.as_bool(normalize, normalize_name)
+    code = _metric(metric)
     engine = _backend.array_engine(data, lattice)
     data = engine.as_array(data, data_name, 2, allow_nan)
     lattice = engine.as_array(lattice, "lattice", 3)
     _checks.check_same_dim(data, lattice, data_name)
     scaled = normalize_features(data, engine.xp) if normalize else data
-    return data, lattice, scaled, engine
+    # Distances are float64 here (gpusom._math.exact_distance, distance_matrix, the products
+    # of gpusom._bmu_search where float32 could overflow): beyond its range they are inf.
+    _checks.check_in_range(
+        scaled,
+        np.float64,
+        f"{data_name} with the lattice",
+        metric,
+        cells=lattice,
+        remedy=RANGE_REMEDY,
+        tiny=False,
+        xp=engine.xp,
+    )
+    return data, lattice, scaled, engine, code
 
 
 def _bmus(engine, data, lattice, k=1, metric=EUCLIDEAN):
@@ -82,8 +108,8 @@ def find_bmus(data, lattice, *, metric="euclidean", nan_policy="raise"):
     if lazy is not None:
         dask, codebook, code, allow_nan, cols = lazy
         return dask.transform(data, codebook, cols, code, allow_nan)
-    data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
-    index, _ = _bmus(engine, data, lattice, metric=_metric(metric))
+    data, lattice, _, engine, code = _prepare(data, lattice, metric, nan_policy=nan_policy)
+    index, _ = _bmus(engine, data, lattice, metric=code)
     cells = np.stack(np.divmod(index[:, 0], lattice.shape[1]), axis=1)
     return engine.xp.asarray(cells)
 
@@ -109,8 +135,7 @@ def quantization_error(data, lattice, *, metric="euclidean", nan_policy="raise")
     if lazy is not None:
         dask, codebook, code, allow_nan, _ = lazy
         return dask.quantization_error(data, codebook, code, allow_nan)
-    data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
-    code = _metric(metric)
+    data, lattice, _, engine, code = _prepare(data, lattice, metric, nan_policy=nan_policy)
     _, distance = _bmus(engine, data, lattice, metric=code)
     return float(reported_distance(distance[:, 0], code).mean())
 
@@ -147,10 +172,9 @@ def topographic_error(
         return dask.topographic_error(
             data, codebook, rows, cols, is_torus, topology, code, allow_nan
         )
-    data, lattice, _, engine = _prepare(data, lattice, nan_policy=nan_policy)
+    data, lattice, _, engine, code = _prepare(data, lattice, metric, nan_policy=nan_policy)
     rows, cols = lattice.shape[:2]
     is_torus, topology = _lattice_kind(rows, is_torus, topology)
-    code = _metric(metric)
     if rows * cols == 1:
         return 0.0
     index, _ = _bmus(engine, data, lattice, k=2, metric=code)
@@ -244,9 +268,11 @@ def project_on_lattice(
         landed, else the samples (or labels) in data order.
     """
     start = timer()
-    data, lattice, scaled, engine = _prepare(data, lattice, normalize, nan_policy=nan_policy)
+    data, lattice, scaled, engine, code = _prepare(
+        data, lattice, metric, normalize, nan_policy=nan_policy
+    )
     labels = _checks.as_labels(additional_list, data.shape[0])
-    index, _ = _bmus(engine, scaled, lattice, metric=_metric(metric))
+    index, _ = _bmus(engine, scaled, lattice, metric=code)
     items = labels if labels is not None else engine.to_numpy(data)
     projection = group_by_cell(index[:, 0], lattice.shape[:2], items)
     _say(verbose, "Projecting on SOM", start)
@@ -300,12 +326,11 @@ def lattice_closest_vectors(
         cell, in row-major order.
     """
     start = timer()
-    data, lattice, scaled, engine = _prepare(
-        data, lattice, normalized, nan_policy=nan_policy, normalize_name="normalized"
+    data, lattice, scaled, engine, code = _prepare(
+        data, lattice, metric, normalized, nan_policy=nan_policy, normalize_name="normalized"
     )
     labels = _checks.as_labels(additional_list, data.shape[0])
     cols, dim = lattice.shape[1:]
-    code = _metric(metric)
     if code == EUCLIDEAN and not bool(engine.xp.isnan(scaled).any()):
         # The same search with the roles swapped: cells are the queries, samples the codebook.
         closest = engine.to_numpy(engine.find_bmus(lattice.reshape(-1, dim), scaled)[0])
@@ -362,8 +387,9 @@ def lattice_activations(
         A GPU array when an input was one.
     """
     start = timer()
-    data, lattice, scaled, engine = _prepare(data, lattice, normalize, nan_policy=nan_policy)
-    code = _metric(metric)
+    data, lattice, scaled, engine, code = _prepare(
+        data, lattice, metric, normalize, nan_policy=nan_policy
+    )
     exponent = _checks.as_positive_float(exponent, "exponent")
     rows, cols, dim = lattice.shape
     n = data.shape[0]
@@ -458,8 +484,17 @@ def u_matrix(lattice, is_torus=False, *, topology="rectangular", metric="euclide
     lattice = _checks.as_lattice(lattice)
     is_torus, topology = _lattice_kind(lattice.shape[0], is_torus, topology)
     code = TOPOLOGIES[topology]
+    metric_code = _metric(metric)
     lattice = np.ascontiguousarray(lattice, dtype=np.float64)
-    return _u_matrix(lattice, is_torus, code, NEIGHBOUR_QUADRANCE[code], _metric(metric))
+    _checks.check_in_range(
+        lattice.reshape(-1, lattice.shape[-1]),
+        np.float64,
+        "lattice",
+        metric,
+        remedy="train with normalize=True, or scale the lattice down",
+        tiny=False,
+    )
+    return _u_matrix(lattice, is_torus, code, NEIGHBOUR_QUADRANCE[code], metric_code)
 
 
 @njit(cache=True)

@@ -8,10 +8,14 @@ DATA is a ``.csv`` file (a first row that is not all numbers is a header of colu
 2-D ``.npy`` array. A model trained with ``--nan-policy ignore`` takes empty cells (and ``nan``)
 as missing values, in training and when it projects or plots data. Every mistake in the input
 (unreadable or malformed files, non-numeric columns, missing values otherwise, bad sizes) ends
-with one line on stderr and exit status 2, never a traceback.
+with one line on stderr and exit status 2, never a traceback. A command's result is the files it
+writes; its messages (timings, progress, what was loaded and written, the demo's report) go to
+stderr. Only ``--help`` and ``--version`` print on stdout, so ``gpusom project MODEL DATA --out
+/dev/stdout`` pipes nothing but the CSV.
 """
 
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -265,7 +269,9 @@ def build_parser():
     """The ``gpusom`` argument parser."""
     parser = _Parser(prog="gpusom", description="Self-organizing maps on the CPU or a GPU.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not required=True: argparse checks required arguments before it reports unknown options,
+    # so "gpusom --bogus" would blame the missing command; main() checks for it after parsing.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a map on DATA and save the model")
     train.add_argument("data", metavar="DATA", help=".csv or .npy file, one sample per row")
@@ -334,12 +340,18 @@ def main(argv=None):
         0 on success, 2 for a mistake in the input, 130 when interrupted.
     """
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.error("the following arguments are required: COMMAND")
         if args.command in ("plot", "demo"):
             import matplotlib
 
             matplotlib.use("Agg")  # pictures go to files only
-        args.run(args)
+        # The commands, and the SOM, analysis and demo code they call, print their messages;
+        # none of them is a result, which the commands write to files.
+        with contextlib.redirect_stdout(sys.stderr):
+            args.run(args)
     except SystemExit as exc:  # only --help and --version exit: they printed, their status is 0
         return exc.code
     except KeyboardInterrupt as exc:

@@ -1,6 +1,7 @@
 """The ``gpusom`` command line, end to end in a subprocess, and every input mistake it reports."""
 
 import csv
+import io
 import subprocess
 import sys
 
@@ -42,7 +43,8 @@ def test_train_project_plot_and_demo_end_to_end(tmp_path, files):
         "--backend", "cpu", "--seed", "5", "--out", "model.npz", cwd=tmp_path,
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
-    assert "SOM training took:" in trained.stdout
+    # Messages go to stderr: stdout is left to data a user may pipe (below).
+    assert trained.stdout == "" and "SOM training took:" in trained.stderr
     som = SOM.load(tmp_path / "model.npz")
     assert som.lattice_.shape == (6, 8, 3) and som.settings_["is_torus"]
     assert (som.steps_done_, som.backend_) == (3000, "cpu")
@@ -51,10 +53,11 @@ def test_train_project_plot_and_demo_end_to_end(tmp_path, files):
     expected = SOM((6, 8), True, seed=5, verbose=False).train(values, 3000, normalize=True)
     np.testing.assert_array_equal(som.lattice_, expected)
 
-    projected = run_gpusom("project", "model.npz", "data.csv", "--out", "cells.csv", cwd=tmp_path)
-    assert projected.returncode == 0, projected.stderr
-    cells = np.loadtxt(tmp_path / "cells.csv", delimiter=",", skiprows=1, dtype=np.int64)
-    assert (tmp_path / "cells.csv").read_text().splitlines()[0] == "row,col"
+    piped = run_gpusom("project", "model.npz", "data.csv", "--out", "/dev/stdout", cwd=tmp_path)
+    assert piped.returncode == 0, piped.stderr
+    assert "SOM model loaded from model.npz" in piped.stderr
+    assert piped.stdout.splitlines()[0] == "row,col"  # the CSV alone, no status line before it
+    cells = np.loadtxt(io.StringIO(piped.stdout), delimiter=",", skiprows=1, dtype=np.int64)
     np.testing.assert_array_equal(cells, som.transform(values))
 
     plotted = run_gpusom(
@@ -62,6 +65,7 @@ def test_train_project_plot_and_demo_end_to_end(tmp_path, files):
         cwd=tmp_path,
     )  # fmt: skip
     assert plotted.returncode == 0, plotted.stderr
+    assert plotted.stdout == "" and "written to pictures" in plotted.stderr
     names = sorted(p.name for p in (tmp_path / "pictures").iterdir())
     assert names == [
         "component_planes.png", "hit_map.png", "labels_map.png", "lattice.png", "u_matrix.png",
@@ -70,6 +74,7 @@ def test_train_project_plot_and_demo_end_to_end(tmp_path, files):
 
     demo = run_gpusom("demo", "--out", "demo", cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
+    assert demo.stdout == "" and "quantization error" in demo.stderr
     names = sorted(p.name for p in (tmp_path / "demo").iterdir())
     assert names == ["activations.png", "lattice.png", "projection.png", "u_matrix.png"]
 
@@ -113,9 +118,10 @@ def test_an_interrupted_train_saves_the_model_so_far(tmp_path, files, capsys, mo
     monkeypatch.setattr(_config, "STEPS_PER_SLICE", 100)
     argv = ["train", "data.csv", "--size", "3x3", "--iterations", "1000", "--out", "m.npz"]
     assert main(argv) == 130
-    err = capsys.readouterr().err
-    assert err.startswith(f"gpusom: interrupted at step {sum(calls[:2])} of 1,000;")
-    assert "saved in m.npz" in err and "Traceback" not in err
+    status, message = capsys.readouterr().err.splitlines()  # messages go to stderr, one a line
+    assert status == "SOM model saved at m.npz"
+    assert message.startswith(f"gpusom: interrupted at step {sum(calls[:2])} of 1,000;")
+    assert "saved in m.npz" in message
     som = SOM.load("m.npz")
     assert (som.steps_done_, som.num_iterations_) == (sum(calls[:2]), 1000)
     np.testing.assert_array_equal(som.feature_names_in_, ["x", "y", "z"])
@@ -173,6 +179,7 @@ BAD_INPUTS = {
         "cannot write folder.csv: it is a directory",
     ),
     "no command": ([], "COMMAND"),
+    "unknown option without a command": (["--bogus"], "unrecognized arguments: --bogus"),
     "csv as a model": (["project", "data.csv", "data.csv", "--out", "c.csv"], "not an .npz"),
     "missing model": (["project", "nothing.npz", "data.csv", "--out", "c.csv"], "nothing.npz"),
     "wrong feature count": (
@@ -308,8 +315,8 @@ def test_data_whose_header_names_other_columns_than_the_models_is_refused(
     # The columns of zyx.csv are the model's features in another order: taken by position,
     # every sample would land on the cell of another vector.
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "same order as they were in fit" in err
+    status, error = capsys.readouterr().err.splitlines()  # the error in one line, after the status
+    assert status == "SOM model loaded from m.npz" and "same order as they were in fit" in error
     assert not (tmp_path / "bmus.csv").exists() and not (tmp_path / "pictures").exists()
     # Data without a header is taken by position, as a numpy array is.
     assert main(["project", "m.npz", "data.npy", "--out", "bmus.csv"]) == 0

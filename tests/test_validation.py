@@ -1,5 +1,7 @@
 """Bad input gets a clear TypeError/ValueError naming the argument, before any numba code runs."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -189,6 +191,58 @@ def test_data_whose_squared_differences_overflow_the_dtype_is_refused_with_the_r
     som = SOM((3, 3), seed=0, verbose=False)
     som.train(offset, 500)
     assert np.unique(som.predict(offset)).size > 1
+
+
+def test_cosine_and_manhattan_distances_that_overflow_the_dtype_are_refused():
+    # float32 holds 1e20 but not its square: the cosine's dot products and norms were inf, its
+    # distances NaN, and training picked best units among NaN (a topographic error of 0.6
+    # where float64 gave 0, in one run).
+    big = np.random.default_rng(4).random((40, 3)) * 1e20
+    with pytest.raises(ValueError, match=r"dot products .* float32 \(.*\); use dtype='float64'"):
+        SOM((3, 3), metric="cosine", verbose=False).train(big, 10)
+    with pytest.raises(ValueError, match=r"dot products .* float64 \(max .*\); use normalize=True"):
+        SOM((3, 3), metric="cosine", dtype="float64", verbose=False).train(big * 1e140, 10)
+    som = SOM((3, 3), metric="cosine", dtype="float64", seed=0, verbose=False)
+    som.train(big, 300)
+    assert np.unique(som.predict(big)).size > 1
+    # Manhattan distances are sums of differences, not squares: 1e20 fits float32, but values
+    # near its limit do not (their differences and sums were inf: training "diverged").
+    SOM((3, 3), metric="manhattan", verbose=False).train(big, 10)
+    wide = (np.random.default_rng(5).random((40, 2)) * 2 - 1) * 3e38
+    with pytest.raises(ValueError, match=r"sums of absolute differences .* overflow float32"):
+        SOM((3, 3), metric="manhattan", verbose=False).train(wide, 10)
+
+
+ANALYSES = {
+    "find_bmus": find_bmus,
+    "quantization_error": quantization_error,
+    "topographic_error": topographic_error,
+    "project_on_lattice": functools.partial(project_on_lattice, verbose=False),
+    "lattice_closest_vectors": functools.partial(lattice_closest_vectors, verbose=False),
+    "lattice_activations": functools.partial(lattice_activations, verbose=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ANALYSES))
+def test_analysis_refuses_data_whose_distances_to_the_lattice_overflow_float64(name):
+    analyse = ANALYSES[name]
+    # Squared differences of values beyond 1e154 overflow float64: the quantization error was
+    # inf and find_bmus put every sample on the cell (-1, 3), off the lattice.
+    with pytest.raises(ValueError, match=r"data with the lattice spans .* \(max .*\); scale data"):
+        analyse(GOOD * 1e200, LATTICE)
+    # Data close together but far from the lattice: their differences overflow all the same.
+    with pytest.raises(ValueError, match=r"squared differences .* overflow float64"):
+        analyse(1e160 + GOOD, LATTICE)
+    with pytest.raises(ValueError, match=r"dot products .* overflow float64"):
+        analyse(GOOD * 1e160, LATTICE, metric="cosine")
+    analyse(GOOD * 1e150, LATTICE * 1e150)  # squares up to about 1e300: no overflow
+    analyse(GOOD * 1e-170, LATTICE * 1e-170)  # squares that underflow are a brute force's too
+
+
+def test_u_matrix_refuses_a_lattice_whose_distances_overflow_float64():
+    with pytest.raises(ValueError, match=r"lattice spans .* squared differences .* float64"):
+        u_matrix(LATTICE * 1e200)
+    assert np.isfinite(u_matrix(LATTICE * 1e150)).all()
 
 
 def test_data_too_small_for_the_dtype_is_refused_with_the_remedy():
