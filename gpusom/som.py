@@ -482,7 +482,19 @@ class SOM(ParamsMixin):
         data, and the engine that searches it (where the map was trained, or where ``X`` is)."""
         X, scaled, own = self._validated(X, name)
         engine = _backend.analysis_engine(self.backend_, own)
-        return X, engine.as_array(scaled, name, 2, self._allows_nan()), engine
+        scaled = engine.as_array(scaled, name, 2, self._allows_nan())
+        # As gpusom.analysis._prepare: the searches' float64 distances must not overflow.
+        _checks.check_in_range(
+            scaled,
+            np.float64,
+            f"{name} with the lattice",
+            self.settings_.get("metric", "euclidean"),
+            cells=self._lattice_on(engine),
+            remedy=analysis.RANGE_REMEDY,
+            tiny=False,
+            xp=engine.xp,
+        )
+        return X, scaled, engine
 
     def _allows_nan(self):
         return _training.ignores_nan(self.settings_)

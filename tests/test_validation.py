@@ -239,6 +239,14 @@ def test_analysis_refuses_data_whose_distances_to_the_lattice_overflow_float64(n
     analyse(GOOD * 1e-170, LATTICE * 1e-170)  # squares that underflow are a brute force's too
 
 
+@pytest.mark.parametrize("method", ["predict", "transform", "quantization_error", "project"])
+def test_som_methods_refuse_data_whose_distances_to_the_lattice_overflow_float64(method):
+    som = SOM((2, 3), dtype="float64", seed=0, verbose=False).fit(GOOD)
+    with pytest.raises(ValueError, match=r"X with the lattice spans .* overflow float64"):
+        getattr(som, method)(GOOD * 1e200)
+    getattr(som, method)(GOOD * 1e100)  # squares up to about 1e200: no overflow
+
+
 def test_u_matrix_refuses_a_lattice_whose_distances_overflow_float64():
     with pytest.raises(ValueError, match=r"lattice spans .* squared differences .* float64"):
         u_matrix(LATTICE * 1e200)
