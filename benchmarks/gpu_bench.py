@@ -23,6 +23,9 @@ function of t / (T - 1), so that run samples the same radii and rates evenly.
 
 The floor is the time to read the codebook once per step (every step's BMU search must) at the
 device-to-device copy bandwidth measured here; early steps also write the cells of a wide window.
+The header also gives the rate of a kernel that only reads, which a search could approach. The
+last column is the cost model of ``gpusom.cuda.late`` over the same run: plain steps, and the
+batched late steps where it chose them.
 """
 
 import argparse
@@ -31,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numba import cuda
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -135,7 +139,7 @@ class StepModel:
         return f"{self.seconds / self.steps * 1e6:,.1f}" if self.steps else "-"
 
 
-def copy_bandwidth(cuda, n_bytes=COPY_BYTES, repeat=5):
+def copy_bandwidth(n_bytes, repeat=5):
     """Device-to-device copy bandwidth in bytes per second (bytes read plus bytes written)."""
     source = cuda.device_array(n_bytes, dtype=np.uint8)
     target = cuda.device_array(n_bytes, dtype=np.uint8)
@@ -150,13 +154,41 @@ def copy_bandwidth(cuda, n_bytes=COPY_BYTES, repeat=5):
     return 2 * n_bytes / best
 
 
+def read_bandwidth(n_bytes, repeat=5):
+    """Bytes per second a kernel reads from device memory, each thread summing a grid-stride
+    share of a float32 array: the rate a BMU search, which only reads the codebook, could reach
+    (a copy also writes)."""
+    values = cuda.device_array(n_bytes // 4, dtype=np.float32)
+    threads = 256
+    # Enough threads to fill an H200 (132 multiprocessors of 2048), each reading 16 or more.
+    blocks = max(1, min(1024, values.size // (threads * 16)))
+    sums = cuda.device_array(blocks * threads, dtype=np.float32)
+    kernel = cuda.jit(_sum_share)[blocks, threads]
+    kernel(values, sums)
+    cuda.synchronize()
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        kernel(values, sums)
+        cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return n_bytes / best
+
+
+def _sum_share(values, sums):
+    first, stride = cuda.grid(1), cuda.gridsize(1)
+    total = np.float32(0)
+    for i in range(first, values.size, stride):
+        total += values[i]
+    sums[first] = total
+
+
 def bench(args):
     gpu = _backend.cuda_engine()
-    from numba import cuda
-
     # numba's simulator (the benchmark's own test) has a device without a name.
     device = getattr(cuda.current_context().device, "name", "numba CUDA simulator")
-    bandwidth = copy_bandwidth(cuda)
+    # Read at the call, so that a test can make them small.
+    bandwidth, reading = copy_bandwidth(COPY_BYTES), read_bandwidth(COPY_BYTES)
     rows_out = []
     for name, spec in WORKLOADS.items():
         rows, cols = spec["shape"]
@@ -187,7 +219,9 @@ def bench(args):
         "model us/step",
     )
     lines = [
-        f"{name}, device-to-device copy {bandwidth / 1e12:.2f} TB/s, {time.strftime('%Y-%m-%d')}",
+        f"{name}, device-to-device copy {bandwidth / 1e12:.2f} TB/s, read-only "
+        f"{reading / 1e12:.2f} TB/s (the floor column uses the copy rate), "
+        f"{time.strftime('%Y-%m-%d')}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(" --- " for _ in header) + "|",

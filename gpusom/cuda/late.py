@@ -36,6 +36,9 @@ DEVICE = {
     "block_flops": 2.5e11,
     # Not measured: a walk step's five barrier-separated stages, each with a trip to L2.
     "walk_step": 5.0e-6,
+    # Not measured: the L2 cache's read rate, for the cell vectors late_distances reads again
+    # for every fourth sample (published H100 figures are 5.5-7 TB/s).
+    "cache_bandwidth": 6.0e12,
 }
 
 #: Steps per block the model chooses from.
@@ -68,6 +71,7 @@ def late_step_seconds(cells, block, n_cells, width):
     """Modelled time per step of batched steps of ``block`` steps with ``cells`` in each box."""
     return (
         2.0 * n_cells * width / DEVICE["flops"]  # every distance of the block, once per step
+        + n_cells * width / DEVICE["cache_bandwidth"]  # a quarter of the codebook, per step
         + 8.0 * n_cells / DEVICE["bandwidth"]  # written, and read back for the tile minima
         + DEVICE["walk_step"]
         + cells * (block - 1) / 2.0 * 2.0 * width / DEVICE["block_flops"]  # refreshed distances
