@@ -105,7 +105,7 @@ fi
 # Registers and resident threads of the kernels, as ptxas reports them for this device.
 CC=$("$PYTHON" -c 'from numba import cuda; print("%d.%d" % cuda.get_current_device().compute_capability)')
 stage resources 40 "$PYTHON" benchmarks/kernel_resources.py --cc "$CC"
-grep -E "^\| train" "$LOGS/resources.log" || true
+grep -E "^\| (train|late)" "$LOGS/resources.log" || true
 
 stage benchmark 120 "$PYTHON" benchmarks/gpu_bench.py --steps "$STEPS" --out "$LOGS/table.md"
 if [ -n "$OUT" ] && [ -f "$LOGS/table.md" ]; then
