@@ -267,6 +267,18 @@ def test_the_cost_model_batches_only_the_late_steps_of_large_maps(gpu):
     assert not late_plan(exponential_decay(25.0, 1.0, steps, steps.size), 50, 100, 4).any()
 
 
+@pytest.mark.parametrize("topology", [0, 1], ids=["rectangular", "hexagonal"])
+@pytest.mark.parametrize("neighborhood", ["gaussian", "bubble"])
+def test_the_cost_model_counts_the_cells_the_walk_visits(gpu, topology, neighborhood):
+    from gpusom.cuda import late
+
+    sigmas = np.array([1e-3, 0.3, 0.5, 1.0, 1.2, 2.5, 3.4, 7.0, 40.0, 1e300])
+    cells = late.window_cells(sigmas, NEIGHBORHOODS[neighborhood], 2.5, topology, 30, 20)
+    radii = sigmas * (2.5 if neighborhood == "gaussian" else 1.0)
+    boxes = [cuda_kernels.window_box(r, topology, 30, 20) for r in radii]
+    np.testing.assert_array_equal(cells, [rows * cols for rows, cols in boxes])
+
+
 def test_the_cost_model_fits_the_blocks_in_a_quarter_of_the_free_memory(gpu):
     sigmas = np.full(1000, 0.5)
     free = 4 * 4 * 1_000_000 * 40  # a quarter holds the distances of 40 steps

@@ -44,6 +44,7 @@ import math
 
 import numpy as np
 from numba import cuda
+from numba.extending import register_jitable
 
 from .._math import (
     COSINE,
@@ -724,6 +725,21 @@ def _update(codebook, n, gain, source):
         k = np.uint32(k + 1)
 
 
+@register_jitable
+def window_box(radius, topology, rows, cols):
+    """``(rows, cols)`` of the box around a window of ``radius`` that :func:`late_walk` visits.
+
+    Cells in the window are at most ``radius`` rows and ``radius`` columns from the BMU on the
+    rectangular lattice, ``2 radius / sqrt(3)`` rows and ``radius + 1/2`` columns on the
+    hexagonal one (``gpusom._math.quadrance``); one more each way covers any rounding. Clipped
+    to the lattice before the conversion to an integer (the radius may be huge).
+    """
+    reach_rows = radius if topology == RECTANGULAR else radius * 1.1547005383792517
+    box_rows = min(2 * int(min(reach_rows, float(rows)) + 1.0) + 1, rows)
+    box_cols = min(2 * int(min(radius, float(cols)) + 1.5) + 1, cols)
+    return box_rows, box_cols
+
+
 @cuda.jit(device=True)
 def _box_cell(i, box_rows, box_cols, bmu_row, bmu_col, rows, cols, is_torus):
     """Cell ``i`` of the box of ``box_rows x box_cols`` cells centred on the BMU, as
@@ -800,13 +816,7 @@ def late_walk(
         rate = codebook.dtype.type(lrs[step])
         if topology == RECTANGULAR and is_separable(neighborhood):
             _fill_axis_weights(weights[step % 2], sigma, truncate, rows, cols, neighborhood)
-        # The box around the window: |rows apart| <= radius and |columns apart| <= radius on
-        # the rectangular lattice; <= 2 radius / sqrt(3) and <= radius + 1/2 on the hexagonal
-        # one (gpusom._math.quadrance). One more cell each way covers any rounding.
-        # Clipped to the axis before the conversion to an integer (the radius may be huge).
-        reach_rows = radius if topology == RECTANGULAR else radius * 1.1547005383792517
-        box_rows = min(2 * int(min(reach_rows, float(rows)) + 1.0) + 1, rows)
-        box_cols = min(2 * int(min(radius, float(cols)) + 1.5) + 1, cols)
+        box_rows, box_cols = window_box(radius, topology, rows, cols)
         box = box_rows * box_cols
         cuda.syncthreads()  # the weight table is written
         source = data[order[step]]

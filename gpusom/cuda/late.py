@@ -7,11 +7,12 @@ training the window holds a few cells, and a block of steps can share one pass o
 then the steps in order in one thread block, each refreshing only what its update moved. The
 BMUs and the codebook are the plain steps' own.
 
-:func:`plan` splits a run into plain and batched stretches with a cost model per step. Its
-device figures are those measured on the H200 where the RESULTS.md runs measured them
-(bandwidth, a launch, a step's floor) and estimates where nothing has measured them yet (the
-arithmetic rate, the one-block walk): benchmarks/RESULTS.md, "Batched late steps on the device",
-holds the model, and ``benchmarks/gpu_bench.py`` prints it against the measured step.
+:func:`plan` chooses, step by step, plain or batched steps and the block size with a cost
+model; :func:`stretches` cuts the run accordingly. The model's device figures are the H200's
+where the runs of benchmarks/RESULTS.md measured them (bandwidth, a launch, a step's floor) and
+estimates elsewhere (the arithmetic and cache rates, the one-block walk): RESULTS.md, "Batched
+late steps on the device", holds the model, and ``benchmarks/gpu_bench.py`` prints it next to
+the measured step.
 """
 
 import itertools
@@ -30,14 +31,14 @@ DEVICE = {
     "step_floor": 5.7e-6,
     # One launch from Python: the per-step driver's walk-through step (65-98 us, one launch).
     "launch": 8.0e-5,
-    # Not measured: half the H200's float32 peak (67 TFLOPS), for chains of subtract and FMA.
+    # Estimates, not measured (RESULTS.md): the float32 rate of chains of subtract and FMA,
     "flops": 3.3e13,
-    # Not measured: one multiprocessor's share of that rate (132 of them).
+    # one multiprocessor's share of it (132 of them),
     "block_flops": 2.5e11,
-    # Not measured: a walk step's five barrier-separated stages, each with a trip to L2.
+    # a walk step: five barrier-separated stages, each with a trip to the L2 cache,
     "walk_step": 5.0e-6,
-    # Not measured: the L2 cache's read rate, for the cell vectors late_distances reads again
-    # for every fourth sample (published H100 figures are 5.5-7 TB/s).
+    # and the L2 cache's read rate, for the cell vectors late_distances reads again for every
+    # fourth sample.
     "cache_bandwidth": 6.0e12,
 }
 
@@ -58,7 +59,8 @@ def plain_step_seconds(n_cells, width):
 
 
 def window_cells(sigmas, neighborhood, truncate, topology, rows, cols):
-    """Cells of the box :func:`gpusom.cuda.kernels.late_walk` visits around each step's BMU."""
+    """Cells of the box :func:`gpusom.cuda.kernels.late_walk` visits around each step's BMU:
+    :func:`gpusom.cuda.kernels.window_box` for a whole run at once (a test holds them equal)."""
     sigmas = np.asarray(sigmas, dtype=np.float64)
     radius = sigmas if neighborhood in (BUBBLE, TRIANGLE) else truncate * sigmas
     reach_rows = radius if topology == RECTANGULAR else radius * 1.1547005383792517
