@@ -620,7 +620,7 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_dis
 # Batched late steps. Late in training a step's window covers a few cells of a large map, yet
 # a plain step reads the whole codebook to find its BMU. For a block of B steps,
 # :func:`late_distances` computes every distance the block's searches could need against the
-# codebook as it stands, with :func:`_measure` (the plain search's own arithmetic), and the
+# codebook as it stands, with the plain search's own arithmetic (:func:`_measure_four`), and the
 # minimum packed key of every tile of ``TILE`` cells; :func:`late_group_keys` the minima of groups
 # of ``GROUP`` tiles. :func:`late_walk` then runs the B steps in order in one block: a BMU is the
 # minimum of the group minima, and an update refreshes, for the block's later samples, the
