@@ -21,9 +21,9 @@ import sys
 import numpy as np
 
 from . import _backend, _checks
-from ._math import EUCLIDEAN, reported_distance
+from ._math import EUCLIDEAN, METRICS, reported_distance
 from ._scaling import scale
-from .analysis import group_by_cell, non_adjacent_share
+from .analysis import RANGE_REMEDY, group_by_cell, non_adjacent_share
 
 INSTALL_HINT = 'pip install "gpusom[dask]"'
 
@@ -33,6 +33,10 @@ SPLIT_EVERY = 8
 
 #: Name prefix of the arrays :func:`as_dask_array` returns, so a second call adds no second check.
 _CHECKED = "gpusom-checked-"
+
+
+#: Metric names by code, for the range checks of ``gpusom._checks.check_in_range``.
+METRIC_NAMES = {code: name for name, code in METRICS.items()}
 
 
 def _dask():
@@ -313,9 +317,17 @@ def _chunk_sums(chunk, codebook, metric, per_feature):
 
     n_cells, dim = codebook.shape
     engine = _backend.array_engine(chunk)
+    codebook = engine.xp.asarray(codebook)
+    # As SOM.train checks data in memory, chunk by chunk here (with the codebook's bounds, which
+    # the other chunks' values shaped): the chunk's task fails with the same ValueError. An
+    # empty partition of a DataFrame has no bounds.
+    if chunk.shape[0]:
+        _checks.check_in_range(
+            chunk, codebook.dtype, "the training data", METRIC_NAMES[metric], cells=codebook,
+            xp=engine.xp,
+        )  # fmt: skip
     # bmu_sums compares samples and codebook in one dtype, the codebook's: the training dtype
     chunk = chunk.astype(codebook.dtype, copy=False)
-    codebook = engine.xp.asarray(codebook)
     sums, counts = _batch.bmu_sums(engine, chunk, codebook, metric, per_feature)
     out = np.empty((1, n_cells, dim + (dim if per_feature else 1)))
     out[0, :, :dim] = engine.to_numpy(sums)
@@ -373,7 +385,13 @@ def _chunk_bmus(chunk, codebook, k, metric):
     if chunk.shape[0] == 0:
         return np.empty((0, k), np.int64), np.empty((0, k))
     engine = _backend.array_engine(chunk)
-    index, distance = engine.find_bmus(chunk, engine.xp.asarray(codebook), k, metric)
+    codebook = engine.xp.asarray(codebook)
+    # As gpusom.analysis._prepare checks data in memory, chunk by chunk here.
+    _checks.check_in_range(
+        chunk, np.float64, "data with the lattice", METRIC_NAMES[metric], cells=codebook,
+        remedy=RANGE_REMEDY, tiny=False, xp=engine.xp,
+    )  # fmt: skip
+    index, distance = engine.find_bmus(chunk, codebook, k, metric)
     return engine.to_numpy(index), engine.to_numpy(distance)
 
 

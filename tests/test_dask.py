@@ -328,6 +328,22 @@ def test_non_finite_values_surface_on_compute(bad):
         _dask.quantization_error(chunked, codebook).compute()
 
 
+def test_values_whose_distances_overflow_surface_on_compute():
+    """As in memory (tests/test_validation.py): training and analysis refuse data whose
+    distances overflow, from the chunk's task."""
+    data, codebook = _data(100)
+    huge = da.from_array(data * 1e200, chunks=(25, DIM))
+    with pytest.raises(ValueError, match=r"the training data spans .* overflow float64"):
+        _dask.train_batch(huge, codebook, **_settings())
+    with pytest.raises(ValueError, match=r"data with the lattice spans .* overflow float64"):
+        _dask.quantization_error(huge, codebook).compute()
+    cosine = da.from_array(data.astype(np.float32) * 1e20, chunks=(25, DIM))
+    with pytest.raises(ValueError, match=r"dot products .* overflow float32"):
+        _dask.train_batch(cosine, codebook.astype(np.float32), **_settings(), metric=1)
+    # in range: no error
+    _dask.quantization_error(da.from_array(data * 1e100, chunks=(25, DIM)), codebook).compute()
+
+
 def test_missing_values_of_a_dataframe_surface_on_compute():
     data, codebook = _data(40)
     frame = pd.DataFrame(data, columns=list("abcd"))
