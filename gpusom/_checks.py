@@ -236,7 +236,7 @@ SQUARED_REACH = 8.0
 
 
 def check_in_range(
-    array, dtype, what, metric="euclidean", *, cells=None, remedy=None, tiny=True, xp=np
+    array, dtype, what, metric="euclidean", *, cell_bounds=None, remedy=None, tiny=True, xp=np
 ):
     """Raise a ``ValueError`` when the distances of ``array``'s samples under ``metric`` do not fit
     ``dtype``'s arithmetic.
@@ -257,10 +257,11 @@ def check_in_range(
     what : str
         What ``array`` is; the subject of the messages.
     metric : {"euclidean", "cosine", "manhattan"}, default "euclidean"
-    cells : array of module ``xp``, shape (..., dim), optional
-        The vectors the samples are compared with, where they are known (analysis): their
-        bounds join ``array``'s. :data:`SQUARED_REACH` then also covers the rounding bound of
-        ``gpusom._bmu_search``, whose ``(|x| + |w|)^2`` reaches 4 squared diagonals.
+    cell_bounds : tuple of two arrays of module ``xp``, optional
+        :func:`feature_bounds` of the vectors the samples are compared with, where they are
+        known (analysis): they join ``array``'s. :data:`SQUARED_REACH` then also covers the
+        rounding bound of ``gpusom._bmu_search``, whose ``(|x| + |w|)^2`` reaches 4 squared
+        diagonals. A trained map reads its lattice's bounds once.
     remedy : str, optional
         The advice that ends the messages; default: ``dtype='float64'`` (unless ``dtype`` is
         float64) or ``normalize=True``.
@@ -276,10 +277,9 @@ def check_in_range(
     name = np.dtype(dtype).name
     if remedy is None:
         remedy = "use " + ("" if name == "float64" else "dtype='float64' or ") + "normalize=True"
-    highs, lows = _feature_bounds(array, xp)
-    if cells is not None:
-        cell_highs, cell_lows = _feature_bounds(cells.reshape(-1, cells.shape[-1]), xp)
-        highs, lows = xp.fmax(highs, cell_highs), xp.fmin(lows, cell_lows)
+    highs, lows = feature_bounds(array, xp)
+    if cell_bounds is not None:
+        highs, lows = xp.fmax(highs, cell_bounds[0]), xp.fmin(lows, cell_bounds[1])
     peak = max(float(xp.nanmax(highs)), -float(xp.nanmin(lows)))  # |x| without a copy
     if peak > limit:
         raise ValueError(
@@ -312,9 +312,11 @@ def check_in_range(
         )
 
 
-def _feature_bounds(array, xp):
-    """``(highs, lows)``: the largest and smallest value of each feature (column) of ``array`` as
-    float64, NaN (missing values) skipped; NaN for a feature with no present value."""
+def feature_bounds(array, xp=np):
+    """``(highs, lows)``: the largest and smallest value of each feature (last axis) of
+    ``array`` as float64, NaN (missing values) skipped; NaN for a feature with no present
+    value."""
+    array = array.reshape(-1, array.shape[-1])
     with warnings.catch_warnings():
         # numpy warns about such a feature; the sums of check_in_range leave its NaN out
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -323,8 +323,8 @@ def _chunk_sums(chunk, codebook, metric, per_feature):
     # empty partition of a DataFrame has no bounds.
     if chunk.shape[0]:
         _checks.check_in_range(
-            chunk, codebook.dtype, "the training data", METRIC_NAMES[metric], cells=codebook,
-            xp=engine.xp,
+            chunk, codebook.dtype, "the training data", METRIC_NAMES[metric],
+            cell_bounds=_checks.feature_bounds(codebook, engine.xp), xp=engine.xp,
         )  # fmt: skip
     # bmu_sums compares samples and codebook in one dtype, the codebook's: the training dtype
     chunk = chunk.astype(codebook.dtype, copy=False)
@@ -388,8 +388,9 @@ def _chunk_bmus(chunk, codebook, k, metric):
     codebook = engine.xp.asarray(codebook)
     # As gpusom.analysis._prepare checks data in memory, chunk by chunk here.
     _checks.check_in_range(
-        chunk, np.float64, "data with the lattice", METRIC_NAMES[metric], cells=codebook,
-        remedy=RANGE_REMEDY, tiny=False, xp=engine.xp,
+        chunk, np.float64, "data with the lattice", METRIC_NAMES[metric],
+        cell_bounds=_checks.feature_bounds(codebook, engine.xp), remedy=RANGE_REMEDY,
+        tiny=False, xp=engine.xp,
     )  # fmt: skip
     index, distance = engine.find_bmus(chunk, codebook, k, metric)
     return engine.to_numpy(index), engine.to_numpy(distance)

@@ -59,7 +59,7 @@ def _prepare(
         np.float64,
         f"{data_name} with the lattice",
         metric,
-        cells=lattice,
+        cell_bounds=_checks.feature_bounds(lattice, engine.xp),
         remedy=RANGE_REMEDY,
         tiny=False,
         xp=engine.xp,

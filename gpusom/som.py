@@ -434,6 +434,7 @@ class SOM(ParamsMixin):
         """Record a trained state (from a run or a model file), all learned attributes at once."""
         self.lattice_, self.lattice_device_ = lattice, None
         self._resident = {}  # the lattice on each analysis engine, uploaded once
+        self._bounds = {}  # and its per-feature bounds there, read once
         self.backend_, self.settings_ = backend, settings
         self.n_features_in_ = lattice.shape[2]
         if names is not None:
@@ -489,7 +490,7 @@ class SOM(ParamsMixin):
             np.float64,
             f"{name} with the lattice",
             self.settings_.get("metric", "euclidean"),
-            cells=self._lattice_on(engine),
+            cell_bounds=self._lattice_bounds(engine),
             remedy=analysis.RANGE_REMEDY,
             tiny=False,
             xp=engine.xp,
@@ -510,6 +511,13 @@ class SOM(ParamsMixin):
                 self.lattice_ if device is None else device, "lattice", 3
             )
         return self._resident[engine.name]
+
+    def _lattice_bounds(self, engine):
+        """``gpusom._checks.feature_bounds`` of the lattice on ``engine``, read once per trained
+        map: a prediction of one sample would otherwise read the whole lattice again."""
+        if engine.name not in self._bounds:
+            self._bounds[engine.name] = _checks.feature_bounds(self._lattice_on(engine), engine.xp)
+        return self._bounds[engine.name]
 
     def _lazy(self, X):
         """``(X, scaled X, codebook, metric, allow_nan)`` for the lazy ``gpusom._dask``
