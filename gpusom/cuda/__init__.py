@@ -196,9 +196,10 @@ class CUDAEngine(Engine):
             n_cells, largest = codebook.shape[1], int(blocks.max())
             self.check_memory(late.Scratch.bytes(largest, n_cells), "batched late steps")
             scratch = late.Scratch(largest, n_cells)
+            whole_run = steps(0, n_steps)  # the batched kernels index the run by step
         for start, stop, batched in late.stretches(blocks):
             if batched:
-                late.run_block(scratch, steps(0, n_steps), start, stop, threads)
+                late.run_block(scratch, whole_run, start, stop, threads)
             else:
                 driver(steps(start, stop), variant, threads, blocks_needed, shared)
         found = record.copy_to_host()
