@@ -317,41 +317,43 @@ def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cpu_head_distances_are_the_squared_distances_bit_for_bit(dtype):
-    """The head of the partial distance search, over all cells or chunk by chunk (the boxed
-    search's unsigned form for whole chunks of eight rows), sums as the general pass does."""
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 8, 13, 31])
+def test_cpu_chunk_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
+    """The boxed search's distances chunk by chunk (unsigned indices, no slices) and the
+    partial distance search's head pass (eight rows) sum as the whole map's pass does."""
     from gpusom.cpu.kernels import chunk_head_distances, head_distances, squared_distances
 
-    rows = 8  # the head of the partial distance search (PDS_HEAD_DIM)
     rng = np.random.default_rng(rows)
     head = rng.normal(size=(rows, 257)).astype(dtype)
     x = rng.normal(size=rows + 5).astype(dtype)
     expected, got, chunked = np.empty(257, dtype), np.empty(257, dtype), np.empty(257, dtype)
     njit(lambda h, x, out: squared_distances(h, x, out, None))(head, x, expected)
-    head_distances(head, x, got, 0, 257)
     for start in range(0, 257, 32):
         chunk_head_distances(head, x, chunked, start, min(start + 32, 257))
-    np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(chunked, expected)
-    np.testing.assert_allclose(got, ((head - x[:rows, None]) ** 2).sum(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(expected, ((head - x[:rows, None]) ** 2).sum(axis=0), rtol=1e-5)
+    if rows == 8:  # the head of the partial distance search (PDS_HEAD_DIM)
+        head_distances(head, x, got, 0, 257)
+        np.testing.assert_array_equal(got, expected)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     n_cells=st.integers(1, 150),
-    width=st.sampled_from([0, 3, 32]),
+    split_width=st.sampled_from([(8, 3), (8, 32), (1, 0), (3, 0), (4, 0), (6, 0), (8, 0), (31, 0)]),
     dtype=st.sampled_from([np.float32, np.float64]),
     seed=st.integers(0, 2**32 - 1),
     data=st.data(),
 )
-def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, width, dtype, seed, data):
-    """The partial distance search visits chunks of cells, skipping those whose bounding box is
-    farther than the best distance so far; any first guess and any boxes that hold (exact or
-    loosened) give the lowest-index argmin."""
+def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtype, seed, data):
+    """The BMU searches that skip cells: the partial distance search (a head of eight features
+    and a tail) and the boxed search, which also skips chunks whose bounding box is farther than
+    the best distance so far (with a tail, or over a head of every feature); any first guess and
+    any boxes that hold (exact or loosened) give the lowest-index argmin."""
     from gpusom.cpu import kernels
 
     rng = np.random.default_rng(seed)
-    head_rows = 8  # the head of the partial distance search (PDS_HEAD_DIM)
+    head_rows, width = split_width
     dim = head_rows + width
     # Cells at one of a few centres, in runs (as on an ordered map), a few of their features
     # moved: tight boxes that skip chunks. Small integers: every sum is exact, so equal partial,
@@ -365,9 +367,6 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, width, dtype, see
     expected = int(np.argmin(full))
     with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True):
         boxes = kernels.ChunkBoxes.where_they_pay(head, tail, dim)
-    assert (boxes is None) == (width == 0)  # no tail, no partial distance search
-    if boxes is None:
-        boxes = kernels.ChunkBoxes(n_cells, dim, dtype)
     n_chunks = boxes.bounds.shape[2]
     assert n_chunks == -(-n_cells // 32)
     kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state)
@@ -380,11 +379,13 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, width, dtype, see
         boxes.bounds[1] += rng.integers(0, 2, boxes.bounds[1].shape)
     guess = data.draw(st.integers(-1, n_cells - 1))
     partial, gaps = np.empty(n_cells, dtype), np.empty(n_chunks, dtype)
+    bmu, visited = kernels.boxed_argmin(head, tail, x, boxes.bounds, gaps, partial, guess)
+    assert bmu == expected
+    assert 1 <= visited <= n_chunks  # at least the chunk of the BMU
     if width:
-        assert kernels.boxed_argmin(head, tail, x, boxes.bounds, gaps, partial, guess) == expected
-    kernels.head_distances(head, x, partial, 0, n_cells)
-    first = int(np.argmin(partial)) if guess < 0 else guess
-    assert kernels.pruned_argmin(partial, tail, x[head_rows:], first) == expected
+        kernels.head_distances(head, x, partial, 0, n_cells)
+        first = int(np.argmin(partial)) if guess < 0 else guess
+        assert kernels.pruned_argmin(partial, tail, x[head_rows:], first) == expected
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -398,15 +399,16 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, width, dtype, see
         ("hexagonal", False, "triangle", 0.3, True),
     ],
 )
+@pytest.mark.parametrize("dim", [40, 3, 13])  # a head and a tail; every feature in the head
 def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
-    monkeypatch, rng, dtype, topology, is_torus, neighborhood, learning_rate, missing
+    monkeypatch, rng, dtype, topology, is_torus, neighborhood, learning_rate, missing, dim
 ):
     """Training with the chunks' bounding boxes (built, grown by every update, rebuilt) gives the
     BMUs of the oracle and the codebook of the search without boxes, bit for bit: rates above 1
     and the Mexican hat move cells away from the sample, missing values move some features."""
     from gpusom.cpu import kernels
 
-    rows, cols, dim, steps = 40, 40, 40, 600  # 1,600 cells: 50 chunks, rebuilt every 200 steps
+    rows, cols, steps = 40, 40, 600  # 1,600 cells: 50 chunks, rebuilt every 200 steps
     centres = rng.random((6, dim))
     data = centres[rng.integers(0, 6, 300)] + rng.normal(scale=0.05, size=(300, dim))
     data = data.astype(dtype)
@@ -425,12 +427,13 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     plain, plain_bmus = train_with(engine, codebook, data, *args)
     monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True)
     state = engine.to_device(codebook, data)
+    boxes = state[0].boxes
+    boxes.state[3] = 0  # visits cost nothing: no trial pauses the boxes
     nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
     boxed_bmus = engine.train_online(*state, *args[:6], nbh, 2.0, lattice, METRICS["euclidean"])
     boxed = engine.to_host(state[0], dim)
     np.testing.assert_array_equal(boxed_bmus, plain_bmus)
     np.testing.assert_array_equal(boxed, plain)
-    boxes = state[0].boxes
     assert boxes.state[0] == 1  # built, and after the last rebuild grown by every update:
     for c in range(50):  # every cell is in its chunk's box
         chunk = boxed[c * 32 : (c + 1) * 32]
@@ -438,6 +441,35 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
         assert (boxes.bounds[1, :, c] >= chunk.max(axis=0)).all()
     _, expected_bmus = naive.online_som(codebook, data, *args)
     np.testing.assert_array_equal(boxed_bmus, expected_bmus)
+
+
+@pytest.mark.parametrize("dim", [40, 13])
+@pytest.mark.parametrize(("visit_cost", "mode"), [(0, 1), (10**9, 2)])
+def test_cpu_box_trial_pauses_boxes_that_do_not_prune(monkeypatch, rng, dim, visit_cost, mode):
+    """After every build a trial counts the chunks the boxed search visits: where visiting them
+    would cost more than a pass over the map, the boxes pause until the next rebuild (mode 2),
+    and the run gives the plain search's BMUs and codebook, bit for bit."""
+    from gpusom.cpu import kernels
+
+    rows, cols, steps = 40, 40, 500  # rebuilt every 200 steps; trials of 16 steps
+    data = rng.random((300, dim)).astype(np.float32)
+    codebook = rng.random((rows * cols, dim)).astype(np.float32)
+    order = rng.integers(0, len(data), steps)
+    args = (order, np.full(steps, 1.2), np.full(steps, 0.3), rows, cols, False, "gaussian", 2.0)
+    engine = _backend.cpu_engine()
+    plain, plain_bmus = train_with(engine, codebook, data, *args, "rectangular")
+    monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True)
+    state = engine.to_device(codebook, data)
+    boxes = state[0].boxes
+    boxes.state[3] = visit_cost
+    nbh = NEIGHBORHOODS["gaussian"]
+    lattice = TOPOLOGIES["rectangular"]
+    bmus = engine.train_online(*state, *args[:6], nbh, 2.0, lattice, METRICS["euclidean"])
+    np.testing.assert_array_equal(bmus, plain_bmus)
+    np.testing.assert_array_equal(engine.to_host(state[0], dim), plain)
+    assert boxes.state[0] == mode
+    assert boxes.state[1] == steps - 401  # built after step 1, rebuilt after steps 201 and 401
+    assert boxes.state[2] > 0  # the trial visited chunks
 
 
 @settings(max_examples=60, deadline=None)
@@ -448,17 +480,19 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     neighborhood=st.sampled_from(sorted(NEIGHBORHOODS)),
     topology=st.sampled_from(sorted(TOPOLOGIES)),
     is_torus=st.booleans(),
+    dim=st.sampled_from([40, 3]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
-    rows, cols, sigma, neighborhood, topology, is_torus, seed
+    rows, cols, sigma, neighborhood, topology, is_torus, dim, seed
 ):
-    """grow_window_boxes covers the whole window of update_window, on both lattices and tori:
-    with a rate of 1 every cell of the window jumps to a sample far outside every box."""
+    """grow_window_boxes covers the whole window of update_window, on both lattices and tori,
+    with a tail and with every feature in the head: with a rate of 1 every cell of the window
+    jumps to a sample far outside every box."""
     from gpusom.cpu import Codebook, kernels
 
     rng = np.random.default_rng(seed)
-    dim, n_cells = 40, rows * cols
+    n_cells = rows * cols
     with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True):
         codebook = Codebook(rng.random((n_cells, dim)).astype(np.float32))
     head, tail, boxes = codebook.head, codebook.tail, codebook.boxes

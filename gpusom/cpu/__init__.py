@@ -20,8 +20,8 @@ class Codebook:
 
     ``tail`` holds features ``split:dim`` followed by zero columns up to a multiple of
     ``kernels.TAIL_LANES``; see ``gpusom.cpu.kernels`` for why the features are split.
-    ``boxes`` bound chunks of cells for the partial distance search (``kernels.ChunkBoxes``), or
-    are None where they do not pay.
+    ``boxes`` bound chunks of cells for the BMU search (``kernels.ChunkBoxes``), or are None
+    where they do not pay.
     """
 
     def __init__(self, codebook):
@@ -36,7 +36,7 @@ class Codebook:
 
 
 class Data:
-    """The internal samples, with each sample's last BMU (the partial distance search's guess,
+    """The internal samples, with each sample's last BMU (the pruned searches' first guess,
     ``-1`` until it is drawn) and whether it has missing (NaN) features."""
 
     def __init__(self, data, dtype):

@@ -17,7 +17,7 @@ never decreases a sum, so a cell whose partial distance already exceeds some cel
 cannot be (or tie) the argmin: the search is exact, the BMU the same as without pruning. On
 clustered data a handful of head features already rule out the cells of the other clusters. On
 large maps, bounding boxes of chunks of cells (``ChunkBoxes``) rule out most chunks before their
-head is read (:func:`boxed_argmin`).
+head is read (:func:`boxed_argmin`), with a tail or with every feature in the head.
 """
 
 import numpy as np
@@ -77,7 +77,33 @@ def squared_distances(head, x, out, search):
     search, benchmarks/RESULTS.md). With ``search=None`` numba compiles that out and the
     return value means nothing.
     """
-    n_rows, n_cells = head.shape
+    return cell_distances(head, x, out, search, None, head.shape[1])
+
+
+def _cell_index(base, n):
+    """Cell ``n`` from ``base`` (:func:`cell_distances`)."""
+    return n if base is None else base + np.uint64(n)
+
+
+@overload(_cell_index, inline="always")
+def _cell_index_jit(base, n):
+    if base is None or isinstance(base, types.NoneType):
+        return lambda base, n: n
+    return lambda base, n: base + np.uint64(n)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def cell_distances(head, x, out, search, base, count):
+    """:func:`squared_distances` of the ``count`` cells from ``base`` on: a ``np.uint64``, or
+    None for the whole map from cell 0.
+
+    A chunk's indices are unsigned and nothing is sliced: numba guards a signed index against
+    negative values and builds each slice with its own checks, which on a chunk of 32 cells cost
+    more than the arithmetic (benchmarks/RESULTS.md). The whole map's pass counts from zero
+    instead (numba prunes the branch on ``base=None``): unsigned indices made a small map's
+    search 15 % slower. Every cell's sum is the same expression in the same order either way.
+    """
+    n_rows = head.shape[0]
     first = n_rows % LANES
     best = NO_INDEX
     if search is not None:
@@ -86,41 +112,46 @@ def squared_distances(head, x, out, search):
     # are none, the first group of four; it initialises ``out``.
     if first == 1:
         w0, x0 = head[0], x[0]
-        for n in range(n_cells):
-            d0 = w0[n] - x0
-            out[n] = d0 * d0
+        for n in range(count):
+            i = _cell_index(base, n)
+            d0 = w0[i] - x0
+            out[i] = d0 * d0
             if search is not None:
-                best = min(best, packed_key(keys[n], n))
+                best = min(best, packed_key(keys[i], np.int64(i)))
     elif first == 2:
         w0, w1, x0, x1 = head[0], head[1], x[0], x[1]
-        for n in range(n_cells):
-            d0, d1 = w0[n] - x0, w1[n] - x1
-            out[n] = d0 * d0 + d1 * d1
+        for n in range(count):
+            i = _cell_index(base, n)
+            d0, d1 = w0[i] - x0, w1[i] - x1
+            out[i] = d0 * d0 + d1 * d1
             if search is not None:
-                best = min(best, packed_key(keys[n], n))
+                best = min(best, packed_key(keys[i], np.int64(i)))
     elif first == 3:
         w0, w1, w2, x0, x1, x2 = head[0], head[1], head[2], x[0], x[1], x[2]
-        for n in range(n_cells):
-            d0, d1, d2 = w0[n] - x0, w1[n] - x1, w2[n] - x2
-            out[n] = (d0 * d0 + d1 * d1) + d2 * d2
+        for n in range(count):
+            i = _cell_index(base, n)
+            d0, d1, d2 = w0[i] - x0, w1[i] - x1, w2[i] - x2
+            out[i] = (d0 * d0 + d1 * d1) + d2 * d2
             if search is not None:
-                best = min(best, packed_key(keys[n], n))
+                best = min(best, packed_key(keys[i], np.int64(i)))
     for k in range(first, n_rows, LANES):
         w0, w1, w2, w3 = head[k], head[k + 1], head[k + 2], head[k + 3]
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
         best = NO_INDEX  # only the last pass's minimum counts
         if k == 0:
-            for n in range(n_cells):
-                d0, d1, d2, d3 = w0[n] - x0, w1[n] - x1, w2[n] - x2, w3[n] - x3
-                out[n] = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+            for n in range(count):
+                i = _cell_index(base, n)
+                d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
+                out[i] = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
                 if search is not None:
-                    best = min(best, packed_key(keys[n], n))
+                    best = min(best, packed_key(keys[i], np.int64(i)))
         else:
-            for n in range(n_cells):
-                d0, d1, d2, d3 = w0[n] - x0, w1[n] - x1, w2[n] - x2, w3[n] - x3
-                out[n] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+            for n in range(count):
+                i = _cell_index(base, n)
+                d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
+                out[i] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
                 if search is not None:
-                    best = min(best, packed_key(keys[n], n))
+                    best = min(best, packed_key(keys[i], np.int64(i)))
     return best & INDEX_MASK
 
 
@@ -156,14 +187,18 @@ def head_distances(head, x, out, start, stop):
 
 @njit(cache=True, fastmath=FASTMATH)
 def chunk_head_distances(head, x, out, start, stop):
-    """:func:`head_distances` of the cells ``start`` to ``stop``, for one chunk of the boxed
-    search (:func:`boxed_argmin`): a whole chunk takes unsigned indices and no slices. numba
-    guards a signed index against negative values and builds each slice with its own checks;
-    over a chunk of 32 cells that cost 60 ns, three times the arithmetic
-    (benchmarks/RESULTS.md). The same sums in the same order as :func:`head_distances`.
+    """:func:`squared_distances` of the cells ``start`` to ``stop`` over the ``head``
+    features, for one chunk of the boxed search (:func:`boxed_argmin`), the same sums in the
+    same order.
+
+    A whole chunk of a head of eight features (``PDS_HEAD_DIM``) takes one pass like
+    :func:`head_distances`; other heads (every feature, below ``PDS_MIN_DIM``) and the last,
+    short chunk take :func:`cell_distances`. Both index without slices: numba guards a signed
+    index against negative values and builds each slice with its own checks; over a chunk of 32
+    cells that cost 60 ns, three times the arithmetic (benchmarks/RESULTS.md).
     """
-    if stop - start != PRUNE_CHUNK:
-        head_distances(head, x, out, start, stop)
+    if head.shape[0] != PDS_HEAD_DIM or stop - start != PRUNE_CHUNK:
+        cell_distances(head, x, out, None, np.uint64(start), stop - start)
         return
     base = np.uint64(start)
     x0, x1, x2, x3, x4, x5, x6, x7 = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
@@ -195,6 +230,15 @@ def _nearest_cell_jit(head, x, out):
         return argmin_first(out)
 
     return nearest
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def chunk_nearest_cell(head, x, out, start, stop):
+    """The lowest-index argmin of the cells ``start`` to ``stop`` by their distances over the
+    ``head`` (:func:`cell_distances`, into ``out``): one chunk of the boxed search when every
+    feature is in the head."""
+    cell_distances(head, x, out, None, np.uint64(start), stop - start)
+    return start + argmin_first(out[start:stop])
 
 
 def argmin_first(distances):
@@ -259,21 +303,36 @@ BOX_BUILD_SHARE = 32.0
 #: (benchmarks/RESULTS.md).
 BOX_REBUILD_RATE = 8
 
+#: Every build starts a trial of ``n_cells / BOX_TRIAL_RATE`` steps (at least
+#: ``BOX_MIN_TRIAL_STEPS``). Boxes that let so many chunks through in it that visiting them
+#: costs more than one pass over the map's head pause until the next rebuild, which starts a
+#: new trial: where the map cannot order the data (uniform features in 8 to 31 dimensions)
+#: most boxes are near every sample. A visited chunk costs about as much as reading
+#: ``BOX_VISIT_COST`` features more than its cells' head: 58-78 ns for 32 cells of 3-8
+#: features, against 6-15 ns for the same cells within one pass over the map, and the boxes'
+#: upkeep on top (benchmarks/RESULTS.md). A trial costs at most a 32nd of the steps between
+#: rebuilds.
+BOX_TRIAL_RATE = 256
+BOX_MIN_TRIAL_STEPS = 16
+BOX_VISIT_COST = 1000
+
 #: Boxes need a head pass of at least this many bytes: one that sits in the first caches costs
 #: too little to save (a 60x60 map on 32 features ran 15 % slower with boxes).
 BOX_MIN_HEAD_BYTES = 256 * 1024
 
 
 def boxes_pay(n_cells, dim, itemsize):
-    """Whether ``ChunkBoxes`` should serve the partial distance search of a map.
+    """Whether ``ChunkBoxes`` should serve the BMU search of a map.
 
-    Without boxes, a step reads ``PDS_HEAD_DIM`` head features of every cell; with them,
-    ``dim`` features of every chunk's box, then the head and tail of the few chunks whose box
-    is near (about 7 % of them on the large lattice). Boxes are taken when the head pass is
-    large enough to be worth saving (``BOX_MIN_HEAD_BYTES``) and the box pass reads at most a
-    quarter of its features (``dim`` at most 64 for chunks of 32 cells and a head of 8).
+    Without boxes, a step reads the ``split_dim(dim)`` head features of every cell (all
+    features below ``PDS_MIN_DIM``, else the partial distance search's head); with them, ``dim``
+    features of every chunk's box, then the head and tail of the few chunks whose box is near
+    (about 7 % of them on the large lattice). Boxes are taken when the head pass is large enough
+    to be worth saving (``BOX_MIN_HEAD_BYTES``) and the box pass reads at most a quarter of its
+    features (always so without a tail; ``dim`` at most 64 for chunks of 32 cells and a head of
+    8).
     """
-    head_features = PDS_HEAD_DIM * n_cells
+    head_features = split_dim(dim) * n_cells
     box_features = -(-n_cells // PRUNE_CHUNK) * dim
     return head_features * itemsize >= BOX_MIN_HEAD_BYTES and 4 * box_features <= head_features
 
@@ -284,24 +343,26 @@ class ChunkBoxes:
     ``bounds[0, k, c]``/``bounds[1, k, c]``: the smallest and largest feature ``k`` over the
     cells of chunk ``c`` (cells ``c * PRUNE_CHUNK`` on), ``dim`` features by ``n_chunks``, so a
     sample's distance to every box is a pass vectorised across chunks. ``state``: whether the
-    boxes hold (``state[0]``, 0 until first built) and the steps since they were last built.
-    While they hold, they grow after every update to take in the cells it moved
-    (:func:`grow_window_boxes`), so they keep holding but loosen, and :func:`build_boxes` makes
-    them exact again. ``scratch`` serves :func:`_grow_boxes`.
+    boxes serve the search (``state[0]``: 0 until first built, 1 while they hold, 2 while a
+    trial has paused them, ``BOX_TRIAL_RATE``), the steps since they were last built, the
+    chunks the search has visited since and what a visit costs in features read
+    (``BOX_VISIT_COST`` plus a chunk's head). While they hold, they grow after every update to
+    take in the cells it moved (:func:`grow_window_boxes`), so they keep holding but loosen, and
+    :func:`build_boxes` makes them exact again. ``scratch`` serves :func:`_grow_boxes`.
     """
 
     def __init__(self, n_cells, dim, dtype):
         n_chunks = -(-n_cells // PRUNE_CHUNK)
         self.bounds = np.empty((2, dim, n_chunks), dtype)
         self.scratch = np.empty((2, dim), dtype)
-        self.state = np.zeros(2, np.int64)
+        visit_cost = BOX_VISIT_COST + PRUNE_CHUNK * split_dim(dim)
+        self.state = np.array([0, 0, 0, visit_cost], np.int64)
 
     @classmethod
     def where_they_pay(cls, head, tail, dim):
-        """The boxes of a split codebook; None where they do not pay (:func:`boxes_pay`) or
-        there is no tail (no partial distance search)."""
+        """The boxes of a split codebook; None where they do not pay (:func:`boxes_pay`)."""
         n_cells = head.shape[1]
-        if tail.shape[1] and boxes_pay(n_cells, dim, head.itemsize):
+        if boxes_pay(n_cells, dim, head.itemsize):
             return cls(n_cells, dim, head.dtype)
         return None
 
@@ -332,7 +393,7 @@ def build_boxes(head, tail, boxes, scratch, state):
             feature = head[k, start] if k < split else tail[start, k - split]
             boxes[0, k, c] = boxes[1, k, c] = feature
         _grow_boxes(head, tail, start, stop, boxes, scratch)
-    state[0], state[1] = 1, 0
+    state[0], state[1], state[2] = 1, 0, 0
 
 
 # Compiled once and called: inlined into both callers it doubled their compile time (2-3 s
@@ -345,9 +406,9 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch):
     width = boxes.shape[1] - split
     low, high = boxes[0], boxes[1]
     tail_low, tail_high = scratch[0, :width], scratch[1, :width]
-    start = first
-    while start < stop:
-        c = start // PRUNE_CHUNK
+    end = first
+    while end < stop:
+        start, c = end, end // PRUNE_CHUNK
         end = min(stop, (c + 1) * PRUNE_CHUNK)
         for k in range(split):
             cells = head[k, start:end]
@@ -355,6 +416,8 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch):
             for n in range(cells.size):
                 lo, hi = min(lo, cells[n]), max(hi, cells[n])
             low[k, c], high[k, c] = lo, hi
+        if width == 0:
+            continue  # every feature in the head: no row slices to build
         # tail rows are contiguous per cell: the minima and maxima run across features
         # (element loops: numba compiles strided slice assignments slowly)
         for k in range(width):
@@ -365,7 +428,6 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch):
                 tail_low[k], tail_high[k] = min(tail_low[k], row[k]), max(tail_high[k], row[k])
         for k in range(width):
             low[split + k, c], high[split + k, c] = tail_low[k], tail_high[k]
-        start = end
 
 
 @njit(fastmath=FASTMATH, inline="always")
@@ -420,7 +482,10 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
     ``(dim + 4) eps`` of its exact value (plus underflow, below ``dim`` times the smallest
     normal), so a chunk is skipped only when its box distance exceeds ``best`` by more than
     that: the search stays exact. The first bound is the sample's last BMU ``guess`` or, when
-    it is ``-1``, the cell with the smallest partial distance in the nearest box.
+    it is ``-1``, the cell with the smallest partial distance in the nearest box. Without a
+    tail every feature is in the head and a chunk's argmin is its nearest cell.
+
+    Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not rule them out.
     """
     split, n_cells = head.shape
     x_tail = x[split:]
@@ -438,14 +503,21 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
         chunk_head_distances(head, x, partial, start, min(start + PRUNE_CHUNK, n_cells))
     best_n = guess
     best = partial[guess] + tail_distance(tail[guess], x_tail)
+    visited = 0
     for c in range(bounds.size):
         if bounds[c] * margin > best + floor:
             continue
+        visited += 1
         start = c * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        chunk_head_distances(head, x, partial, start, stop)
-        best, best_n = _chunk_argmin(partial[start:stop], tail, x_tail, start, best, best_n)
-    return best_n
+        if tail.shape[1] == 0:
+            n = chunk_nearest_cell(head, x, partial, start, stop)
+            if partial[n] < best or (partial[n] == best and n < best_n):
+                best, best_n = partial[n], n
+        else:
+            chunk_head_distances(head, x, partial, start, stop)
+            best, best_n = _chunk_argmin(partial[start:stop], tail, x_tail, start, best, best_n)
+    return best_n, visited
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -783,6 +855,7 @@ def train_online(
     else:
         chunk_gaps = np.empty(0, dtype)
     n_cells = head.shape[1]
+    trial_steps = max(BOX_MIN_TRIAL_STEPS, n_cells // BOX_TRIAL_RATE)
     for t in range(order.size):
         sample = order[t]
         # Element by element: an array slice assignment compiles numba's shape-mismatch error
@@ -800,12 +873,13 @@ def train_online(
         if missing is not None and (masked or metric != EUCLIDEAN):
             metric_distances(head, tail, x, present, metric, norms, distances)
             bmu = argmin_first(distances)
-        elif tail.shape[1] == 0:
-            bmu = nearest_cell(head, x, distances)
         else:
             guess = guesses[sample]
             if boxes is not None and boxes[2][0] == 1:
-                bmu = boxed_argmin(head, tail, x, boxes[0], chunk_gaps, distances, guess)
+                bmu, visited = boxed_argmin(head, tail, x, boxes[0], chunk_gaps, distances, guess)
+                boxes[2][2] += visited
+            elif tail.shape[1] == 0:
+                bmu = nearest_cell(head, x, distances)
             else:
                 head_distances(head, x, distances, 0, distances.size)
                 if guess < 0:
@@ -840,19 +914,21 @@ def train_online(
         if boxes is not None:
             bounds, scratch, state = boxes[0], boxes[1], boxes[2]
             state[1] += 1
-            if state[0] == 1:
-                # a rebuild takes in the moved cells itself
-                if state[1] * BOX_REBUILD_RATE >= n_cells:
+            if state[0] == 0:
+                reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
+                if BOX_BUILD_SHARE * reach * reach <= n_cells:
                     build_boxes(head, tail, bounds, scratch, state)
+            elif state[1] * BOX_REBUILD_RATE >= n_cells:
+                # takes in the moved cells itself, and ends a pause with a new trial
+                build_boxes(head, tail, bounds, scratch, state)
+            elif state[0] == 1:
+                if state[1] == trial_steps and state[2] * state[3] > trial_steps * n_cells * split:
+                    state[0] = 2  # paused: not grown, rebuilt before the next use
                 else:
                     grow_window_boxes(
                         head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood,
                         truncate, lattice, bounds, scratch, runs,
                     )  # fmt: skip
-            else:
-                reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
-                if BOX_BUILD_SHARE * reach * reach <= n_cells:
-                    build_boxes(head, tail, bounds, scratch, state)
 
 
 #: Scores are scanned in chunks of this many cells: a chunk whose smallest score is above the
