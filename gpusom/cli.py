@@ -326,6 +326,20 @@ def build_parser():
     return parser
 
 
+def _check_options_before_command(parser, argv):
+    """Report options before the command that ``gpusom`` does not take. argparse would hand the
+    command its arguments first, and ``gpusom -x train`` would blame train's missing ones."""
+    known = set(parser._option_string_actions)
+    unknown = []
+    for arg in argv:
+        if not arg.startswith("-"):
+            break  # the command: its own parser takes the rest
+        if arg.split("=")[0] not in known:
+            unknown.append(arg)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+
+
 def main(argv=None):
     """Run the ``gpusom`` command line; returns the exit status.
 
@@ -341,6 +355,7 @@ def main(argv=None):
     """
     try:
         parser = build_parser()
+        _check_options_before_command(parser, sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         if args.command is None:
             parser.error("the following arguments are required: COMMAND")

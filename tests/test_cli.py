@@ -180,6 +180,7 @@ BAD_INPUTS = {
     ),
     "no command": ([], "COMMAND"),
     "unknown option without a command": (["--bogus"], "unrecognized arguments: --bogus"),
+    "unknown option before a command": (["-x", "train"], "unrecognized arguments: -x"),
     "csv as a model": (["project", "data.csv", "data.csv", "--out", "c.csv"], "not an .npz"),
     "missing model": (["project", "nothing.npz", "data.csv", "--out", "c.csv"], "nothing.npz"),
     "wrong feature count": (
