@@ -232,15 +232,6 @@ def _nearest_cell_jit(head, x, out):
     return nearest
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def chunk_nearest_cell(head, x, out, start, stop):
-    """The lowest-index argmin of the cells ``start`` to ``stop`` by their distances over the
-    ``head`` (:func:`cell_distances`, into ``out``): one chunk of the boxed search when every
-    feature is in the head."""
-    cell_distances(head, x, out, None, np.uint64(start), stop - start)
-    return start + argmin_first(out[start:stop])
-
-
 def argmin_first(distances):
     """Index of the smallest non-negative distance, the lowest index on ties."""
     return int(np.argmin(distances))
@@ -308,10 +299,11 @@ BOX_REBUILD_RATE = 8
 #: costs more than one pass over the map's head pause until the next rebuild, which starts a
 #: new trial: where the map cannot order the data (uniform features in 8 to 31 dimensions)
 #: most boxes are near every sample. A visited chunk costs about as much as reading
-#: ``BOX_VISIT_COST`` features more than its cells' head: 58-78 ns for 32 cells of 3-8
-#: features, against 6-15 ns for the same cells within one pass over the map, and the boxes'
-#: upkeep on top (benchmarks/RESULTS.md). A trial costs at most a 32nd of the steps between
-#: rebuilds.
+#: ``BOX_VISIT_COST`` features more than its cells' head: its distances and argmin take 60-90 ns
+#: for 32 cells of 3-8 features, against 6-15 ns for the same cells within one pass over the
+#: map, and the boxes' upkeep comes on top; at this value the trial pauses the boxes on the
+#: uniform maps where they lost (benchmarks/RESULTS.md). A trial costs at most a 32nd of the
+#: steps between rebuilds.
 BOX_TRIAL_RATE = 256
 BOX_MIN_TRIAL_STEPS = 16
 BOX_VISIT_COST = 1000
@@ -483,7 +475,7 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
     normal), so a chunk is skipped only when its box distance exceeds ``best`` by more than
     that: the search stays exact. The first bound is the sample's last BMU ``guess`` or, when
     it is ``-1``, the cell with the smallest partial distance in the nearest box. Without a
-    tail every feature is in the head and a chunk's argmin is its nearest cell.
+    tail every feature is in the head: the partial distances are the full ones.
 
     Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not rule them out.
     """
@@ -510,13 +502,8 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
         visited += 1
         start = c * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        if tail.shape[1] == 0:
-            n = chunk_nearest_cell(head, x, partial, start, stop)
-            if partial[n] < best or (partial[n] == best and n < best_n):
-                best, best_n = partial[n], n
-        else:
-            chunk_head_distances(head, x, partial, start, stop)
-            best, best_n = _chunk_argmin(partial[start:stop], tail, x_tail, start, best, best_n)
+        chunk_head_distances(head, x, partial, start, stop)
+        best, best_n = _chunk_argmin(partial[start:stop], tail, x_tail, start, best, best_n)
     return best_n, visited
 
 
