@@ -19,6 +19,8 @@ Workloads (all data from fixed seeds, float64):
   (``default_rng(1)``).
 - ``L``: the large lattice, 20,000 samples of 32-d clustered data (same generator), 200x200
   lattice (more cells than samples), 50,000 iterations (plane); not in the default set.
+- ``L8``: the same at 8 features (``clustered(20_000, dim=8)``), where every feature is in the
+  head of gpusom's CPU search; not in the default set.
 - ``c``: projection, the BMUs of 100,000 samples (``clustered``, sample seed 2) on a 40x40x64
   lattice made of 1,600 further samples of the same clusters (sample seed 3), i.e. a "sample"
   initialised map. gpusom.find_bmus against a plain numpy reference (squared-norm trick and
@@ -86,10 +88,12 @@ WORKLOADS = {
     "b": {"kind": "train", "shape": (40, 40), "iterations": 100_000, "torus": False},
     # the large lattice: more cells than samples, a 5 MB float32 codebook read every step
     "L": {"kind": "train", "shape": (200, 200), "iterations": 50_000, "torus": False},
+    # the same lattice at 8 features: every feature in the head, the boxed search without a tail
+    "L8": {"kind": "train", "shape": (200, 200), "iterations": 50_000, "torus": False},
     "c": {"kind": "project", "shape": (40, 40), "n": 100_000},
 }
 ALIASES = {"a": ["a-plane", "a-torus"]}
-DEFAULT_REPEAT = {"a-plane": 3, "a-torus": 3, "b": 1, "L": 1, "c": 1}
+DEFAULT_REPEAT = {"a-plane": 3, "a-torus": 3, "b": 1, "L": 1, "L8": 1, "c": 1}
 TRAIN_LIBS = ["gpusom", "numbasom", "minisom", "minisom-default"]
 PROJECT_LIBS = ["gpusom", "numpy", "numbasom", "minisom"]
 
@@ -117,6 +121,8 @@ def workload_data(name):
         return clustered(10_000, sample_seed=1), None
     if name == "L":
         return clustered(20_000, dim=32, sample_seed=1), None
+    if name == "L8":
+        return clustered(20_000, dim=8, sample_seed=1), None
     rows, cols = WORKLOADS["c"]["shape"]
     lattice = clustered(rows * cols, sample_seed=3).reshape(rows, cols, -1)
     return clustered(WORKLOADS["c"]["n"], sample_seed=2), lattice
@@ -515,7 +521,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--workloads",
         default="a,b,c",
-        help="comma list of a (= a-plane,a-torus), a-plane, a-torus, b, L, c",
+        help="comma list of a (= a-plane,a-torus), a-plane, a-torus, b, L, L8, c",
     )
     parser.add_argument(
         "--libs",
