@@ -6,21 +6,8 @@ The file itself (an ``.npz`` archive with a versioned JSON header, written atomi
 
 import numpy as np
 
-from . import _checks
-from ._math import METRICS, NAN_POLICIES, NEIGHBORHOODS, TOPOLOGIES
-from .schedules import ALGORITHMS, DTYPES, INITS
-
-#: The settings that name an option, and the options each may name: a file that names another
-#: is refused on load, not at its first use.
-CHOICES = {
-    "algorithm": ALGORITHMS,
-    "dtype": DTYPES,
-    "init": INITS,
-    "metric": METRICS,
-    "nan_policy": NAN_POLICIES,
-    "neighborhood": NEIGHBORHOODS,
-    "topology": TOPOLOGIES,
-}
+from . import _checks, schedules
+from .schedules import DTYPES
 
 
 def model_contents(som):
@@ -57,10 +44,7 @@ def restore(cls, header, arrays):
     params = dict(header["params"])
     params["som_size"] = tuple(params["som_size"])
     som = cls(**params)
-    settings = dict(header["settings"])
-    for key, choices in CHOICES.items():
-        if key in settings:
-            _checks.as_choice(settings[key], f"the setting {key}", choices)
+    settings = _checked_settings(header["settings"])
     lattice = _checks.as_lattice(arrays["lattice"], "the lattice")
     if lattice.shape[:2] != (settings["rows"], settings["cols"]) or lattice.dtype != np.dtype(
         DTYPES[settings["dtype"]]
@@ -72,8 +56,14 @@ def restore(cls, header, arrays):
         raise ValueError(f"position {steps_done} of {total} steps is impossible")
     dim = lattice.shape[2]
     data_min, data_range = arrays.get("data_min"), arrays.get("data_range")
-    if data_min is not None and (data_min.shape, data_range.shape) != ((dim,), (dim,)):
-        raise ValueError("the normalisation does not match the lattice's features")
+    if data_min is not None:
+        if (data_min.shape, data_range.shape) != ((dim,), (dim,)):
+            raise ValueError("the normalisation does not match the lattice's features")
+        if (
+            not (np.isfinite(data_min).all() and np.isfinite(data_range).all())
+            or (data_range < 0).any()
+        ):
+            raise ValueError("the normalisation holds a non-finite minimum or a negative range")
     names = header["feature_names_in"]
     if names is not None and len(names) != dim:
         raise ValueError(f"{len(names)} feature names for a lattice of {dim} features")
@@ -89,11 +79,32 @@ def restore(cls, header, arrays):
     return som
 
 
+def _checked_settings(settings):
+    """A model file's run settings, checked as the constructor's parameters are when a run
+    starts (``schedules.settings``): a missing, unknown or out-of-range setting is an error."""
+    settings = dict(settings)
+    try:
+        params = {**settings, "som_size": (settings["rows"], settings["cols"])}
+        checked = schedules.settings(params, 0)
+    except KeyError as exc:
+        raise ValueError(f"the setting {exc.args[0]} is missing") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"its settings: {exc}") from None
+    if checked != settings:
+        wrong = sorted(key for key in settings.keys() | checked.keys() if
+                       settings.get(key) != checked.get(key))  # fmt: skip
+        raise ValueError(f"the settings {', '.join(wrong)} are not a run's settings")
+    return settings
+
+
 def _generator(state):
     """A numpy Generator in the stored ``bit_generator.state``."""
     bit_generator = getattr(np.random, str(state["bit_generator"]), None)
     if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
         raise ValueError(f"unknown bit generator {state['bit_generator']!r}")
     rng = np.random.Generator(bit_generator())
-    rng.bit_generator.state = state
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"the sample order state is damaged ({exc})") from None
     return rng

@@ -2,9 +2,11 @@
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 import zipfile
 import zlib
+from io import BytesIO
 
 import numpy as np
 
@@ -23,8 +25,17 @@ def _npy_path(filename):
     return path if path.endswith(".npy") else path + ".npy"
 
 
+def _named(path):
+    """``path`` as a string; a ``ValueError`` when it is empty."""
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("the file name is empty; give a path to write")
+    return path
+
+
 def check_writable(path):
     """The directory of ``path``; raises unless that directory exists and ``path`` is not one."""
+    path = _named(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot write {path}: there is no directory {directory}")
@@ -37,16 +48,37 @@ def _atomic_write(path, write):
     """Call ``write(stream)`` on a temporary file beside ``path``, then rename it into place.
 
     The rename is atomic, so ``path`` holds either its old content or the complete new file; on
-    any failure (including KeyboardInterrupt) the temporary file is removed.
+    any failure (including KeyboardInterrupt) the temporary file is removed. A symbolic link is
+    followed (its target gets the new file, the link stays), and the file keeps the mode of the
+    one it replaces, or gets the umask's default as ``open`` would give it. A path that is not a
+    regular file (``/dev/stdout``, a pipe) is written in place: it cannot be renamed over.
     """
-    directory = check_writable(path)
-    handle, temp_path = tempfile.mkstemp(dir=directory, prefix=".gpusom-", suffix=".tmp")
+    check_writable(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        # Built in memory first: the zip writer seeks, which a device or pipe cannot
+        buffer = BytesIO()
+        write(buffer)
+        with open(path, "wb") as stream:
+            stream.write(buffer.getbuffer())
+        return
+    target = os.path.realpath(path)
+    directory = check_writable(target)
+    while True:
+        temp_path = os.path.join(directory, f".gpusom-{secrets.token_hex(8)}.tmp")
+        try:
+            # 0o666 less the umask, as open() creates files (mkstemp would make it private)
+            handle = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(handle, "wb") as stream:
+            if os.path.exists(target):
+                os.fchmod(stream.fileno(), stat.S_IMODE(os.stat(target).st_mode))
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temp_path, path)
+        os.replace(temp_path, target)
     except BaseException:
         os.unlink(temp_path)
         raise
@@ -71,7 +103,7 @@ def save_lattice(lattice, filename, *, verbose=True):
         The path written.
     """
     lattice = _checks.as_lattice(lattice)
-    path = _npy_path(filename)
+    path = _npy_path(_named(filename))  # checked before the suffix: "" would become ".npy"
     _atomic_write(path, lambda stream: np.save(stream, lattice, allow_pickle=False))
     if verbose:
         print(f"SOM lattice saved at {path}")
@@ -112,10 +144,11 @@ def load_lattice(filename, *, verbose=True):
 
 
 def _json_value(value):
-    """JSON for the numpy values a header may hold; a Generator seed is not stored (None)."""
+    """JSON for the numpy values a header may hold; a seed with a state (a Generator,
+    SeedSequence or BitGenerator) is not stored (None): the run's own state is."""
     if isinstance(value, np.generic | np.ndarray):
         return value.tolist()
-    if isinstance(value, np.random.Generator):
+    if isinstance(value, np.random.Generator | np.random.SeedSequence | np.random.BitGenerator):
         return None
     raise TypeError(f"cannot store {type(value).__name__} {value!r} in a model file")
 

@@ -1,6 +1,7 @@
 """Saving, loading and pictures."""
 
 import os
+import stat
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -49,6 +50,41 @@ def test_saving_onto_a_directory_is_a_clear_error(rng, tmp_path):
     with pytest.raises(IsADirectoryError, match=r"map\.npy: it is a directory"):
         save_lattice(rng.random((2, 2, 2)), tmp_path / "map", verbose=False)
     assert os.listdir(tmp_path) == ["map.npy"]  # no temporary file left beside it
+
+
+def test_saving_through_a_link_writes_its_target_and_keeps_the_link(rng, tmp_path):
+    save_lattice(rng.random((2, 2, 2)), tmp_path / "v1.npy", verbose=False)
+    (tmp_path / "current.npy").symlink_to("v1.npy")
+    lattice = rng.random((2, 2, 2))
+    save_lattice(lattice, tmp_path / "current.npy", verbose=False)
+    assert (tmp_path / "current.npy").is_symlink()
+    np.testing.assert_array_equal(load_lattice(tmp_path / "v1.npy", verbose=False), lattice)
+    assert sorted(os.listdir(tmp_path)) == ["current.npy", "v1.npy"]
+
+
+def test_a_saved_file_has_the_umask_mode_or_the_mode_of_the_file_it_replaces(rng, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        save_lattice(rng.random((2, 2, 2)), tmp_path / "map.npy", verbose=False)
+        assert stat.S_IMODE(os.stat(tmp_path / "map.npy").st_mode) == 0o644
+        os.chmod(tmp_path / "map.npy", 0o640)
+        save_lattice(rng.random((2, 2, 2)), tmp_path / "map.npy", verbose=False)
+        assert stat.S_IMODE(os.stat(tmp_path / "map.npy").st_mode) == 0o640
+    finally:
+        os.umask(umask)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_saving_to_a_device_writes_in_place(rng):
+    save_lattice(rng.random((2, 2, 2)), "/dev/null", verbose=False)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_an_empty_file_name_is_a_clear_error(rng, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="the file name is empty"):
+        save_lattice(rng.random((2, 2, 2)), "", verbose=False)
+    assert os.listdir(tmp_path) == []  # no ".npy" written
 
 
 @pytest.mark.parametrize(

@@ -44,12 +44,13 @@ def test_round_trip_keeps_everything(tmp_path, data):
     assert os.listdir(tmp_path) == ["model.npz"]
 
 
-def test_generator_seed_is_stored_as_none_and_the_run_still_resumes(tmp_path, data):
-    som = SOM((3, 3), seed=np.random.default_rng(1), verbose=False)
+@pytest.mark.parametrize("seed", [np.random.default_rng, np.random.SeedSequence, np.random.PCG64])
+def test_a_seed_with_a_state_is_stored_as_none_and_the_run_still_resumes(tmp_path, data, seed):
+    som = SOM((3, 3), seed=seed(1), verbose=False)
     som.train(data, 300, until=100)
     loaded = SOM.load(som.save(tmp_path / "m.npz"))
     assert loaded.seed is None
-    again = SOM((3, 3), seed=np.random.default_rng(1), verbose=False).train(data, 300)
+    again = SOM((3, 3), seed=seed(1), verbose=False).train(data, 300)
     np.testing.assert_array_equal(loaded.train(data, 300, resume=True), again)
 
 
@@ -136,6 +137,26 @@ def test_bad_files_give_clear_errors(tmp_path, data):
     write_archive(tmp_path / "metric.npz", metric, lattice=np.load(good)["lattice"])
     names = {**header, "feature_names_in": ["a"]}
     write_archive(tmp_path / "names.npz", names, lattice=np.load(good)["lattice"])
+    settings = header["settings"]
+    damaged = {
+        "no_metric": {k: v for k, v in settings.items() if k != "metric"},
+        "nan_sigma": {**settings, "sigma": float("nan")},
+        "negative_sigma": {**settings, "sigma": -1.0},
+        "no_truncate": {**settings, "truncate": 0},
+        "extra": {**settings, "radius": 2},
+    }
+    for name, bad_settings in damaged.items():
+        write_archive(tmp_path / f"{name}.npz", {**header, "settings": bad_settings},
+                      lattice=np.load(good)["lattice"])  # fmt: skip
+    state = {**header["sample_order_state"], "state": {"state": -5, "inc": 1}}
+    write_archive(tmp_path / "state.npz", {**header, "sample_order_state": state},
+                  lattice=np.load(good)["lattice"])  # fmt: skip
+    scaled = SOM((5, 6), num_iterations=500, normalize=True, seed=4, verbose=False).fit(data)
+    scaled.save(tmp_path / "scaled.npz")
+    scaled_header = json.loads(str(np.load(tmp_path / "scaled.npz")["header"]))
+    for name, span in {"nan_range": np.nan, "negative_range": -1.0}.items():
+        write_archive(tmp_path / f"{name}.npz", scaled_header, lattice=scaled.lattice_,
+                      data_min=scaled.data_min_, data_range=np.full(3, span))  # fmt: skip
     cases = {
         "truncated.npz": "not a readable gpusom model file",
         "text.npz": "not an .npz archive",
@@ -144,7 +165,15 @@ def test_bad_files_give_clear_errors(tmp_path, data):
         "v2.npz": "format version 2; this gpusom reads version 1 only",
         "other.npz": f"no {MODEL_FORMAT!r} header",
         "broken.npz": "not a valid gpusom model: position 9 of 3",
-        "metric.npz": "not a valid gpusom model: the setting metric must be one of",
+        "metric.npz": "not a valid gpusom model: its settings: metric must be one of",
+        "no_metric.npz": "the setting metric is missing",
+        "nan_sigma.npz": "its settings: sigma must be",
+        "negative_sigma.npz": "its settings: sigma must be",
+        "no_truncate.npz": "its settings: truncate must be",
+        "extra.npz": "the settings radius are not a run's settings",
+        "state.npz": "the sample order state is damaged",
+        "nan_range.npz": "the normalisation holds a non-finite minimum or a negative range",
+        "negative_range.npz": "the normalisation holds a non-finite minimum or a negative range",
         "names.npz": "not a valid gpusom model: 1 feature names for a lattice of 3 features",
     }
     for name, words in cases.items():
