@@ -235,8 +235,25 @@ def as_labels(labels, n_samples, name="additional_list", per="sample", of="data"
 SQUARED_REACH = 8.0
 
 
+#: The fewest steps of the training dtype's spacing a feature's spread may take. Late in
+#: training a step moves a cell by ``learning_rate_end`` (0.005) times its distance to the sample,
+#: often a tenth of the spread: with 1,024 steps that is about half a step, so with fewer the
+#: codebook stops following the data in that feature, and the data's own values collapse
+#: (timestamps of one minute around 1.7e9 are one float32 value).
+MIN_RESOLUTION_STEPS = 1024
+
+
 def check_in_range(
-    array, dtype, what, metric="euclidean", *, cell_bounds=None, remedy=None, tiny=True, xp=np
+    array,
+    dtype,
+    what,
+    metric="euclidean",
+    *,
+    cell_bounds=None,
+    remedy=None,
+    tiny=True,
+    resolution=False,
+    xp=np,
 ):
     """Raise a ``ValueError`` when the distances of ``array``'s samples under ``metric`` do not fit
     ``dtype``'s arithmetic.
@@ -269,6 +286,10 @@ def check_in_range(
         Refuse values all so small that their squared differences underflow: training would
         learn nothing from them. Analysis passes False: its float64 distances that underflow to
         0 are a float64 brute force's too (``tests/test_analysis.py`` draws such values).
+    resolution : bool, default False
+        Refuse a feature whose spread is under :data:`MIN_RESOLUTION_STEPS` steps of
+        ``dtype``'s spacing at its magnitude (a constant feature is fine). Training data held
+        whole passes True; a chunk's spread says nothing of the whole data's.
     xp : module, default numpy
         numpy, or cupy for device arrays.
     """
@@ -310,6 +331,19 @@ def check_in_range(
             f"{what} holds values no larger than {peak:.3g} in magnitude: their squared "
             f"differences underflow to 0 in {name}; {remedy}"
         )
+    if resolution:
+        # one value per feature: on the host whatever xp is
+        magnitude = np.asarray(xp.fmax(highs, -lows).tolist(), dtype=dtype)
+        spacing = np.spacing(magnitude).astype(np.float64)
+        span = np.asarray((highs - lows).tolist())
+        coarse = (span > 0) & (span < MIN_RESOLUTION_STEPS * spacing)
+        if coarse.any():
+            j = int(np.argmax(coarse))
+            raise ValueError(
+                f"{what}'s feature {j} spans only {span[j]:.3g} at values up to "
+                f"{magnitude[j]:.3g}: {name} resolves that in {span[j] / spacing[j]:.3g} steps "
+                f"of {spacing[j]:.3g}, and the map cannot follow the feature; {remedy}"
+            )
 
 
 def feature_bounds(array, xp=np):
@@ -338,5 +372,6 @@ def check_memory(n_bytes, what, available=None):
     if available is not None and n_bytes > available:
         raise ValueError(
             f"{what} needs about {n_bytes / 2**30:.2f} GiB ({n_bytes} bytes) but this machine has "
-            f"{available / 2**30:.2f} GiB; use a smaller lattice, fewer samples or dtype='float32'"
+            f"{available / 2**30:.2f} GiB; use a smaller lattice or fewer samples (a float64 map "
+            "takes about twice a float32 one's memory)"
         )

@@ -128,7 +128,7 @@ def as_dask_array(value, name="data", allow_nan=False):
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got {array.ndim}-D with shape {array.shape}")
     if 0 in array.shape:
-        raise ValueError(f"{name} is empty (shape {array.shape})")
+        raise _empty_error(name, array.shape)
     if array.numblocks[1] > 1:
         # a chunk's BMU search needs whole samples
         array = array.rechunk({1: -1})
@@ -143,6 +143,12 @@ def as_dask_array(value, name="data", allow_nan=False):
         allow_nan=allow_nan,
     )
     return checked, names
+
+
+def _empty_error(name, shape):
+    """The ``ValueError`` for data of ``shape`` with no samples or no features, worded as the
+    in-memory check's (``gpusom._checks.checked_float_array``)."""
+    return ValueError(f"{name} is empty (shape {shape})")
 
 
 def _frame_array(frame, name):
@@ -361,7 +367,10 @@ def find_bmus(data, codebook, k=1, metric=EUCLIDEAN, allow_nan=False):
         metric (``gpusom._math.reported_distance`` gives what users see); a missing second
         unit is inf.
 
-    Both come from the same tasks: computing them together searches each chunk once.
+    Both come from the same tasks: computing them together searches each chunk once. A
+    filtered array (lengths unknown) that kept no sample gives empty results, as do
+    :func:`predict` and :func:`transform`: each chunk's result is its own, and an error for an
+    empty whole would make every chunk wait for all the others.
     """
     dask = _dask()
     data, _ = as_dask_array(data, "data", allow_nan)
@@ -413,20 +422,70 @@ def transform(data, codebook, cols, metric=EUCLIDEAN, allow_nan=False):
     -------
     dask.array.Array of int64, shape (n_samples, 2)
     """
-    dask = _dask()
     flat = predict(data, codebook, metric, allow_nan)
-    return dask.array.stack([flat // cols, flat % cols], axis=1)
+    # chunk by chunk: stacking the row and column arrays would need the chunks' lengths, which
+    # a filtered array only knows once computed
+    return flat.map_blocks(
+        _chunk_cells,
+        cols,
+        new_axis=1,
+        chunks=flat.chunks + ((2,),),
+        dtype=np.int64,
+        meta=np.empty((0, 0), np.int64),
+    )
 
 
-def quantization_error(data, codebook, metric=EUCLIDEAN, allow_nan=False):
-    """Lazy mean distance of each sample to its best unit under ``metric``: a 0-d float64 dask
-    array. ``metric`` and ``allow_nan`` as in :func:`find_bmus`."""
+def _chunk_cells(flat, cols):
+    """``(row, col)`` of one chunk's flat cell indices: ``(n, 2)`` int64."""
+    return np.stack(np.divmod(flat, cols), axis=1)
+
+
+def quantization_error(data, codebook, metric=EUCLIDEAN, allow_nan=False, name="data"):
+    """Lazy mean distance of each sample to its best unit under ``metric``.
+
+    Parameters
+    ----------
+    data : dask.array.Array or dask.dataframe.DataFrame
+    codebook : array of shape (n_cells, dim)
+    metric, allow_nan
+        As in :func:`find_bmus`.
+    name : str, default "data"
+        The argument's name in error messages.
+
+    Returns
+    -------
+    dask.array.Array
+        0-d, float64.
+
+    Raises
+    ------
+    ValueError
+        ``data`` has no samples: here where its length is known, on compute where it is not
+        (a filtered array).
+    """
+    data, _ = as_dask_array(data, name, allow_nan)
     _, distance = find_bmus(data, codebook, 1, metric, allow_nan)
-    return reported_distance(distance[:, 0], metric).mean()
+    parts = distance.map_blocks(
+        _chunk_distance_sum, metric, chunks=(1, 2), dtype=np.float64, meta=np.empty((0, 0))
+    )
+    return _mean_of_parts(parts, name, data.shape[1])
+
+
+def _chunk_distance_sum(distance, metric):
+    """``[[sum, n]]`` of one chunk's ``(n, 1)`` ranking values, as the distances users see."""
+    return np.array([[reported_distance(distance[:, 0], metric).sum(), distance.shape[0]]])
 
 
 def topographic_error(
-    data, codebook, rows, cols, is_torus, topology="rectangular", metric=EUCLIDEAN, allow_nan=False
+    data,
+    codebook,
+    rows,
+    cols,
+    is_torus,
+    topology="rectangular",
+    metric=EUCLIDEAN,
+    allow_nan=False,
+    name="data",
 ):
     """Lazy share of samples whose two best units are not lattice neighbours.
 
@@ -442,12 +501,20 @@ def topographic_error(
     topology : {"rectangular", "hexagonal"}, default "rectangular"
     metric, allow_nan
         As in :func:`find_bmus`.
+    name : str, default "data"
+        The argument's name in error messages.
 
     Returns
     -------
     dask.array.Array
         0-d, float64.
+
+    Raises
+    ------
+    ValueError
+        As :func:`quantization_error`.
     """
+    data, _ = as_dask_array(data, name, allow_nan)
     # a one-cell lattice goes through the search too: it checks the data (features, NaN, inf)
     index, _ = find_bmus(data, codebook, 2, metric, allow_nan)
     parts = index.map_blocks(
@@ -460,8 +527,7 @@ def topographic_error(
         dtype=np.float64,
         meta=np.empty((0, 0)),
     )
-    totals = parts.sum(axis=0)
-    return totals[0] / totals[1]
+    return _mean_of_parts(parts, name, data.shape[1])
 
 
 def _chunk_non_adjacent(index, rows, cols, is_torus, topology):
@@ -474,7 +540,35 @@ def _chunk_non_adjacent(index, rows, cols, is_torus, topology):
     return np.array([[share * n, n]], dtype=np.float64)
 
 
-def project(data, codebook, shape, labels=None, samples=None, metric=EUCLIDEAN, allow_nan=False):
+def _mean_of_parts(parts, name, dim):
+    """Lazy ``sum(total) / sum(n)`` of the ``[[total, n]]`` rows of the chunks: a 0-d float64
+    dask array, whose task raises the ValueError of :func:`_empty_error` (``name``, ``dim``
+    features) when no chunk has a sample: the length of a filtered array is only known there.
+    """
+    return parts.sum(axis=0).map_blocks(
+        _checked_ratio, name, dim, drop_axis=0, dtype=np.float64, meta=np.empty(())
+    )
+
+
+def _checked_ratio(totals, name, dim):
+    """``totals[0] / totals[1]`` as a 0-d array; the empty-data ValueError where
+    ``totals[1]`` (the number of samples) is 0."""
+    total, n = totals
+    if n == 0:
+        raise _empty_error(name, (0, dim))
+    return np.asarray(total / n)
+
+
+def project(
+    data,
+    codebook,
+    shape,
+    labels=None,
+    samples=None,
+    metric=EUCLIDEAN,
+    allow_nan=False,
+    name="data",
+):
     """Group samples by their best unit, as ``gpusom.analysis.group_by_cell``. Computes.
 
     The result is a dict of samples in memory, so this computes the BMUs, and the samples
@@ -493,23 +587,34 @@ def project(data, codebook, shape, labels=None, samples=None, metric=EUCLIDEAN, 
         What the cells hold when no labels are given (the unscaled samples); default ``data``.
     metric, allow_nan
         As in :func:`find_bmus`.
+    name : str, default "data"
+        The argument's name in error messages.
 
     Returns
     -------
     dict
         ``{(row, col): [...]}`` for every cell, in row-major order.
+
+    Raises
+    ------
+    ValueError
+        ``data`` has no samples (found on compute where its length was unknown), or ``labels``
+        do not match it.
     """
     dask = _dask()
-    data, _ = as_dask_array(data, "data", allow_nan)
+    data, _ = as_dask_array(data, name, allow_nan)
     flat = predict(data, codebook, metric, allow_nan)
     if labels is not None:
         n = data.shape[0]
         if not np.isnan(n):
             # before any work is scheduled, where the length is known
             labels = _checks.as_labels(labels, int(n), "labels")
-        (flat,) = dask.compute(flat)
+        items = None  # dask.compute passes it through
+    else:
+        items = data if samples is None else as_dask_array(samples, "samples", allow_nan)[0]
+    flat, items = dask.compute(flat, items)
+    if flat.shape[0] == 0:  # a filtered array that kept no sample
+        raise _empty_error(name, (0, data.shape[1]))
+    if labels is not None:
         return group_by_cell(flat, shape, _checks.as_labels(labels, flat.shape[0], "labels"))
-    samples = data if samples is None else as_dask_array(samples, "samples", allow_nan)[0]
-    flat, items = dask.compute(flat, samples)
-    items = _backend.array_engine(items).to_numpy(items)
-    return group_by_cell(flat, shape, items)
+    return group_by_cell(flat, shape, _backend.array_engine(items).to_numpy(items))

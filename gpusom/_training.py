@@ -12,7 +12,7 @@ from timeit import default_timer as timer
 
 import numpy as np
 
-from . import _config
+from . import _bmu_search, _config
 from ._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from .schedules import sample_order, schedule
 
@@ -227,3 +227,25 @@ class _DeferredInterrupt:
         if self._installed:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         return False
+
+
+def peak_bytes(n_cells, dim, itemsize, settings, n_samples):
+    """Host memory a run of ``settings`` takes at its peak, for ``_checks.check_memory``.
+
+    Online: the float64 initial codebook beside its copy in the training dtype, later the
+    engine's copy beside the host's (measured with tracemalloc on a 3000x3000x3 map: 12.8 and
+    18.3 bytes per codebook value in float32 and float64; counted: 16 and 24). Batch: up to four
+    codebooks in the dtype beside the larger of the exact search's temporaries
+    (``gpusom._bmu_search.search_bytes``) and the float64 sums, counts and smoothing buffers of
+    ``gpusom._batch`` (measured 58 and 69 bytes per value on that map, 1,000 samples; counted:
+    80 and 96; ``tests/test_validation.py`` checks the bound on a smaller map). ``n_samples``
+    rows of data held in memory (0 for Dask) add the engine's copy, and the PCA start's float64
+    centred copy.
+    """
+    per_sample = (itemsize + (16 if settings["init"] == "pca" else 0)) * dim
+    if settings["algorithm"] == "batch":
+        buffers = max(
+            _bmu_search.search_bytes(n_samples, n_cells, dim, 1), 48 * (dim + 1) * n_cells
+        )
+        return n_cells * 4 * itemsize * dim + buffers + n_samples * per_sample
+    return n_cells * (8 + 2 * itemsize) * dim + n_samples * per_sample

@@ -402,7 +402,11 @@ def lattice_activations(
     )
     out = distance_matrix(scaled, lattice.reshape(-1, dim), code, xp).reshape(n, rows, cols)
     xp.subtract(out.max(), out, out=out)
-    if exponent != 1:
+    top = out.max()
+    if exponent != 1 and top > 0:
+        # Divided by the largest first, so the power of values up to 1 cannot overflow (it did:
+        # exponent 80 of distances near 1e4 gave NaN); the min-max scaling cancels the factor.
+        out /= top
         xp.power(out, exponent, out=out)
     low, high = out.min(), out.max()
     if high > low:

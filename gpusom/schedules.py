@@ -51,6 +51,13 @@ def settings(params, n_samples):
         value = params[name]
         return default if value is None else _checks.as_positive_float(value, name)
 
+    def rate(name, default):
+        # above 1 a step moves a cell past the sample (above 2 further from it): no fit
+        value = positive(name, default)
+        if value > 1:
+            raise ValueError(f"{name} must be at most 1, got {value}")
+        return value
+
     sigma = positive("sigma", max(rows, cols) / 4.0)
     return {
         "rows": rows,
@@ -59,8 +66,8 @@ def settings(params, n_samples):
         "topology": params["topology"],
         "sigma": sigma,
         "sigma_end": positive("sigma_end", min(1.0, sigma)),
-        "learning_rate": positive("learning_rate", 0.5),
-        "learning_rate_end": positive("learning_rate_end", 0.005),
+        "learning_rate": rate("learning_rate", 0.5),
+        "learning_rate_end": rate("learning_rate_end", 0.005),
         "neighborhood": params["neighborhood"],
         "sigma_decay": _as_decay(params["sigma_decay"], "sigma_decay"),
         "learning_rate_decay": _as_decay(params["learning_rate_decay"], "learning_rate_decay"),
@@ -99,7 +106,7 @@ def schedule(decay, start, end, steps, total, name, positive):
     """The values at ``steps`` of a ``total``-step run of decay ``decay`` (a name of
     :data:`DECAYS` or a callable ``f(t, T)``), float64; see ``SOM``'s ``sigma_decay``.
 
-    A callable's values are checked: finite, and positive (``positive``, a radius) or at least 0
+    A callable's values are checked: finite, and positive (``positive``, a radius) or in [0, 1]
     (a rate), else a ``ValueError`` names ``name`` and the step. A radius is at least
     :data:`MIN_SIGMA`.
     """
@@ -110,13 +117,13 @@ def schedule(decay, start, end, steps, total, name, positive):
 def _schedule(decay, start, end, steps, total, name, positive):
     if callable(decay):
         values = _call_per_step(decay, steps, total, name)
-        bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0))
+        bad = ~np.isfinite(values) | ((values <= 0) if positive else ((values < 0) | (values > 1)))
         if bad.any():
             first = int(np.argmax(bad))
-            kind = "positive" if positive else "non-negative"
+            kind = "positive values" if positive else "values in [0, 1]"
             raise ValueError(
                 f"{name} returned {float(values[first])!r} at step {int(steps[first])}: it must "
-                f"give finite {kind} values"
+                f"give finite {kind}"
             )
         return values
     f = steps / max(total - 1, 1)
@@ -134,15 +141,17 @@ def _call_per_step(decay, steps, total, name):
     """``decay(steps, total)`` as a float64 array of ``steps``' shape, one call per step where
     the function does not take arrays."""
     try:
-        values = np.asarray(decay(steps, total), dtype=np.float64)
-        if values.shape == steps.shape:
-            return values
+        values = np.asarray(decay(steps, total))
     except (TypeError, ValueError):
-        pass  # a scalar function: one call per step below
+        values = None  # a scalar function: one call per step below
     try:
-        return np.array([float(decay(int(t), total)) for t in steps], dtype=np.float64)
+        if values is None or values.shape != steps.shape:
+            values = np.array([decay(int(t), total) for t in steps])
+        if values.dtype.kind == "c":  # the cast would drop the imaginary part with a warning
+            raise TypeError(f"got {values.dtype} values")
+        return values.astype(np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must map (t, T) to a number: {exc}") from None
+        raise TypeError(f"{name} must map (t, T) to a real number: {exc}") from None
 
 
 def exponential_decay(start, end, steps, total):
@@ -187,12 +196,16 @@ def initial_codebook(data, n_cells, cols, init, rng):
             )
         data = np.where(missing, np.nanmean(data, axis=0, dtype=np.float64), data)
     if init == INITS["sample"]:
-        return data[rng.integers(0, data.shape[0], size=n_cells)].astype(np.float64)
+        return data[rng.integers(0, data.shape[0], size=n_cells)].astype(np.float64, copy=False)
     if init == INITS["pca"]:
         return _pca_grid(data.astype(np.float64), n_cells // cols, cols)
     low = data.min(axis=0).astype(np.float64)
     high = data.max(axis=0).astype(np.float64)
-    return low + (high - low) * rng.random((n_cells, dim))
+    # low + (high - low) * u, in place: one codebook-sized array at a time
+    codebook = rng.random((n_cells, dim))
+    codebook *= high - low
+    codebook += low
+    return codebook
 
 
 def _pca_grid(data, rows, cols):

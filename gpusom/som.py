@@ -63,9 +63,9 @@ class SOM(ParamsMixin):
         Neighbourhood radius (in cells) at the first step. Default ``max(rows, cols) / 4``.
     sigma_end : float, optional
         Radius at the last step. Default 1 (or ``sigma``, if that is smaller).
-    learning_rate : float, optional
+    learning_rate : float in (0, 1], optional
         Learning rate at the first step. Default 0.5.
-    learning_rate_end : float, optional
+    learning_rate_end : float in (0, 1], optional
         Learning rate at the last step. Default 0.005.
     neighborhood : {"gaussian", "bubble", "mexican_hat", "triangle"}, default "gaussian"
         ``h(d)`` at grid distance ``d`` (Euclidean, between grid positions), and where it is cut:
@@ -362,13 +362,14 @@ class SOM(ParamsMixin):
         rows, cols, dtype = settings["rows"], settings["cols"], DTYPES[settings["dtype"]]
         n_samples, dim = values.shape
         if not data.is_dask:
-            _checks.check_in_range(values, dtype, "the training data", settings["metric"])
+            _checks.check_in_range(
+                values, dtype, "the training data", settings["metric"], resolution=True
+            )
         itemsize = np.dtype(dtype).itemsize
-        # codebook (twice: host and working copy), the data copy and one slice of schedules;
-        # Dask data stays where it is
-        in_memory = 0 if data.is_dask else values.size * itemsize
         _checks.check_memory(
-            2 * rows * cols * dim * itemsize + in_memory,
+            _training.peak_bytes(
+                rows * cols, dim, itemsize, settings, 0 if data.is_dask else n_samples
+            ),
             f"a {rows}x{cols} lattice of {dim}-d vectors",
         )
         engine = data.engine or _backend.training_engine(
@@ -402,6 +403,7 @@ class SOM(ParamsMixin):
             lattice = engine.to_numpy(codebook).reshape(rows, cols, dim)
         else:
             state = engine.to_device(codebook, values)
+            del codebook  # the engine trains its own copy: one codebook less at the peak
             position, interrupted = _training.run_slices(
                 engine, *state, n_samples, rng, settings, first, until, num_iterations, self.verbose
             )
@@ -662,7 +664,7 @@ class SOM(ParamsMixin):
         lazy = self._lazy(X)
         if lazy is not None:
             _, scaled, codebook, metric, allow_nan = lazy
-            return _dask.quantization_error(scaled, codebook, metric, allow_nan)
+            return _dask.quantization_error(scaled, codebook, metric, allow_nan, name="X")
         return float(reported_distance(self._bmus(X)[2][:, 0], self._metric()).mean())
 
     def topographic_error(self, X):
@@ -685,8 +687,9 @@ class SOM(ParamsMixin):
             topology = self.settings_.get("topology", "rectangular")
             return _dask.topographic_error(
                 scaled, codebook, rows, cols, self.settings_["is_torus"], topology, metric,
-                allow_nan,
+                allow_nan, name="X",
             )  # fmt: skip
+        self._check_fitted()
         rows, cols = self.lattice_.shape[:2]
         if rows * cols == 1:
             self._prepare(X, "X")
@@ -718,7 +721,7 @@ class SOM(ParamsMixin):
         if lazy is not None:
             X, scaled, codebook, metric, allow_nan = lazy
             shape = self.lattice_.shape[:2]
-            return _dask.project(scaled, codebook, shape, labels, X, metric, allow_nan)
+            return _dask.project(scaled, codebook, shape, labels, X, metric, allow_nan, name="X")
         X, index, _ = self._bmus(X)
         labels = _checks.as_labels(labels, X.shape[0], "labels", of="X")
         items = labels if labels is not None else _backend.array_engine(X).to_numpy(X)
@@ -815,6 +818,8 @@ class _DaskInput:
             # memory estimate need it. One pass computes the chunks' lengths (of this validated
             # copy, never the caller's array).
             self.values.compute_chunk_sizes()
+            if self.values.shape[0] == 0:  # a filter that kept no sample
+                raise _dask._empty_error(name, self.values.shape)
         self.engine = _DaskEngine()
 
     def feature_range(self):

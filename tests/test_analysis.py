@@ -196,6 +196,16 @@ def test_activations_equal_brute_force(engine, rng, exponent):
     assert got.min() == 0.0 and got.max() == 1.0
 
 
+def test_activations_of_a_large_exponent_of_large_distances_are_finite(rng):
+    # (D - d) ** 80 of squared distances near 1e4 overflowed float64: NaN activations
+    data, lattice = rng.random((7, 3)) * 100, rng.random((4, 6, 3)) * 100
+    got = lattice_activations(data, lattice, exponent=80, verbose=False)
+    d2 = naive.all_distances_sq(data, lattice.reshape(24, 3)).reshape(7, 4, 6)
+    expected = ((d2.max() - d2) / (d2.max() - d2.min())) ** 80
+    np.testing.assert_allclose(got, (expected - expected.min()) / np.ptp(expected), atol=1e-12)
+    assert got.max() == 1.0
+
+
 def test_activations_of_identical_distances_are_one():
     got = lattice_activations([[1.0, 2.0]], np.ones((1, 1, 2)), verbose=False)
     np.testing.assert_array_equal(got, [[[1.0]]])

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+import gpusom
 from gpusom import _backend, _batch, _dask
 from gpusom._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from gpusom.analysis import group_by_cell, non_adjacent_share
@@ -278,6 +279,149 @@ def _delayed(value):
     import dask
 
     return dask.delayed(value)
+
+
+# -- arrays of unknown length (boolean filtering) --------------------------------------------------
+
+
+def _filtered(data, keep, chunks):
+    """``data[keep]`` as a dask array whose chunk lengths are unknown until computed, as after
+    boolean filtering."""
+    chunked = da.from_array(data, chunks=(chunks, DIM))
+    filtered = chunked[da.from_array(keep, chunks=(chunks,))]
+    assert np.isnan(filtered.shape[0])
+    return filtered
+
+
+@pytest.mark.parametrize(
+    ("chunks", "dropped"),
+    [
+        ((120, 7, 200, 173), slice(0, 0)),
+        ((100, 100, 100, 100, 100), slice(100, 200)),  # a chunk keeps nothing
+        ((250, 0, 1, 249), slice(0, 0)),  # a chunk of no rows before filtering
+    ],
+    ids=["uneven", "emptied-chunk", "zero-length-chunk"],
+)
+def test_lazy_helpers_on_unknown_lengths(chunks, dropped):
+    data, codebook = _data(500, seed=5)
+    keep = np.random.default_rng(1).random(500) > 0.4
+    keep[dropped] = False
+    filtered, kept = _filtered(data, keep, chunks), data[keep]
+    engine = _backend.cpu_engine()
+    for k in (1, 2):
+        index, distance = _dask.find_bmus(filtered, codebook, k)
+        expected = engine.find_bmus(kept, codebook, k)
+        np.testing.assert_array_equal(index.compute(), expected[0])
+        np.testing.assert_array_equal(distance.compute(), expected[1])
+    index, distance = engine.find_bmus(kept, codebook, 2)
+    flat = index[:, 0]
+    predicted = _dask.predict(filtered, codebook)
+    transformed = _dask.transform(filtered, codebook, COLS)
+    assert isinstance(transformed, da.Array) and np.isnan(transformed.shape[0])
+    np.testing.assert_array_equal(predicted.compute(), flat)
+    np.testing.assert_array_equal(transformed.compute(), np.stack(np.divmod(flat, COLS), axis=1))
+    qe = _dask.quantization_error(filtered, codebook)
+    assert isinstance(qe, da.Array) and qe.shape == ()
+    np.testing.assert_allclose(qe.compute(), np.sqrt(distance[:, 0]).mean(), rtol=1e-12)
+    for topology, is_torus in (("rectangular", False), ("hexagonal", True)):
+        te = _dask.topographic_error(filtered, codebook, ROWS, COLS, is_torus, topology)
+        expected = non_adjacent_share(index, ROWS, COLS, is_torus, topology)
+        np.testing.assert_allclose(te.compute(), expected, rtol=1e-12)
+    labels = [f"s{i}" for i in range(kept.shape[0])]
+    shape = (ROWS, COLS)
+    assert _dask.project(filtered, codebook, shape, labels) == group_by_cell(flat, shape, labels)
+    grouped = _dask.project(filtered, codebook, shape)
+    expected = group_by_cell(flat, shape, kept)
+    assert grouped.keys() == expected.keys()
+    for cell, samples in expected.items():
+        np.testing.assert_array_equal(
+            np.reshape(grouped[cell], (-1, DIM)), np.reshape(samples, (-1, DIM))
+        )
+
+
+def test_a_map_answers_filtered_arrays_as_their_values():
+    """The public path: a trained (normalised) map and ``gpusom.find_bmus`` on a filtered
+    array give what they give on the computed array."""
+    data, _ = _data(300, seed=2)
+    som = gpusom.SOM((ROWS, COLS), seed=0, verbose=False).fit(data)
+    filtered = _filtered(data, data[:, 0] > np.median(data[:, 0]), (90, 0, 110, 100))
+    kept = filtered.compute()
+    np.testing.assert_array_equal(
+        gpusom.find_bmus(filtered, som.lattice_).compute(), gpusom.find_bmus(kept, som.lattice_)
+    )
+    for method in ("predict", "transform", "quantization_error", "topographic_error"):
+        lazy = getattr(som, method)(filtered)
+        assert isinstance(lazy, da.Array)
+        np.testing.assert_allclose(lazy.compute(), getattr(som, method)(kept), rtol=1e-12)
+    assert som.project(filtered).keys() == som.project(kept).keys()
+
+
+def test_no_sample_left_is_the_in_memory_error_on_compute():
+    data, codebook = _data(100)
+    lattice = codebook.reshape(ROWS, COLS, DIM)
+    empty = _filtered(data, np.zeros(100, bool), (30, 0, 70))
+    for function in (gpusom.quantization_error, gpusom.topographic_error):
+        with pytest.raises(ValueError) as in_memory:
+            function(np.empty((0, DIM)), lattice)
+        lazy = function(empty, lattice)  # the length is unknown: nothing to see yet
+        with pytest.raises(ValueError) as on_compute:
+            lazy.compute()
+        assert str(on_compute.value) == str(in_memory.value) == f"data is empty (shape (0, {DIM}))"
+    message = rf"X is empty \(shape \(0, {DIM}\)\)"
+    lazy_errors = (
+        _dask.quantization_error(empty, codebook, name="X"),
+        _dask.topographic_error(empty, codebook, ROWS, COLS, False, name="X"),
+        _dask.topographic_error(empty, codebook[:1], 1, 1, False, name="X"),  # no search needed
+    )
+    for lazy in lazy_errors:
+        with pytest.raises(ValueError, match=message):
+            lazy.compute()
+    for labels in (None, []):
+        with pytest.raises(ValueError, match=message):
+            _dask.project(empty, codebook, (ROWS, COLS), labels, name="X")
+    # a best unit per sample: no sample, no unit
+    index, distance = _dask.find_bmus(empty, codebook, 2)
+    assert index.compute().shape == distance.compute().shape == (0, 2)
+    assert _dask.predict(empty, codebook).compute().shape == (0,)
+    cells = _dask.transform(empty, codebook, COLS).compute()
+    assert cells.shape == (0, 2) and cells.dtype == np.int64
+
+
+def test_a_map_and_its_training_name_x_when_a_filter_keeps_no_sample():
+    data, _ = _data(100)
+    som = gpusom.SOM((ROWS, COLS), seed=0, verbose=False).fit(data)
+    empty = _filtered(data, np.zeros(100, bool), (30, 0, 70))
+    message = rf"X is empty \(shape \(0, {DIM}\)\)"
+    for method in (som.quantization_error, som.topographic_error):
+        with pytest.raises(ValueError, match=message):
+            method(empty).compute()
+    with pytest.raises(ValueError, match=message):
+        som.project(empty)
+    with pytest.raises(ValueError, match=message):
+        gpusom.SOM((ROWS, COLS), seed=0, verbose=False).fit(empty)
+
+
+def _never_run(block):
+    raise AssertionError("a task ran")
+
+
+def test_no_sample_of_a_known_length_is_an_error_before_any_work():
+    empty = da.zeros((0, DIM), chunks=(5, DIM)).map_blocks(_never_run, dtype=np.float64)
+    _, codebook = _data(10)
+    calls = {
+        "find_bmus": lambda name: _dask.find_bmus(empty, codebook),
+        "predict": lambda name: _dask.predict(empty, codebook),
+        "transform": lambda name: _dask.transform(empty, codebook, COLS),
+        "quantization_error": lambda name: _dask.quantization_error(empty, codebook, name=name),
+        "topographic_error": lambda name: _dask.topographic_error(
+            empty, codebook, ROWS, COLS, False, name=name
+        ),
+        "project": lambda name: _dask.project(empty, codebook, (ROWS, COLS), name=name),
+    }
+    for function, call in calls.items():
+        name = "X" if function in ("quantization_error", "topographic_error", "project") else "data"
+        with pytest.raises(ValueError, match=rf"^{name} is empty \(shape \(0, {DIM}\)\)$"):
+            call(name)
 
 
 # -- clear errors ----------------------------------------------------------------------------------

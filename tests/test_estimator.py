@@ -72,9 +72,13 @@ def test_fit_defaults_to_500_steps_per_cell_within_10_to_75_per_sample(data):
 
 def test_methods_before_training_raise_not_fitted(data):
     som = SOM((2, 2))
-    for method in (som.predict, som.transform, som.score, som.scale, som.project):
+    methods = (som.predict, som.transform, som.score, som.scale, som.project,
+               som.quantization_error, som.topographic_error)  # fmt: skip
+    for method in methods:
         with pytest.raises(NotFittedError, match="not trained"):
             method(data)
+    with pytest.raises(NotFittedError, match="not trained"):
+        som.winner(data[0])
     with pytest.raises(NotFittedError):
         som.save("never-written.npz")
 

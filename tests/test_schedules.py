@@ -58,7 +58,8 @@ def test_callables_on_arrays_and_on_single_steps():
     [
         (lambda t, total: 1.0 - t / 10, True, r"sigma_decay returned 0\.0 at step 10"),
         (lambda t, total: np.where(t == 7, np.nan, 1.0), True, "at step 7: it must give finite"),
-        (lambda t, total: -0.1 + 0 * t, False, "non-negative"),
+        (lambda t, total: -0.1 + 0 * t, False, r"values in \[0, 1\]"),
+        (lambda t, total: 1.5 + 0 * t, False, r"returned 1\.5 at step 0: .* in \[0, 1\]"),
     ],
 )
 def test_bad_callable_values_are_named(function, positive, message):
@@ -67,9 +68,13 @@ def test_bad_callable_values_are_named(function, positive, message):
         schedule(function, 0, 0, np.arange(T), T, name, positive)
 
 
-def test_a_callable_that_is_no_schedule_is_a_type_error():
+@pytest.mark.parametrize(
+    "function",
+    [lambda: 1.0, lambda t, total: "a", lambda t, total: 1 + 1j, lambda t, total: t * (1 + 0j)],
+)
+def test_a_callable_that_is_no_schedule_is_a_type_error(function):
     with pytest.raises(TypeError, match="sigma_decay must map"):
-        schedule(lambda: 1.0, 0, 0, np.arange(3), 3, "sigma_decay", True)
+        schedule(function, 0, 0, np.arange(3), 3, "sigma_decay", True)
 
 
 @pytest.mark.parametrize("algorithm", ["online", "batch"])

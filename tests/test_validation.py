@@ -1,12 +1,14 @@
 """Bad input gets a clear TypeError/ValueError naming the argument, before any numba code runs."""
 
 import functools
+import tracemalloc
 
 import numpy as np
 import pytest
 
 from gpusom import (
     SOM,
+    _training,
     find_bmus,
     lattice_activations,
     lattice_closest_vectors,
@@ -119,6 +121,8 @@ def test_bad_num_iterations(iterations, error):
         ("sigma_end", -1.0, ValueError),
         ("learning_rate", "fast", TypeError),
         ("learning_rate_end", np.inf, ValueError),
+        ("learning_rate", 1.5, ValueError),
+        ("learning_rate_end", 5.0, ValueError),
         ("truncate", 0, ValueError),
         ("neighborhood", "mexican", ValueError),
         ("init", "zeros", ValueError),
@@ -191,6 +195,26 @@ def test_data_whose_squared_differences_overflow_the_dtype_is_refused_with_the_r
     som = SOM((3, 3), seed=0, verbose=False)
     som.train(offset, 500)
     assert np.unique(som.predict(offset)).size > 1
+
+
+def test_a_feature_the_dtype_cannot_resolve_is_refused_with_the_remedy():
+    # Timestamps of one minute around 1.7e9 are one or two float32 values: the map learnt a
+    # single value for the feature (QE 31.8 against 0.46 in float64), silently.
+    rng = np.random.default_rng(4)
+    stamps = 1.7e9 + rng.random((200, 1)) * 60
+    with pytest.raises(
+        ValueError, match=r"feature 0 spans only 59\.\d at .* float32 .* steps of 128"
+    ):
+        SOM((3, 3), verbose=False).train(stamps, 10)
+    for som, normalize in (
+        (SOM((3, 3), dtype="float64", seed=0), False),
+        (SOM((3, 3), seed=0), True),
+    ):
+        som.set_params(verbose=False).train(stamps, 2000, normalize=normalize)
+        assert np.unique(som.predict(stamps)).size == 9  # the map spreads over the minute
+    # 2,048 steps of float32's spacing, beside a constant feature, are fine
+    fine = np.c_[np.full(200, 1.7e9), 1e4 + rng.random(200) * (2048 * np.spacing(np.float32(1e4)))]
+    SOM((3, 3), verbose=False).train(fine, 10)
 
 
 def test_cosine_and_manhattan_distances_that_overflow_the_dtype_are_refused():
@@ -267,6 +291,28 @@ def test_data_too_small_for_the_dtype_is_refused_with_the_remedy():
 def test_bad_exponent():
     with pytest.raises(ValueError, match="exponent"):
         lattice_activations(GOOD, LATTICE, exponent=0, verbose=False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("algorithm", "init"), [("online", "random"), ("online", "pca"), ("batch", "sample")]
+)
+def test_the_memory_estimate_covers_the_measured_peak(dtype, algorithm, init):
+    # The estimate was half the peak: a map that passed the check was killed by the OS instead.
+    data = np.random.default_rng(0).random((500, 3))
+    som = SOM(
+        (400, 300), dtype=dtype, algorithm=algorithm, init=init, sigma=2.0, seed=0, verbose=False
+    )
+    som.train(data[:20], 2)  # compiled outside the measurement
+    tracemalloc.start()
+    try:
+        som.train(data, 2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    itemsize = np.dtype(dtype).itemsize
+    estimate = _training.peak_bytes(400 * 300, 3, itemsize, som.settings_, 500)
+    assert peak <= estimate <= 2 * peak
 
 
 def test_lattice_too_large_for_memory_is_refused_up_front():

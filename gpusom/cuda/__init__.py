@@ -96,7 +96,8 @@ class CUDAEngine(Engine):
             raise ValueError(
                 f"{what} needs {n_bytes} bytes ({n_bytes / 2**30:.2f} GiB) of GPU memory but "
                 f"only {free} bytes ({free / 2**30:.2f} GiB) are free on the device; use a "
-                "smaller lattice, fewer samples, dtype='float32' or backend='cpu'"
+                "smaller lattice, fewer samples or backend='cpu' (a float64 map takes about twice "
+                "a float32 one's memory)"
             )
 
     def to_device(self, codebook, data):
