@@ -58,6 +58,12 @@ def _positive_int(text):
     return int(text)
 
 
+def _seed(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return int(text)
+
+
 def _is_number(cell):
     try:
         float(cell)
@@ -92,6 +98,8 @@ def read_table(path, label_column=None, allow_missing=False):
             raise ValueError(f"{path} is not a readable .npy array: {exc}") from None
         if array.ndim != 2 or array.dtype.kind not in "biuf":
             raise ValueError(f"{path} holds a {array.ndim}-D {array.dtype} array, not numeric rows")
+        if array.shape[0] == 0:
+            raise ValueError(f"{path} holds no data")
         labels = None
         if label_column is not None:
             index = _column_index(label_column, None, array.shape[1], path)
@@ -191,18 +199,28 @@ def _load(path):
     return som
 
 
-def _check_names(som, names):
-    """Raise when a data file's header ``names`` are not the features of a model trained on a
-    CSV file with a header, in that order: the columns are taken by position, so other columns
-    would be compared with the wrong features. Data without a header is taken as it is."""
+def _model_data(som, path, label_column=None):
+    """``(values, labels)`` of the data file ``path`` for the model ``som``.
+
+    Its columns (``label_column`` aside) must be the model's features: as many, and with a
+    header, the same names in the same order, since columns are taken by position. Data without
+    a header is taken as it is.
+    """
+    values, names, labels = read_table(path, label_column, som.nan_policy == "ignore")
+    if values.shape[1] != som.n_features_in_:
+        besides = "" if label_column is None else f" besides the labels column {label_column}"
+        raise ValueError(
+            f"{path} has {values.shape[1]} feature columns{besides}; the model has "
+            f"{som.n_features_in_} features"
+        )
     if names is not None:
         som._check_feature_names(np.asarray(names, dtype=object))
+    return values, labels
 
 
 def _project(args):
     som = _load(args.model)
-    values, names, _ = read_table(args.data, allow_missing=som.nan_policy == "ignore")
-    _check_names(som, names)
+    values, _ = _model_data(som, args.data)
     cells = som.transform(values)
     with open(args.out, "w", newline="") as stream:
         writer = csv.writer(stream)
@@ -223,10 +241,7 @@ def _plot(args):
     search = {"metric": som.metric, "nan_policy": som.nan_policy}  # the hit maps use the map's
     data = labels = None
     if args.data is not None:
-        values, names, labels = read_table(
-            args.data, args.labels, allow_missing=som.nan_policy == "ignore"
-        )
-        _check_names(som, names)
+        values, labels = _model_data(som, args.data, args.labels)
         data = som.scale(values)  # the pictures compare data with the lattice in its own space
     os.makedirs(args.out, exist_ok=True)
     pictures = {
@@ -300,7 +315,7 @@ def build_parser():
     )
     train.add_argument("--normalize", action="store_true", help="min-max scale each feature")
     train.add_argument("--backend", choices=BACKENDS, default="auto")
-    train.add_argument("--seed", type=int, metavar="S")
+    train.add_argument("--seed", type=_seed, metavar="S")
     train.add_argument("--out", required=True, metavar="MODEL", help="model file to write")
     train.set_defaults(run=_train)
 
@@ -321,7 +336,7 @@ def build_parser():
 
     demo = commands.add_parser("demo", help="the walk-through's colour map and its pictures")
     demo.add_argument("--out", required=True, metavar="DIR")
-    demo.add_argument("--seed", type=int, default=0, metavar="S")
+    demo.add_argument("--seed", type=_seed, default=0, metavar="S")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from . import _checks
 from .analysis import (
     lattice_closest_vectors,
     project_on_lattice,
@@ -49,7 +50,7 @@ def run(out_dir, seed=0, is_torus=False, iterations=15000, *, verbose=True):
     import matplotlib.pyplot as plt
 
     os.makedirs(out_dir, exist_ok=True)
-    data = np.random.default_rng(seed).random([200, 3])
+    data = _checks.as_generator(seed).random([200, 3])
     som = SOM(som_size=(50, 100), is_torus=is_torus, seed=seed, verbose=verbose)
     lattice = som.train(data, num_iterations=iterations)
 

@@ -185,7 +185,23 @@ BAD_INPUTS = {
     "missing model": (["project", "nothing.npz", "data.csv", "--out", "c.csv"], "nothing.npz"),
     "wrong feature count": (
         ["project", "model.npz", "two.csv", "--out", "c.csv"],
-        "X has 2 features, but SOM is expecting 3",
+        "two.csv has 2 feature columns; the model has 3 features",
+    ),
+    "wrong feature count besides labels": (
+        ["plot", "model.npz", "--out", "p", "--data", "data.npy", "--labels", "0"],
+        "data.npy has 2 feature columns besides the labels column 0; the model has 3 features",
+    ),
+    "empty npy": (
+        ["project", "model.npz", "empty.npy", "--out", "c.csv"],
+        "empty.npy holds no data",
+    ),
+    "negative seed": (
+        ["demo", "--seed", "-3", "--out", "d"],
+        "argument --seed: expected a non-negative integer, got '-3'",
+    ),
+    "seed not a number": (
+        ["train", "data.csv", "--size", "2x2", "--seed", "x", "--out", "m.npz"],
+        "argument --seed: expected a non-negative integer",
     ),
     "labels without data": (["plot", "model.npz", "--out", "p", "--labels", "kind"], "--data"),
     "unknown labels column": (
@@ -209,6 +225,7 @@ def test_bad_inputs_give_one_line_and_status_2(case, tmp_path, files, capsys, mo
     (tmp_path / "data.txt").write_text("1,2\n")
     (tmp_path / "two.csv").write_text("1,2\n3,4\n")
     np.save(tmp_path / "flat.npy", np.arange(4.0))
+    np.save(tmp_path / "empty.npy", np.empty((0, 3)))
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}]), allow_pickle=True)
     SOM((2, 2), num_iterations=10, verbose=False).fit(values).save(tmp_path / "model.npz")
     argv, words = BAD_INPUTS[case]
