@@ -79,10 +79,23 @@ def restore(cls, header, arrays):
     return som
 
 
+#: Settings that model files written before the option existed do not hold, with the value
+#: those runs had.
+LEGACY_SETTINGS = {
+    "topology": "rectangular",
+    "algorithm": "online",
+    "metric": "euclidean",
+    "nan_policy": "raise",
+    "sigma_decay": "exponential",
+    "learning_rate_decay": "exponential",
+}
+
+
 def _checked_settings(settings):
-    """A model file's run settings, checked as the constructor's parameters are when a run
-    starts (``schedules.settings``): a missing, unknown or out-of-range setting is an error."""
-    settings = dict(settings)
+    """A model file's run settings, :data:`LEGACY_SETTINGS` filled in where missing, checked as
+    the constructor's parameters are when a run starts (``schedules.settings``): a missing,
+    unknown or out-of-range setting is an error."""
+    settings = {**LEGACY_SETTINGS, **settings}
     try:
         params = {**settings, "som_size": (settings["rows"], settings["cols"])}
         checked = schedules.settings(params, 0)

@@ -71,7 +71,7 @@ def run_epochs(epoch, codebook, sigmas, first, stop, verbose):
 def epoch_sigmas(settings, total):
     """The radius of each of the ``total`` epochs of a batch run (the ``sigma_decay``)."""
     return schedule(
-        settings.get("sigma_decay", "exponential"),
+        settings["sigma_decay"],
         settings["sigma"],
         settings["sigma_end"],
         np.arange(total),
@@ -89,7 +89,7 @@ def check_resumable(som, dim, names, num_iterations, normalize, until, is_dask=F
             "resume=True continues an earlier run, but this SOM holds none: train it or load "
             "a model (SOM.load) first"
         )
-    if is_dask and som.settings_.get("algorithm", "online") != "batch":
+    if is_dask and som.settings_["algorithm"] != "batch":
         raise ValueError(
             "the run trains online steps, and Dask data trains batch epochs only: resume it "
             "with in-memory data (a numpy array), or start a batch run on the Dask data"
@@ -125,7 +125,7 @@ def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
         data,
         sample_order(rng, n_samples, steps.size),
         schedule(
-            settings.get("sigma_decay", "exponential"),
+            settings["sigma_decay"],
             settings["sigma"],
             settings["sigma_end"],
             steps,
@@ -134,7 +134,7 @@ def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
             True,
         ),
         schedule(
-            settings.get("learning_rate_decay", "exponential"),
+            settings["learning_rate_decay"],
             settings["learning_rate"],
             settings["learning_rate_end"],
             steps,
@@ -160,18 +160,18 @@ def lattice_arguments(settings):
         settings["is_torus"],
         NEIGHBORHOODS[settings["neighborhood"]],
         settings["truncate"],
-        TOPOLOGIES[settings.get("topology", "rectangular")],
+        TOPOLOGIES[settings["topology"]],
     )
 
 
 def metric_code(settings):
     """The run's ``gpusom._math.METRICS`` code."""
-    return METRICS[settings.get("metric", "euclidean")]
+    return METRICS[settings["metric"]]
 
 
 def ignores_nan(settings):
     """True when the run treats NaN as a missing value (``nan_policy="ignore"``)."""
-    return settings.get("nan_policy", "raise") == "ignore"
+    return settings["nan_policy"] == "ignore"
 
 
 def _progress_bar(position, stop, verbose, unit="step"):

@@ -237,7 +237,7 @@ def _plot(args):
         raise UsageError("gpusom plot: error: --labels needs --data")
     som = _load(args.model)
     lattice = som.lattice_
-    topology = som.settings_.get("topology", "rectangular")
+    topology = som.settings_["topology"]
     search = {"metric": som.metric, "nan_policy": som.nan_policy}  # the hit maps use the map's
     data = labels = None
     if args.data is not None:
@@ -251,7 +251,7 @@ def _plot(args):
                 lattice,
                 som.settings_["is_torus"],
                 topology=topology,
-                metric=som.settings_.get("metric", "euclidean"),
+                metric=som.settings_["metric"],
             ),
             fig_size=(7, 5),
             topology=topology,

@@ -391,7 +391,7 @@ class SOM(ParamsMixin):
                 data.initial_sample(values, rng), rows * cols, cols, init, rng
             )
             codebook = codebook.astype(dtype)
-        if settings.get("algorithm", "online") == "batch":
+        if settings["algorithm"] == "batch":
             codebook, position, interrupted = _training.run_epochs(
                 _batch_epoch(engine, values, codebook.dtype, settings),
                 engine.xp.asarray(codebook),
@@ -491,7 +491,7 @@ class SOM(ParamsMixin):
             scaled,
             np.float64,
             f"{name} with the lattice",
-            self.settings_.get("metric", "euclidean"),
+            self.settings_["metric"],
             cell_bounds=self._lattice_bounds(engine),
             remedy=analysis.RANGE_REMEDY,
             tiny=False,
@@ -684,7 +684,7 @@ class SOM(ParamsMixin):
         if lazy is not None:
             _, scaled, codebook, metric, allow_nan = lazy
             rows, cols = self.lattice_.shape[:2]
-            topology = self.settings_.get("topology", "rectangular")
+            topology = self.settings_["topology"]
             return _dask.topographic_error(
                 scaled, codebook, rows, cols, self.settings_["is_torus"], topology, metric,
                 allow_nan, name="X",
@@ -695,7 +695,7 @@ class SOM(ParamsMixin):
             self._prepare(X, "X")
             return 0.0
         index = self._bmus(X, k=2)[1]
-        topology = self.settings_.get("topology", "rectangular")
+        topology = self.settings_["topology"]
         return analysis.non_adjacent_share(index, rows, cols, self.settings_["is_torus"], topology)
 
     def project(self, X, labels=None):

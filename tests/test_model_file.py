@@ -10,6 +10,7 @@ import pytest
 
 import gpusom
 from gpusom import SOM, _backend
+from gpusom._model_file import LEGACY_SETTINGS
 from gpusom.io import MODEL_FORMAT
 
 
@@ -139,7 +140,7 @@ def test_bad_files_give_clear_errors(tmp_path, data):
     write_archive(tmp_path / "names.npz", names, lattice=np.load(good)["lattice"])
     settings = header["settings"]
     damaged = {
-        "no_metric": {k: v for k, v in settings.items() if k != "metric"},
+        "no_truncate_entry": {k: v for k, v in settings.items() if k != "truncate"},
         "nan_sigma": {**settings, "sigma": float("nan")},
         "negative_sigma": {**settings, "sigma": -1.0},
         "no_truncate": {**settings, "truncate": 0},
@@ -166,7 +167,7 @@ def test_bad_files_give_clear_errors(tmp_path, data):
         "other.npz": f"no {MODEL_FORMAT!r} header",
         "broken.npz": "not a valid gpusom model: position 9 of 3",
         "metric.npz": "not a valid gpusom model: its settings: metric must be one of",
-        "no_metric.npz": "the setting metric is missing",
+        "no_truncate_entry.npz": "the setting truncate is missing",
         "nan_sigma.npz": "its settings: sigma must be",
         "negative_sigma.npz": "its settings: sigma must be",
         "no_truncate.npz": "its settings: truncate must be",
@@ -181,6 +182,21 @@ def test_bad_files_give_clear_errors(tmp_path, data):
             SOM.load(tmp_path / name)
     with pytest.raises(FileNotFoundError):
         SOM.load(tmp_path / "missing.npz")
+
+
+def test_a_file_from_before_an_option_existed_loads_with_the_value_those_runs_had(tmp_path, data):
+    som = SOM((5, 6), sigma_decay="exponential", learning_rate_decay="exponential", seed=4,
+              verbose=False)  # fmt: skip
+    som.train(data, 500, until=200)
+    path = som.save(tmp_path / "new.npz")
+    header = json.loads(str(np.load(path)["header"]))
+    old = {k: v for k, v in header["settings"].items() if k not in LEGACY_SETTINGS}
+    write_archive(tmp_path / "old.npz", {**header, "settings": old}, lattice=som.lattice_)
+    loaded = SOM.load(tmp_path / "old.npz")
+    assert loaded.settings_ == som.settings_
+    np.testing.assert_array_equal(
+        loaded.train(data, 500, resume=True), som.train(data, 500, resume=True)
+    )
 
 
 @pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
