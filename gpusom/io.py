@@ -73,11 +73,11 @@ def _atomic_write(path, write):
             continue
     try:
         with os.fdopen(handle, "wb") as stream:
-            if os.path.exists(target):
-                os.fchmod(stream.fileno(), stat.S_IMODE(os.stat(target).st_mode))
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        if os.path.exists(target):  # os.chmod, not fchmod: Windows has only the former
+            os.chmod(temp_path, stat.S_IMODE(os.stat(target).st_mode))
         os.replace(temp_path, target)
     except BaseException:
         os.unlink(temp_path)
