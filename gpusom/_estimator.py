@@ -62,13 +62,14 @@ class ParamsMixin:
 
     def __sklearn_tags__(self):
         """Tags for scikit-learn's estimator checks; only scikit-learn calls this."""
-        from sklearn.utils import Tags, TargetTags, TransformerTags
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
         # transform gives integer grid coordinates, whatever the input dtype.
         return Tags(
             estimator_type=None,
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(preserves_dtype=[]),
+            input_tags=InputTags(allow_nan=getattr(self, "nan_policy", "raise") == "ignore"),
         )
 
     def _names(self):

@@ -125,7 +125,9 @@ class SOM(ParamsMixin):
         with no present feature is an error naming its row, and so is a feature with no present
         value in the training data. inf is always an error.
     seed : int or numpy.random.Generator, optional
-        Seed of the initialisation and of the sample order; the same seed gives the same map.
+        Seed of the initialisation and of the sample order; the same integer seed gives the
+        same map on every fit. A Generator is drawn from (its state advances, as scikit-learn
+        treats a ``RandomState``), so each fit with it gives another map.
     verbose : bool, default True
         Print the one-line timing messages of the original walk-through, and, on a terminal, a
         progress bar once a run has taken a second.
@@ -410,7 +412,8 @@ class SOM(ParamsMixin):
             lattice = engine.to_host(state[0], dim).reshape(rows, cols, dim)
         _check_converged(lattice, settings)
         # Everything the run changes is recorded together, also after an interrupt. The
-        # generator is copied: a Generator given as seed stays the caller's to use.
+        # generator is copied: the run's state stays its own, whatever the caller then draws
+        # from a Generator given as seed.
         self._set_trained(
             lattice=lattice,
             backend=engine.name,
@@ -435,8 +438,7 @@ class SOM(ParamsMixin):
     def _set_trained(self, *, lattice, backend, settings, names, scaling, position, rng):
         """Record a trained state (from a run or a model file), all learned attributes at once."""
         self.lattice_, self.lattice_device_ = lattice, None
-        self._resident = {}  # the lattice on each analysis engine, uploaded once
-        self._bounds = {}  # and its per-feature bounds there, read once
+        self._forget_resident()
         self.backend_, self.settings_ = backend, settings
         self.n_features_in_ = lattice.shape[2]
         if names is not None:
@@ -505,8 +507,19 @@ class SOM(ParamsMixin):
     def _metric(self):
         return _training.metric_code(self.settings_)
 
+    def _forget_resident(self):
+        """Start the copies of ``_lattice_on`` and ``_lattice_bounds`` afresh, for the current
+        ``lattice_``."""
+        self._resident = {}  # the lattice on each analysis engine, uploaded once
+        self._bounds = {}  # and its per-feature bounds there, read once
+        self._resident_of = self.lattice_
+
     def _lattice_on(self, engine):
-        """The lattice as an array of ``engine``, uploaded once per trained map."""
+        """The lattice as an array of ``engine``, uploaded once per lattice: a new array
+        assigned to ``lattice_`` is uploaded again (and the GPU copy of the old one dropped)."""
+        if self._resident_of is not self.lattice_:
+            self.lattice_device_ = None
+            self._forget_resident()
         if engine.name not in self._resident:
             device = self.lattice_device_
             self._resident[engine.name] = engine.as_array(
@@ -517,8 +530,9 @@ class SOM(ParamsMixin):
     def _lattice_bounds(self, engine):
         """``gpusom._checks.feature_bounds`` of the lattice on ``engine``, read once per trained
         map: a prediction of one sample would otherwise read the whole lattice again."""
+        lattice = self._lattice_on(engine)  # first: it forgets the bounds of a replaced lattice
         if engine.name not in self._bounds:
-            self._bounds[engine.name] = _checks.feature_bounds(self._lattice_on(engine), engine.xp)
+            self._bounds[engine.name] = _checks.feature_bounds(lattice, engine.xp)
         return self._bounds[engine.name]
 
     def _lazy(self, X):
@@ -620,6 +634,11 @@ class SOM(ParamsMixin):
     def score(self, X, y=None):
         """Negative quantization error of ``X`` (higher is better, as scikit-learn expects).
 
+        The error is measured where the map lives: in the training data's min-max scaled space
+        when it was trained with ``normalize=True``, and under its ``metric``. So scores rank
+        maps that share ``normalize`` and ``metric``; across those settings they are in
+        different units and do not compare.
+
         Parameters
         ----------
         X : array_like of shape (n_samples, n_features_in_)
@@ -631,6 +650,21 @@ class SOM(ParamsMixin):
         float
         """
         return -self.quantization_error(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the two columns of :meth:`transform`, for scikit-learn pipelines.
+
+        Parameters
+        ----------
+        input_features : array_like of str, optional
+            Ignored: the columns are the grid coordinates, whatever the input.
+
+        Returns
+        -------
+        ndarray of object, ``["som_row", "som_col"]``
+        """
+        self._check_fitted()
+        return np.asarray(["som_row", "som_col"], dtype=object)
 
     def winner(self, x):
         """``(row, col)`` of the best matching unit of one sample (MiniSom's name).

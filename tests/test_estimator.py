@@ -33,7 +33,10 @@ with warnings.catch_warnings():
     # scikit-learn warns that SOM does not inherit from its BaseEstimator: by design.
     warnings.filterwarnings("ignore", "Estimator SOM does not inherit", UserWarning)
     CHECKS = estimator_checks.parametrize_with_checks(
-        [SOM((3, 4), num_iterations=200, seed=0, verbose=False)],
+        [
+            SOM((3, 4), num_iterations=200, seed=0, verbose=False),
+            SOM((3, 4), num_iterations=200, seed=0, verbose=False, nan_policy="ignore"),
+        ],
         expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
     )
 
@@ -61,6 +64,30 @@ def test_fit_predict_transform_score(data):
     assert som.winner(data[7]) == tuple(cells[7])
     assert som.score(data) == -quantization_error(data, som.lattice_)
     np.testing.assert_array_equal(SOM(**som.get_params()).fit_transform(data), cells)
+
+
+def test_a_lattice_assigned_after_use_is_the_one_searched(data):
+    # The map kept its first upload of the lattice: predictions stayed the old map's while
+    # save() wrote the new one.
+    som = SOM((4, 5), num_iterations=500, seed=1, verbose=False).fit(data)
+    other = SOM((4, 5), num_iterations=500, seed=2, verbose=False).fit(data)
+    assert som.score(data) != other.score(data)
+    som.lattice_ = other.lattice_.copy()
+    np.testing.assert_array_equal(som.predict(data), other.predict(data))
+    assert som.score(data) == other.score(data)
+
+
+def test_pipelines_name_the_grid_coordinates(data):
+    pipeline = pytest.importorskip("sklearn.pipeline")
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    pipe = pipeline.make_pipeline(
+        preprocessing.StandardScaler(), SOM((4, 5), num_iterations=300, seed=0, verbose=False)
+    )
+    cells = pipe.fit(data).transform(data)
+    assert cells.shape == (60, 2)
+    assert list(pipe.get_feature_names_out()) == ["som_row", "som_col"]
+    with pytest.raises(NotFittedError):
+        SOM((2, 2)).get_feature_names_out()
 
 
 def test_fit_defaults_to_500_steps_per_cell_within_10_to_75_per_sample(data):
