@@ -62,7 +62,7 @@ def _atomic_write(path, write):
             stream.write(buffer.getbuffer())
         return
     target = os.path.realpath(path)
-    directory = check_writable(target)
+    directory = os.path.dirname(target)
     while True:
         temp_path = os.path.join(directory, f".gpusom-{secrets.token_hex(8)}.tmp")
         try:
