@@ -9,7 +9,9 @@ One epoch at radius ``sigma``:
 3. smoothing over the lattice (:func:`smooth`): ``w_n = sum_b h(d(b, n)) S_b / sum_b
    h(d(b, n)) C_b`` with the online neighbourhood ``h`` of ``gpusom._math``. A cell whose
    denominator is not positive keeps its vector: no sample in its window, or, with the Mexican
-   hat, negative weights outweighing the positive ones.
+   hat, negative weights outweighing the positive ones. The closing step of an online run
+   (``SOM``'s ``finish="batch"``) is one such epoch where each cell's own vector counts as one
+   more sample: a ``prior`` of 1 in both sums.
 
 The sums of step 2 are plain sums over samples, so a data set split into chunks gives the same
 ``(S, C)`` as the whole, up to float64 rounding: :func:`bmu_sums` runs per chunk and the partial
@@ -48,6 +50,7 @@ def train_epochs(
     truncate,
     topology=0,
     metric=EUCLIDEAN,
+    prior=0.0,
 ):
     """Run ``len(sigmas)`` batch epochs; the ``train_batch`` of every engine.
 
@@ -70,6 +73,9 @@ def train_epochs(
     metric : int
         Code of ``gpusom._math.METRICS``: the distance of the BMU search. The update is the
         weighted mean under every metric.
+    prior : float
+        Pseudo-count of each cell's own vector in every epoch (:func:`smooth`); 0, the batch
+        SOM, unless this is the closing step of an online run (``SOM``'s ``finish``).
 
     Returns
     -------
@@ -92,6 +98,7 @@ def train_epochs(
             neighborhood,
             truncate,
             topology,
+            prior,
         )
     return codebook
 
@@ -152,11 +159,25 @@ def bmu_sums(engine, data, codebook, metric=EUCLIDEAN, per_feature=False):
 
 
 def smooth(
-    engine, sums, counts, codebook, sigma, rows, cols, is_torus, neighborhood, truncate, topology
+    engine,
+    sums,
+    counts,
+    codebook,
+    sigma,
+    rows,
+    cols,
+    is_torus,
+    neighborhood,
+    truncate,
+    topology,
+    prior=0.0,
 ):
     """The new codebook from the per-cell sums of an epoch: the reduce step.
 
-    ``w_n = sum_b h(d(b, n)) sums_b / sum_b h(d(b, n)) counts_b``, accumulated in float64. On
+    ``w_n = (sum_b h(d(b, n)) sums_b + prior * codebook_n) / (sum_b h(d(b, n)) counts_b +
+    prior)``, accumulated in float64: with ``prior`` 0 the batch SOM's weighted mean; with a
+    positive ``prior`` each cell's own vector counts as that many extra samples, so a cell with
+    little weight in its window moves only part of the way to its samples' mean. On
     the rectangular lattice the Gaussian and the bubble are applied as a row pass then a column
     pass, each axis truncated at ``|delta| <= radius``: a square window, not the online step's
     disk, which keeps the cost at ``O(cells * (rows + cols) * dim)``. Other neighbourhoods, and
@@ -184,6 +205,10 @@ def smooth(
         Codes of ``gpusom._math.NEIGHBORHOODS`` and ``TOPOLOGIES``.
     truncate : float
         Window radius in units of ``sigma`` (``gpusom._math.window_radius``).
+    prior : float, default 0.0
+        Pseudo-count of each cell's vector in ``codebook``, added to every feature's count (per
+        feature counts too). The denominator with it must still be positive, else the cell keeps
+        its vector, as without it.
 
     Returns
     -------
@@ -210,9 +235,13 @@ def smooth(
             src, dst, sources, sigma, rows, cols, is_torus, neighborhood, truncate, topology
         )
         total = dst
-    den = total[:, dim:]
+    num, den = total[:, :dim], total[:, dim:]
+    if prior:
+        # only when asked for: the batch SOM's epochs (prior 0) skip two codebook-sized passes
+        num = num + prior * codebook.astype(np.float64)
+        den = den + prior
     keep = ~(den > 0)
-    means = total[:, :dim] / xp.where(keep, 1.0, den)
+    means = num / xp.where(keep, 1.0, den)
     return xp.where(keep, codebook, means).astype(codebook.dtype)
 
 

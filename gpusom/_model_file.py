@@ -88,6 +88,7 @@ LEGACY_SETTINGS = {
     "nan_policy": "raise",
     "sigma_decay": "exponential",
     "learning_rate_decay": "exponential",
+    "finish": "none",
 }
 
 

@@ -12,7 +12,7 @@ from timeit import default_timer as timer
 
 import numpy as np
 
-from . import _bmu_search, _config
+from . import _batch, _bmu_search, _config
 from ._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from .schedules import sample_order, schedule
 
@@ -147,6 +147,40 @@ def train_slice(engine, codebook, data, n_samples, rng, settings, steps, total):
     )
 
 
+#: Pseudo-count of a cell's own vector in the closing step: one sample's worth.
+CLOSING_PRIOR = 1.0
+
+
+def closing_step(engine, codebook, values, settings, total):
+    """The closing batch step of a finished ``total``-step online run (``finish="batch"``).
+
+    One batch epoch (``gpusom._batch``) at the radius of the run's last step, with the same
+    window, lattice and metric, where each cell's vector counts as :data:`CLOSING_PRIOR` extra
+    samples. ``codebook`` is the host ``(n_cells, dim)`` lattice of the run's last step,
+    ``values`` the host training data; returns the host codebook, in ``codebook``'s dtype.
+    """
+    sigma = schedule(
+        settings["sigma_decay"],
+        settings["sigma"],
+        settings["sigma_end"],
+        np.array([total - 1]),
+        total,
+        "sigma_decay",
+        True,
+    )
+    xp = engine.xp
+    closed = _batch.train_epochs(
+        engine,
+        xp.asarray(codebook),
+        xp.asarray(values.astype(codebook.dtype, copy=False)),
+        sigma,
+        *lattice_arguments(settings),
+        metric_code(settings),
+        prior=CLOSING_PRIOR,
+    )
+    return engine.to_numpy(closed)
+
+
 # Settings of models saved before an option existed do not hold it: its default applies (the
 # exponential decay, the rectangular lattice, the Euclidean metric, NaN an error).
 
@@ -238,12 +272,13 @@ def peak_bytes(n_cells, dim, itemsize, settings, n_samples):
     codebooks in the dtype beside the larger of the exact search's temporaries
     (``gpusom._bmu_search.search_bytes``) and the float64 sums, counts and smoothing buffers of
     ``gpusom._batch`` (measured 58 and 69 bytes per value on that map, 1,000 samples; counted:
-    80 and 96; ``tests/test_validation.py`` checks the bound on a smaller map). ``n_samples``
-    rows of data held in memory (0 for Dask) add the engine's copy, and the PCA start's float64
-    centred copy.
+    80 and 96; ``tests/test_validation.py`` checks the bound on a smaller map). An online run
+    with the closing batch step (``finish="batch"``) counts as batch, the larger bound: that
+    step is one batch epoch, run after the online state is freed. ``n_samples`` rows of data
+    held in memory (0 for Dask) add the engine's copy, and the PCA start's float64 centred copy.
     """
     per_sample = (itemsize + (16 if settings["init"] == "pca" else 0)) * dim
-    if settings["algorithm"] == "batch":
+    if settings["algorithm"] == "batch" or settings["finish"] == "batch":
         buffers = max(
             _bmu_search.search_bytes(n_samples, n_cells, dim, 1), 48 * (dim + 1) * n_cells
         )

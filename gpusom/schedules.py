@@ -14,6 +14,9 @@ INITS = {"random": 0, "sample": 1, "pca": 2}
 DTYPES = {"float32": np.float32, "float64": np.float64}
 DECAYS = ("exponential", "linear", "inverse", "power")
 ALGORITHMS = {"online": 0, "batch": 1}
+#: What an online run does after its last step (``SOM``'s ``finish``): nothing, or the closing
+#: batch step (``gpusom._training.closing_step``).
+FINISHES = {"none": 0, "batch": 1}
 
 #: Epochs of ``SOM.fit`` with ``algorithm="batch"`` when ``num_iterations`` is not given.
 DEFAULT_EPOCHS = 20
@@ -40,6 +43,7 @@ def settings(params, n_samples):
         ("neighborhood", NEIGHBORHOODS),
         ("init", INITS),
         ("algorithm", ALGORITHMS),
+        ("finish", FINISHES),
         ("metric", METRICS),
         ("nan_policy", NAN_POLICIES),
     )
@@ -77,6 +81,7 @@ def settings(params, n_samples):
         "metric": params["metric"],
         "nan_policy": params["nan_policy"],
         "algorithm": params["algorithm"],
+        "finish": params["finish"],
     }
 
 

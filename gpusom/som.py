@@ -50,6 +50,20 @@ class SOM(ParamsMixin):
         an epoch costs ``O(cells * (rows + cols) * dim)`` after the search), elsewhere to the
         disk (``gpusom._batch``). Batch epochs parallelise across cores, GPUs and Dask
         workers; a Dask array always trains this way. ``num_iterations`` then counts epochs.
+    finish : {"none", "batch"}, default "none"
+        What an online run does after its last step. "batch": one closing batch step at the
+        run's final radius (the ``sigma_decay`` value of step ``T - 1``, with the run's window,
+        lattice and metric) where each cell's current vector counts as one more sample: ``w_n
+        = (sum_i h(d(b_i, n)) x_i + w_n) / (sum_i h(d(b_i, n)) + 1)``, per present feature
+        under ``nan_policy="ignore"``; a cell whose denominator is not positive (the Mexican
+        hat's negative weights) keeps its vector. The pseudo-count keeps cells with few samples
+        in their window from collapsing onto them: they move only part of the way (the best
+        unit of a single sample with no other sample in its window, half way), where a plain
+        batch step would set them onto their samples, the flat tiles the defaults avoid. Costs
+        one exact BMU search over the data and one smoothing of the lattice. Applied when the
+        run reaches its last step, by whichever call gets there, so ``until=`` and resuming
+        still give the lattice of the whole run. Batch runs (``algorithm="batch"``) and Dask
+        data (which trains batch epochs only) ignore it.
     num_iterations : int, optional
         Online steps (or batch epochs) run by :meth:`fit`. Batch default: 20 epochs. Online
         default ``max(10 * n_samples, min(500 * n_cells, 75 * n_samples))``: Kohonen's 500 steps per
@@ -198,6 +212,7 @@ class SOM(ParamsMixin):
         *,
         topology="rectangular",
         algorithm="online",
+        finish="none",
         num_iterations=None,
         normalize=False,
         sigma=None,
@@ -220,6 +235,7 @@ class SOM(ParamsMixin):
         self.is_torus = is_torus
         self.topology = topology
         self.algorithm = algorithm
+        self.finish = finish
         self.num_iterations = num_iterations
         self.normalize = normalize
         self.sigma = sigma
@@ -409,7 +425,17 @@ class SOM(ParamsMixin):
             position, interrupted = _training.run_slices(
                 engine, *state, n_samples, rng, settings, first, until, num_iterations, self.verbose
             )
-            lattice = engine.to_host(state[0], dim).reshape(rows, cols, dim)
+            codebook = engine.to_host(state[0], dim)
+            del state  # the closing step needs memory of a batch epoch (_training.peak_bytes)
+            # Only at the run's end, whichever call reaches it (a Ctrl-C in its last slice
+            # too): a run stopped earlier and resumed gets the step exactly once, so resuming
+            # still gives the lattice of the whole run.
+            if position == num_iterations and settings["finish"] == "batch":
+                _check_converged(codebook, settings)  # before a BMU search over inf and NaN
+                codebook = _training.closing_step(
+                    engine, codebook, values, settings, num_iterations
+                )
+            lattice = codebook.reshape(rows, cols, dim)
         _check_converged(lattice, settings)
         # Everything the run changes is recorded together, also after an interrupt. The
         # generator is copied: the run's state stays its own, whatever the caller then draws

@@ -181,3 +181,56 @@ def batch_som(
         codebook[update] = num[update] / den[update, None]
         codebook = codebook.astype(dtype).astype(np.float64)
     return codebook.astype(dtype)
+
+
+def closing_step(
+    codebook,
+    data,
+    sigma,
+    rows,
+    cols,
+    is_torus,
+    neighborhood="gaussian",
+    truncate=3.0,
+    topology="rectangular",
+    metric="euclidean",
+    prior=1.0,
+):
+    """The closing batch step of an online run (``SOM``'s ``finish="batch"``), float64.
+
+    BMUs by :func:`bmu`'s rule over present features, then per cell ``n`` and feature ``f``:
+    ``w_nf = (sum_i h(b_i, n) x_if + prior * w_nf) / (sum_i h(b_i, n) + prior)`` over the
+    samples ``i`` whose feature ``f`` is present, from a dense ``(n_cells, n_cells)`` weight
+    matrix ``h`` with :func:`batch_som`'s window; a cell whose denominator is not positive keeps
+    its vector. Returns the codebook in ``codebook``'s dtype.
+    """
+    dtype = codebook.dtype
+    w = codebook.astype(np.float64)
+    data = data.astype(dtype).astype(np.float64)
+    n_cells = rows * cols
+    square = topology == "rectangular" and neighborhood in ("gaussian", "bubble")
+    x, y, (width, height) = cell_positions(rows, cols, topology)
+    radius = sigma if neighborhood in ("bubble", "triangle") else truncate * sigma
+    weights = np.zeros((n_cells, n_cells))  # weights[b, n] = h(d(b, n))
+    for b in range(n_cells):
+        d2 = grid_distance_sq(rows, cols, b, is_torus, topology)
+        if square:
+            dx, dy = np.abs(x - x[b]), np.abs(y - y[b])
+            if is_torus:
+                dx, dy = np.minimum(dx, width - dx), np.minimum(dy, height - dy)
+            inside = (dx <= radius) & (dy <= radius)
+        else:
+            inside = d2 <= radius * radius
+        weights[b] = np.where(inside, neighbourhood_weight(neighborhood, d2, sigma), 0.0)
+    out = w.copy()
+    bmus = [bmu(codebook, sample, metric) for sample in data]
+    for n in range(n_cells):
+        for f in range(w.shape[1]):
+            num, den = prior * w[n, f], prior
+            for sample, b in zip(data, bmus, strict=True):
+                if not np.isnan(sample[f]):
+                    num += weights[b, n] * sample[f]
+                    den += weights[b, n]
+            if den > 0:
+                out[n, f] = num / den
+    return out.astype(dtype)

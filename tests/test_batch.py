@@ -6,8 +6,8 @@ import pytest
 from conftest import TOLERANCES
 from engines import ENGINE_NAMES, prepared_engine
 
-from gpusom import _batch
-from gpusom._math import NEIGHBORHOODS, TOPOLOGIES
+from gpusom import SOM, _batch, _training, schedules
+from gpusom._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 
 DTYPES = [np.float32, np.float64]
 
@@ -156,6 +156,81 @@ def test_no_epochs_return_the_codebook(engine, rng):
     codebook = rng.normal(size=(6, 2))
     got = run_batch(engine, codebook, rng.normal(size=(5, 2)), [], 2, 3, False, "gaussian", 2.0)
     np.testing.assert_array_equal(got, codebook)
+
+
+def closing_settings(rows, cols, **params):
+    """The run settings of an online run with the closing step, for ``_training.closing_step``:
+    its radius falls linearly from 3 to 1.2 cells, so the step's radius is 1.2."""
+    som = SOM((rows, cols), finish="batch", sigma=3.0, sigma_end=1.2, sigma_decay="linear",
+              truncate=2.0, **params)  # fmt: skip
+    return schedules.settings(som.get_params(), 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("neighborhood", list(NEIGHBORHOODS))
+@pytest.mark.parametrize("is_torus", [False, True])
+@pytest.mark.parametrize("topology", list(TOPOLOGIES))
+def test_the_closing_step_of_every_engine_matches_the_oracle(engine, rng, topology, is_torus,
+                                                             neighborhood, dtype):  # fmt: skip
+    # Fewer samples than cells: most windows hold few samples, where the prior matters most.
+    rows, cols, dim = 4, 6, 3
+    data = clustered(rng, 15, dim, dtype)
+    codebook = rng.normal(size=(rows * cols, dim)).astype(dtype)
+    settings = closing_settings(
+        rows, cols, is_torus=is_torus, topology=topology, neighborhood=neighborhood
+    )
+    got = _training.closing_step(engine, codebook, data, settings, 50)
+    expected = naive.closing_step(
+        codebook, data, 1.2, rows, cols, is_torus, neighborhood, 2.0, topology
+    )
+    assert got.dtype == dtype and got.shape == codebook.shape
+    np.testing.assert_allclose(got, expected, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_the_closing_step_of_every_engine_means_the_present_values(engine, rng, metric):
+    rows, cols, dim = 4, 5, 4
+    data = clustered(rng, 30, dim, np.float64)
+    data[::3, 1] = np.nan
+    data[1::4, 3] = np.nan
+    codebook = rng.normal(size=(rows * cols, dim))
+    settings = closing_settings(rows, cols, metric=metric, nan_policy="ignore")
+    got = _training.closing_step(engine, codebook, data, settings, 80)
+    expected = naive.closing_step(
+        codebook, data, 1.2, rows, cols, False, "gaussian", 2.0, metric=metric
+    )
+    np.testing.assert_allclose(got, expected, **TOLERANCES[np.float64])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_closing_step_moves_a_lone_sample_s_unit_half_way(engine, dtype):
+    # Three samples on a 5 x 6 map, each the only one in its unit's window (radius 2 * 0.4
+    # cells: no neighbour): each unit moves to the midpoint of its vector and its sample, every
+    # other cell keeps its vector.
+    rows, cols = 5, 6
+    codebook = np.stack(np.divmod(np.arange(rows * cols), cols), axis=1).astype(dtype) * 10
+    units = [0, 14, 29]
+    data = codebook[units] + np.asarray([[1.0, 2.0], [-3.0, 1.5], [0.25, -0.5]], dtype=dtype)
+    assert data.dtype == dtype
+    som = SOM((rows, cols), finish="batch", sigma=2.0, sigma_end=0.4)
+    settings = schedules.settings(som.get_params(), 0)
+    got = _training.closing_step(engine, codebook, data, settings, 100)
+    expected = codebook.copy()
+    expected[units] = (codebook[units].astype(np.float64) + data.astype(np.float64)) / 2
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_zero_prior_is_the_batch_epoch_bit_for_bit(engine, rng):
+    xp = engine.xp
+    rows, cols, dim = 4, 5, 3
+    data = xp.asarray(clustered(rng, 30, dim, np.float32))
+    codebook = xp.asarray(rng.normal(size=(rows * cols, dim)).astype(np.float32))
+    sums, counts = _batch.bmu_sums(engine, data, codebook)
+    for neighborhood in NEIGHBORHOODS.values():
+        args = (sums, counts, codebook, 1.3, rows, cols, True, neighborhood, 2.0, 0)
+        batch = engine.to_numpy(_batch.smooth(engine, *args))
+        assert batch.tobytes() == engine.to_numpy(_batch.smooth(engine, *args, 0.0)).tobytes()
+        assert not np.array_equal(batch, engine.to_numpy(_batch.smooth(engine, *args, 1.0)))
 
 
 @pytest.mark.skipif("cuda" not in ENGINE_NAMES, reason="needs numba's CUDA simulator or a GPU")
