@@ -61,6 +61,8 @@ def test_a_seed_with_a_state_is_stored_as_none_and_the_run_still_resumes(tmp_pat
         (3, {}),
         # the partial distance search path (dim >= 32), a torus, float64 and stored scaling
         (40, {"is_torus": True, "dtype": "float64", "normalize": True}),
+        # the closing step runs once, in the call that reaches the last step
+        (3, {"finish": "batch", "topology": "hexagonal"}),
     ],
 )
 def test_resume_through_a_model_file_is_identical(tmp_path, rng, dim, params):
@@ -78,9 +80,10 @@ def test_resume_through_a_model_file_is_identical(tmp_path, rng, dim, params):
     np.testing.assert_array_equal(lattice, whole)
 
 
-def test_resume_in_several_parts_and_a_finished_run(data, capsys):
-    whole = SOM((4, 4), seed=2, verbose=False).train(data, 3_000)
-    som = SOM((4, 4), seed=2, verbose=False)
+@pytest.mark.parametrize("finish", ["none", "batch"])
+def test_resume_in_several_parts_and_a_finished_run(data, capsys, finish):
+    whole = SOM((4, 4), seed=2, finish=finish, verbose=False).train(data, 3_000)
+    som = SOM((4, 4), seed=2, finish=finish, verbose=False)
     som.train(data, 3_000, until=1)
     som.train(data, 3_000, resume=True, until=1_777)
     som.train(data, 3_000, resume=True)
@@ -88,6 +91,21 @@ def test_resume_in_several_parts_and_a_finished_run(data, capsys):
     som.verbose = True
     np.testing.assert_array_equal(som.train(data, 3_000, resume=True), whole)  # nothing to do
     assert "Nothing to resume" in capsys.readouterr().out
+
+
+def test_the_closing_step_survives_save_and_load_and_runs_at_the_end_only(tmp_path, data):
+    som = SOM((5, 6), seed=3, finish="batch", verbose=False)
+    som.train(data, 2_000, until=2_000 - 1)
+    plain = SOM((5, 6), seed=3, verbose=False).train(data, 2_000, until=2_000 - 1)
+    np.testing.assert_array_equal(som.lattice_, plain)  # not the last step: no closing step
+    loaded = SOM.load(som.save(tmp_path / "closing.npz"))
+    assert loaded.finish == loaded.settings_["finish"] == "batch"
+    whole = SOM((5, 6), seed=3, finish="batch", verbose=False).train(data, 2_000)
+    np.testing.assert_array_equal(loaded.train(data, 2_000, resume=True), whole)
+    # a run's own setting decides, as for every other setting
+    loaded = SOM.load(som.save(tmp_path / "closing.npz")).set_params(finish="none")
+    np.testing.assert_array_equal(loaded.train(data, 2_000, resume=True), whole)
+    assert not np.array_equal(whole, SOM((5, 6), seed=3, verbose=False).train(data, 2_000))
 
 
 @pytest.mark.parametrize(
@@ -286,3 +304,16 @@ def test_an_interrupted_first_slice_leaves_a_previous_model_resumable(data, monk
     assert som.steps_done_ == 500
     whole = SOM((5, 6), seed=8, verbose=False).train(data, 2_000)
     np.testing.assert_array_equal(som.train(data, 2_000, resume=True), whole)
+
+
+def test_ctrl_c_in_the_last_slice_still_gets_the_closing_step(data, monkeypatch):
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("Python's default SIGINT handler is not installed here")
+    whole = SOM((5, 6), seed=8, finish="batch", verbose=False).train(data, 700)
+    monkeypatch.setattr(gpusom._config, "FIRST_SLICE_STEPS", 700)
+    interrupting(monkeypatch, 1, sigint_after)  # one slice of 700 steps: the whole run
+    som = SOM((5, 6), seed=8, finish="batch", verbose=False)
+    with pytest.raises(KeyboardInterrupt, match="step 700 of 700"):
+        som.train(data, 700)
+    # the run reached its end, so resuming has nothing left to do: the step ran already
+    np.testing.assert_array_equal(som.lattice_, whole)

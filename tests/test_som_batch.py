@@ -92,6 +92,15 @@ def test_dask_input_trains_batch_and_answers_lazily(rng):
     }
 
 
+def test_dask_input_ignores_the_closing_step(rng):
+    data = dask_array.from_array(rng.random((300, 3)), chunks=100)
+    options = {"num_iterations": 3, "seed": 5, "verbose": False}
+    closed = SOM((3, 4), finish="batch", **options).fit(data)
+    np.testing.assert_array_equal(
+        closed.lattice_, SOM((3, 4), finish="none", **options).fit(data).lattice_
+    )
+
+
 def test_dask_input_of_unknown_length_trains_as_its_rows(rng):
     data = rng.random((600, 3))
     chunks = dask_array.from_array(data, chunks=150)

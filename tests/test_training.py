@@ -81,6 +81,41 @@ def test_som_train_follows_contract(rng, init, is_torus):
     np.testing.assert_allclose(lattice.reshape(-1, 4), expected, **TOLERANCES[np.float64])
 
 
+@pytest.mark.parametrize("nan_policy", ["raise", "ignore"])
+def test_som_train_with_the_closing_step_follows_contract(rng, nan_policy):
+    """finish="batch": the oracle's online steps, then its closing step at the radius of the
+    last step (here from a callable decay)."""
+    rows, cols, steps = 5, 6, 300
+    data = rng.random((30, 4))
+    if nan_policy == "ignore":
+        data[::4, 1] = np.nan
+    som = SOM((rows, cols), sigma=2.5, sigma_end=0.4, learning_rate=0.4,
+              learning_rate_decay="linear", sigma_decay=lambda t, total: 2.0 - 1.5 * t / total,
+              dtype="float64", seed=7, verbose=False, backend="cpu", finish="batch",
+              nan_policy=nan_policy)  # fmt: skip
+    lattice = som.train(data, steps)
+
+    gen = np.random.default_rng(7)
+    codebook = initial_codebook(data, rows * cols, cols, INITS["random"], gen)
+    order = sample_order(gen, len(data), steps)
+    t = np.arange(steps)
+    online, _ = naive.online_som(codebook, data, order, 2.0 - 1.5 * t / steps,
+                                 0.4 + (0.005 - 0.4) * t / (steps - 1), rows, cols, False,
+                                 truncate=som.truncate)  # fmt: skip
+    expected = naive.closing_step(online, data, 2.0 - 1.5 * (steps - 1) / steps, rows, cols,
+                                  False, truncate=som.truncate)  # fmt: skip
+    assert not np.allclose(expected, online)
+    np.testing.assert_allclose(lattice.reshape(-1, 4), expected, **TOLERANCES[np.float64])
+
+
+def test_batch_runs_ignore_the_closing_step(rng):
+    data = rng.random((60, 3))
+    options = {"algorithm": "batch", "num_iterations": 5, "seed": 1, "verbose": False}
+    plain = SOM((4, 5), finish="none", **options).fit(data)
+    closed = SOM((4, 5), finish="batch", **options).fit(data)
+    np.testing.assert_array_equal(closed.lattice_, plain.lattice_)
+
+
 def test_long_runs_are_sliced_without_changing_the_result(rng, monkeypatch):
     data = rng.random((20, 3))
     whole = SOM((4, 5), seed=3, verbose=False).train(data, 500)

@@ -126,6 +126,7 @@ def test_bad_num_iterations(iterations, error):
         ("truncate", 0, ValueError),
         ("neighborhood", "mexican", ValueError),
         ("init", "zeros", ValueError),
+        ("finish", "bogus", ValueError),
         ("dtype", "float16", ValueError),
         ("backend", "tpu", ValueError),
         ("is_torus", "yes", TypeError),
@@ -295,14 +296,19 @@ def test_bad_exponent():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
-    ("algorithm", "init"), [("online", "random"), ("online", "pca"), ("batch", "sample")]
+    ("algorithm", "init", "finish"),
+    [
+        ("online", "random", "none"),
+        ("online", "pca", "none"),
+        ("online", "random", "batch"),
+        ("batch", "sample", "none"),
+    ],
 )
-def test_the_memory_estimate_covers_the_measured_peak(dtype, algorithm, init):
+def test_the_memory_estimate_covers_the_measured_peak(dtype, algorithm, init, finish):
     # The estimate was half the peak: a map that passed the check was killed by the OS instead.
     data = np.random.default_rng(0).random((500, 3))
-    som = SOM(
-        (400, 300), dtype=dtype, algorithm=algorithm, init=init, sigma=2.0, seed=0, verbose=False
-    )
+    som = SOM((400, 300), dtype=dtype, algorithm=algorithm, init=init, finish=finish, sigma=2.0,
+              seed=0, verbose=False)  # fmt: skip
     som.train(data[:20], 2)  # compiled outside the measurement
     tracemalloc.start()
     try:
