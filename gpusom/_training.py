@@ -12,7 +12,8 @@ from timeit import default_timer as timer
 
 import numpy as np
 
-from . import _batch, _bmu_search, _config
+from . import _backend, _batch, _bmu_search, _config
+from ._errors import BackendUnavailableError
 from ._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from .schedules import sample_order, schedule
 
@@ -157,7 +158,12 @@ def closing_step(engine, codebook, values, settings, total):
     One batch epoch (``gpusom._batch``) at the radius of the run's last step, with the same
     window, lattice and metric, where each cell's vector counts as :data:`CLOSING_PRIOR` extra
     samples. ``codebook`` is the host ``(n_cells, dim)`` lattice of the run's last step,
-    ``values`` the host training data; returns the host codebook, in ``codebook``'s dtype.
+    ``values`` the training data (host, or the engine's); returns the host codebook, in
+    ``codebook``'s dtype.
+
+    The CUDA engine runs the step with cupy. Online training on a GPU needs numba-cuda alone,
+    so without cupy (then the data are on the host) the step runs on the CPU engine instead of
+    failing after the run.
     """
     sigma = schedule(
         settings["sigma_decay"],
@@ -168,7 +174,11 @@ def closing_step(engine, codebook, values, settings, total):
         "sigma_decay",
         True,
     )
-    xp = engine.xp
+    try:
+        xp = engine.xp
+    except BackendUnavailableError:
+        engine = _backend.cpu_engine()
+        xp = engine.xp
     closed = _batch.train_epochs(
         engine,
         xp.asarray(codebook),
@@ -179,10 +189,6 @@ def closing_step(engine, codebook, values, settings, total):
         prior=CLOSING_PRIOR,
     )
     return engine.to_numpy(closed)
-
-
-# Settings of models saved before an option existed do not hold it: its default applies (the
-# exponential decay, the rectangular lattice, the Euclidean metric, NaN an error).
 
 
 def lattice_arguments(settings):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from numba import njit
 
 import gpusom
-from gpusom import SOM, _backend, schedules
+from gpusom import SOM, _backend, _training, schedules
 from gpusom._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from gpusom.schedules import INITS, exponential_decay, initial_codebook, sample_order
 
@@ -114,6 +114,25 @@ def test_batch_runs_ignore_the_closing_step(rng):
     plain = SOM((4, 5), finish="none", **options).fit(data)
     closed = SOM((4, 5), finish="batch", **options).fit(data)
     np.testing.assert_array_equal(closed.lattice_, plain.lattice_)
+
+
+def test_closing_step_runs_on_the_cpu_where_the_engine_has_no_array_module(rng):
+    """A GPU run without cupy (online training needs numba-cuda alone) still gets its step."""
+
+    class NoArrays:
+        name = "cuda"
+
+        @property
+        def xp(self):
+            raise gpusom.BackendUnavailableError("GPU arrays need cupy")
+
+    data, codebook = rng.random((40, 3)), rng.random((20, 3))
+    settings = schedules.settings({**SOM((4, 5), finish="batch").get_params()}, len(data))
+    cpu = _backend.cpu_engine()
+    expected = _training.closing_step(cpu, codebook, data, settings, 100)
+    got = _training.closing_step(NoArrays(), codebook, data, settings, 100)
+    assert not np.allclose(expected, codebook)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_long_runs_are_sliced_without_changing_the_result(rng, monkeypatch):
