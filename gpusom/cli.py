@@ -28,6 +28,7 @@ from . import __version__
 from ._backend import BACKENDS, BackendUnavailableError
 from ._math import METRICS, NAN_POLICIES
 from .io import check_writable
+from .schedules import FINISHES
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
@@ -162,6 +163,7 @@ def _train(args):
         args.torus,
         topology="hexagonal" if args.hexagonal else "rectangular",
         algorithm="batch" if args.batch else "online",
+        finish=args.finish,
         metric=args.metric,
         nan_policy=args.nan_policy,
         num_iterations=args.iterations,
@@ -304,6 +306,12 @@ def build_parser():
     )
     train.add_argument(
         "--batch", action="store_true", help="batch training (epochs) instead of online steps"
+    )
+    train.add_argument(
+        "--finish",
+        choices=sorted(FINISHES),
+        default="none",
+        help="batch: end online training with the closing batch step (SOM's finish)",
     )
     train.add_argument("--metric", choices=sorted(METRICS), default="euclidean")
     train.add_argument(
