@@ -290,7 +290,8 @@ class SOM(ParamsMixin):
             as in the run.
             Resuming a finished run changes nothing.
         until : int, optional
-            Stop after step ``until`` of the run (default ``num_iterations``, the end).
+            Stop after step ``until`` of the run (default ``num_iterations``, the end). The
+            closing step of ``finish="batch"`` runs only in the call that reaches the end.
 
         Returns
         -------
