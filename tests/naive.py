@@ -133,6 +133,23 @@ def all_distances_sq(data, codebook):
     return (diff * diff).sum(axis=2)
 
 
+def batch_weights(b, sigma, rows, cols, is_torus, neighborhood, truncate, topology):
+    """The batch window's weight ``h(d(b, n))`` of source cell ``b`` at every cell ``n``: the
+    square ``|dr|, |dc| <= radius`` for the Gaussian and the bubble on the rectangular lattice,
+    the disk ``d <= radius`` otherwise."""
+    d2 = grid_distance_sq(rows, cols, b, is_torus, topology)
+    radius = sigma if neighborhood in ("bubble", "triangle") else truncate * sigma
+    if topology == "rectangular" and neighborhood in ("gaussian", "bubble"):
+        x, y, (width, height) = cell_positions(rows, cols, topology)
+        dx, dy = np.abs(x - x[b]), np.abs(y - y[b])
+        if is_torus:
+            dx, dy = np.minimum(dx, width - dx), np.minimum(dy, height - dy)
+        inside = (dx <= radius) & (dy <= radius)
+    else:
+        inside = d2 <= radius * radius
+    return np.where(inside, neighbourhood_weight(neighborhood, d2, sigma), 0.0)
+
+
 def batch_som(
     codebook,
     data,
@@ -148,33 +165,22 @@ def batch_som(
 
     Each epoch: BMUs by :func:`bmu`'s rule, then ``w_n = sum_b h_bn S_b / sum_b h_bn C_b`` over
     the cells ``b`` with samples, in ascending ``b``; a cell whose denominator is not positive
-    keeps its vector. The window: the square ``|dr|, |dc| <= radius`` for the Gaussian and the
-    bubble on the rectangular lattice, the disk ``d <= radius`` otherwise.
+    keeps its vector. The window: :func:`batch_weights`.
     """
     dtype = codebook.dtype
     codebook = codebook.astype(np.float64)
     data = data.astype(dtype).astype(np.float64)
     n_cells = rows * cols
-    square = topology == "rectangular" and neighborhood in ("gaussian", "bubble")
-    x, y, (width, height) = cell_positions(rows, cols, topology)
+    window = (rows, cols, is_torus, neighborhood, truncate, topology)
     for sigma in sigmas:
         bmus = np.argmin(all_distances_sq(data, codebook), axis=1)
         sums, counts = np.zeros_like(codebook), np.zeros(n_cells)
         for i, b in enumerate(bmus):
             sums[b] += data[i]
             counts[b] += 1
-        radius = sigma if neighborhood in ("bubble", "triangle") else truncate * sigma
         num, den = np.zeros_like(codebook), np.zeros(n_cells)
         for b in np.flatnonzero(counts):
-            d2 = grid_distance_sq(rows, cols, b, is_torus, topology)
-            if square:
-                dx, dy = np.abs(x - x[b]), np.abs(y - y[b])
-                if is_torus:
-                    dx, dy = np.minimum(dx, width - dx), np.minimum(dy, height - dy)
-                inside = (dx <= radius) & (dy <= radius)
-            else:
-                inside = d2 <= radius * radius
-            h = np.where(inside, neighbourhood_weight(neighborhood, d2, sigma), 0.0)
+            h = batch_weights(b, sigma, *window)
             num += h[:, None] * sums[b]
             den += h * counts[b]
         update = den > 0
@@ -201,30 +207,18 @@ def closing_step(
     BMUs by :func:`bmu`'s rule over present features, then per cell ``n`` and feature ``f``:
     ``w_nf = (sum_i h(b_i, n) x_if + prior * w_nf) / (sum_i h(b_i, n) + prior)`` over the
     samples ``i`` whose feature ``f`` is present, from a dense ``(n_cells, n_cells)`` weight
-    matrix ``h`` with :func:`batch_som`'s window; a cell whose denominator is not positive keeps
+    matrix ``h`` (:func:`batch_weights`); a cell whose denominator is not positive keeps
     its vector. Returns the codebook in ``codebook``'s dtype.
     """
     dtype = codebook.dtype
     w = codebook.astype(np.float64)
     data = data.astype(dtype).astype(np.float64)
-    n_cells = rows * cols
-    square = topology == "rectangular" and neighborhood in ("gaussian", "bubble")
-    x, y, (width, height) = cell_positions(rows, cols, topology)
-    radius = sigma if neighborhood in ("bubble", "triangle") else truncate * sigma
-    weights = np.zeros((n_cells, n_cells))  # weights[b, n] = h(d(b, n))
-    for b in range(n_cells):
-        d2 = grid_distance_sq(rows, cols, b, is_torus, topology)
-        if square:
-            dx, dy = np.abs(x - x[b]), np.abs(y - y[b])
-            if is_torus:
-                dx, dy = np.minimum(dx, width - dx), np.minimum(dy, height - dy)
-            inside = (dx <= radius) & (dy <= radius)
-        else:
-            inside = d2 <= radius * radius
-        weights[b] = np.where(inside, neighbourhood_weight(neighborhood, d2, sigma), 0.0)
+    window = (rows, cols, is_torus, neighborhood, truncate, topology)
+    # weights[b, n] = h(d(b, n))
+    weights = np.array([batch_weights(b, sigma, *window) for b in range(rows * cols)])
     out = w.copy()
     bmus = [bmu(codebook, sample, metric) for sample in data]
-    for n in range(n_cells):
+    for n in range(rows * cols):
         for f in range(w.shape[1]):
             num, den = prior * w[n, f], prior
             for sample, b in zip(data, bmus, strict=True):
