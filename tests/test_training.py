@@ -127,7 +127,7 @@ def test_closing_step_runs_on_the_cpu_where_the_engine_has_no_array_module(rng):
             raise gpusom.BackendUnavailableError("GPU arrays need cupy")
 
     data, codebook = rng.random((40, 3)), rng.random((20, 3))
-    settings = schedules.settings({**SOM((4, 5), finish="batch").get_params()}, len(data))
+    settings = schedules.settings(SOM((4, 5), finish="batch").get_params(), len(data))
     cpu = _backend.cpu_engine()
     expected = _training.closing_step(cpu, codebook, data, settings, 100)
     got = _training.closing_step(NoArrays(), codebook, data, settings, 100)
