@@ -29,7 +29,8 @@ def search_bytes(n_samples, n_cells, dim, k):
 
     Per codebook element: the float64 centred copy, its squares and their float64 copy, and the
     product-precision copies of the vectors and squares (8 + 8 + 8 + 8 + 8); per block row, the
-    same for the centred samples plus one row of products; per sample, the results.
+    same for the centred samples plus one row of products; per sample, the results. The CPU
+    engine's pruned search (``gpusom.cpu.search``) stays within it (``tests/test_cpu_search.py``).
     """
     block = block_rows(n_samples, n_cells)
     codebook = 40 * n_cells * dim + 24 * n_cells
@@ -91,6 +92,65 @@ def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN):
     return out_index, out_distance
 
 
+class CentredProducts:
+    """What the Euclidean scores of ``codebook`` share across blocks of ``data``.
+
+    Attributes
+    ----------
+    centre : float64 array, shape (dim,)
+        The codebook's mean: samples and cells are centred on it before the product.
+    dtype : numpy dtype
+        float32, unless a squared norm could overflow it (then float64): scores must stay finite.
+    codebook : array, shape (n_cells, dim)
+        The centred codebook in ``dtype``.
+    cb_sq : float64 array, shape (n_cells,)
+        The cells' squared norms, centred.
+    cb_norm_max : float
+    """
+
+    def __init__(self, codebook, data, xp, missing):
+        dim = data.shape[1]
+        self.xp = xp
+        self.missing = missing
+        self.centre = codebook.mean(axis=0, dtype=np.float64)
+        centred_cb = codebook - self.centre
+        if missing:
+            with warnings.catch_warnings():
+                # A feature missing from every sample has no extremes: numpy warns and gives
+                # NaN, which the outer nanmax leaves out, as the scores leave the feature out.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                high, low = xp.nanmax(data, axis=0), xp.nanmin(data, axis=0)
+        else:
+            high, low = data.max(axis=0), data.min(axis=0)
+        spread = max(
+            float(xp.abs(centred_cb).max()),
+            float(xp.nanmax(xp.abs(high - self.centre))),
+            float(xp.nanmax(xp.abs(low - self.centre))),
+        )
+        self.dtype = np.float32 if spread * spread * dim < 1e36 else np.float64
+        self.codebook = centred_cb.astype(self.dtype)
+        self.cb_sq = (self.codebook.astype(np.float64) ** 2).sum(axis=1)
+        self.cb_norm_max = float(xp.sqrt(self.cb_sq.max()))
+        # Rounding bound of |x|^2 - 2 x.w + |w|^2 in the product's precision (inputs rounded,
+        # then a dot product of length dim), doubled because two scores are compared, safety
+        # factor 2.
+        self.bound_scale = 8.0 * (dim + 4) * np.finfo(self.dtype).eps / 2
+
+    def samples(self, chunk):
+        """The centred samples of ``chunk`` in ``dtype`` (missing features 0) and their float64
+        norms."""
+        centred = chunk - self.centre
+        if self.missing:
+            centred = self.xp.where(self.xp.isnan(centred), 0.0, centred)
+        centred = centred.astype(self.dtype)
+        return centred, self.xp.sqrt((centred.astype(np.float64) ** 2).sum(axis=1))
+
+    def tolerance(self, x_norm, norm_max):
+        """Twice the rounding bound of the scores of samples of norm ``x_norm`` against
+        vectors of norm at most ``norm_max``."""
+        return self.bound_scale * (x_norm + norm_max) ** 2
+
+
 def _euclidean_scores(codebook, data, xp, missing):
     """Per-block scores for squared Euclidean distances: centred matrix products.
 
@@ -98,48 +158,21 @@ def _euclidean_scores(codebook, data, xp, missing):
     ``sum_present (x - w)^2 = sum_present w^2 - 2 x.w + const``, the first term one more product
     with the sample's mask; folded into ``dots`` so that the kernel's ``cb_sq`` is zero.
     """
-    dim = data.shape[1]
-    centre = codebook.mean(axis=0, dtype=np.float64)
-    centred_cb = codebook - centre
-    # float32 products unless a squared norm could overflow them: scores must stay finite.
-    if missing:
-        with warnings.catch_warnings():
-            # A feature missing from every sample has no extremes: numpy warns and gives NaN,
-            # which the outer nanmax leaves out, as the scores leave the feature out.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            high, low = xp.nanmax(data, axis=0), xp.nanmin(data, axis=0)
-    else:
-        high, low = data.max(axis=0), data.min(axis=0)
-    spread = max(
-        float(xp.abs(centred_cb).max()),
-        float(xp.nanmax(xp.abs(high - centre))),
-        float(xp.nanmax(xp.abs(low - centre))),
-    )
-    product_dtype = np.float32 if spread * spread * dim < 1e36 else np.float64
-    centred_cb = centred_cb.astype(product_dtype)
-    cb_squares = centred_cb.astype(np.float64) ** 2
-    cb_sq = cb_squares.sum(axis=1)
-    cb_norm_max = float(xp.sqrt(cb_sq.max()))
-    cb_sq_product = cb_sq.astype(product_dtype)
+    products = CentredProducts(codebook, data, xp, missing)
+    cb_sq_product = products.cb_sq.astype(products.dtype)
     no_cb_sq = xp.zeros_like(cb_sq_product)
-    cb_squares = cb_squares.astype(product_dtype)
-    # Rounding bound of |x|^2 - 2 x.w + |w|^2 in the product's precision (inputs rounded, then a
-    # dot product of length dim), doubled because two scores are compared, safety factor 2.
-    bound_scale = 8.0 * (dim + 4) * np.finfo(product_dtype).eps / 2
+    if missing:
+        cb_squares = (products.codebook.astype(np.float64) ** 2).astype(products.dtype)
 
     def scores(chunk):
-        centred = chunk - centre
-        if missing:
-            holes = xp.isnan(centred)
-            centred = xp.where(holes, 0.0, centred)
-        centred = centred.astype(product_dtype)
-        dots = centred @ centred_cb.T
-        x_norm = xp.sqrt((centred.astype(np.float64) ** 2).sum(axis=1))
-        tolerance = bound_scale * (x_norm + cb_norm_max) ** 2
+        centred, x_norm = products.samples(chunk)
+        dots = centred @ products.codebook.T
+        tolerance = products.tolerance(x_norm, products.cb_norm_max)
         if not missing:
             return dots, cb_sq_product, tolerance
-        dots -= 0.5 * ((~holes).astype(product_dtype) @ cb_squares.T)
-        return dots, no_cb_sq, tolerance + bound_scale * cb_norm_max**2
+        holes = xp.isnan(chunk)
+        dots -= 0.5 * ((~holes).astype(products.dtype) @ cb_squares.T)
+        return dots, no_cb_sq, tolerance + products.bound_scale * products.cb_norm_max**2
 
     return scores
 

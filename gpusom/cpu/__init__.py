@@ -7,11 +7,11 @@ Its arrays are numpy arrays; its training state is a split ``Codebook`` (see
 import numpy as np
 
 from .. import _checks
-from .._bmu_search import blocked_bmus
 from .._engine import Engine
 from .._math import EUCLIDEAN, RECTANGULAR
 from . import batch as batch_kernels
-from .kernels import TAIL_LANES, ChunkBoxes, rerank, split_dim
+from . import search
+from .kernels import TAIL_LANES, ChunkBoxes, split_dim
 from .kernels import train_online as _train_online
 
 
@@ -117,8 +117,9 @@ class CPUEngine(Engine):
         return bmus
 
     def find_bmus(self, data, codebook, k=1, metric=0):
-        """Exact best units in blocks (``gpusom._bmu_search``), re-ranked by the CPU kernel."""
-        return blocked_bmus(data, codebook, k, np, rerank, metric)
+        """Exact best units in blocks (``gpusom._bmu_search``), re-ranked by the CPU kernel; on
+        large maps, products pruned by bounds (``gpusom.cpu.search``)."""
+        return search.find_bmus(data, codebook, k, metric)
 
     #: The batch kernels, run by ``gpusom._batch``.
     batch = batch_kernels

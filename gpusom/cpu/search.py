@@ -1,0 +1,236 @@
+"""The CPU engine's exact BMU search of many samples on a large map: pivots prune the product.
+
+``gpusom._bmu_search.blocked_bmus`` multiplies every sample with every cell. On a large map a
+sample's BMU lies among the cells of its own region of the data, a small share of the map;
+this search finds that region with bounds and multiplies only there:
+
+1. **Groups of cells.** ``n_groups`` pivots, cells evenly spaced in index order; each cell
+   joins its nearest pivot's group. Each group has a centre (its mean, rounded to the product's
+   precision) and a radius (its farthest cell from the centre, float64). Any partition keeps
+   the search exact; one compact in the data prunes the most, and needs no lattice.
+2. **Bounds.** One product of the samples with the centres. By the triangle inequality every
+   cell of group ``g`` is within ``|x - c_g| + r_g`` of sample ``x``, so the ``k`` best cells
+   are within ``upper = min_g (|x - c_g| + r_g)`` over the groups of at least ``k`` cells, and
+   no cell of a group with ``|x - c_g| - r_g > upper`` can be one of them. The distances to
+   the centres are taken at the far ends of their rounding bound
+   (``_bmu_search.CentredProducts.tolerance``).
+3. **Products of runs.** The samples, sorted by their nearest centre, are cut into runs of at
+   least ``RUN_ROWS``; each run is multiplied with the cells of every group one of its samples
+   keeps, in index order, and :func:`gpusom.cpu.kernels.rerank` ranks them as in
+   ``blocked_bmus``. The BMUs and distances are the same, ties to the lowest index.
+
+Where the bounds of a probe of the samples keep too many cells (data spread evenly over the
+map, an unordered codebook), the search takes the full product, and so does a block of
+samples whose runs would multiply more than ``MAX_SHARE`` of it. The search applies to
+Euclidean distances on complete data (``find_bmus``); measured in benchmarks/RESULTS.md ("The
+exact BMU search of a large map: pivot bounds").
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .. import _config
+from .._bmu_search import CentredProducts, blocked_bmus
+from .._math import EUCLIDEAN
+from .kernels import rerank
+
+#: Searches of fewer multiply-adds (samples x cells x features) take the full product: below
+#: this the bounds and the runs cost about as much as they save.
+MIN_WORK = 2e9
+
+#: Maps from this many cells on may take the pruned products.
+MIN_CELLS = 2048
+
+#: Groups of cells per square root of the number of cells.
+GROUPS_PER_ROOT = 0.75
+
+#: A run of samples is cut at a group boundary once it holds this many: products of fewer rows
+#: run far below the BLAS peak, and a run multiplies the union of its samples' groups.
+RUN_ROWS = 32
+
+#: Above this share of the full product, a block of samples takes the full product.
+MAX_SHARE = 0.5
+
+#: Samples whose bounds predict the share first: where their groups alone hold more than
+#: ``PROBE_SHARE`` of the cells (a run's union holds more), the whole search takes the full
+#: product, at the cost of bounds for this many samples only.
+PROBE_ROWS = 1024
+PROBE_SHARE = 0.25
+
+#: Relative slack on the bounds for the float64 rounding of the radii and the re-rank's sums.
+SLACK = 1e-9
+
+
+def find_bmus(data, codebook, k, metric):
+    """``blocked_bmus`` for the CPU engine, by the pruned products where they pay."""
+    n_samples, dim = data.shape
+    n_cells = codebook.shape[0]
+    if (
+        metric != EUCLIDEAN
+        or n_cells < MIN_CELLS
+        or n_samples * n_cells * dim < MIN_WORK
+        or bool(np.isnan(data).any())
+    ):
+        return blocked_bmus(data, codebook, k, np, rerank, metric)
+    groups = _CellGroups(codebook, data, math.ceil(GROUPS_PER_ROOT * math.sqrt(n_cells)), k)
+    probe = data[:: max(1, n_samples // PROBE_ROWS)]
+    bounds, _ = groups.bounds(probe)
+    kept = np.zeros((probe.shape[0], groups.count), dtype=np.bool_)
+    each = np.arange(probe.shape[0] + 1, dtype=np.int64)
+    kept_groups(*bounds[2:], each[:-1], each, kept)
+    if (kept @ groups.size).sum() > PROBE_SHARE * probe.shape[0] * n_cells:
+        return blocked_bmus(data, codebook, k, np, rerank, metric)
+    out_index = np.empty((n_samples, k), dtype=np.int64)
+    out_distance = np.empty((n_samples, k), dtype=np.float64)
+    block = max(RUN_ROWS, _config.ANALYSIS_BLOCK_BYTES // (8 * groups.count))
+    for start in range(0, n_samples, block):
+        rows = slice(start, min(start + block, n_samples))
+        if not groups.search(data[rows], k, out_index[rows], out_distance[rows]):
+            out_index[rows], out_distance[rows] = blocked_bmus(
+                data[rows], codebook, k, np, rerank, metric
+            )
+    return out_index, out_distance
+
+
+class _CellGroups:
+    """The groups of cells of step 1, and steps 2 and 3 against them."""
+
+    def __init__(self, codebook, data, n_groups, k):
+        self.codebook = codebook
+        self.products = products = CentredProducts(codebook, data, np, missing=False)
+        self.cb_sq = products.cb_sq.astype(products.dtype)
+        cells = products.codebook
+        n_cells = cells.shape[0]
+        # drawn at random with a fixed seed: cells evenly spaced in index order line up in a
+        # few columns of the lattice whenever the spacing is near a multiple of its width
+        pivots = cells[np.sort(np.random.default_rng(0).choice(n_cells, n_groups, replace=False))]
+        pivot_sq = (pivots.astype(np.float64) ** 2).sum(axis=1).astype(cells.dtype)
+        nearest = np.empty(n_cells, dtype=np.int64)
+        step = max(1, _config.ANALYSIS_BLOCK_BYTES // (8 * n_groups))
+        for start in range(0, n_cells, step):
+            # rounding may move a cell to another pivot's group: any partition is exact
+            part = slice(start, start + step)
+            nearest[part] = (pivot_sq - 2 * (cells[part] @ pivots.T)).argmin(axis=1)
+        used, self.of_cell = np.unique(nearest, return_inverse=True)
+        self.count = used.size
+        self.size = np.bincount(self.of_cell, minlength=self.count)
+        by_group = np.argsort(self.of_cell, kind="stable")
+        firsts = np.concatenate(([0], np.cumsum(self.size)[:-1]))
+        sums = np.add.reduceat(cells[by_group].astype(np.float64), firsts, axis=0)
+        self.centres = (sums / self.size[:, None]).astype(cells.dtype)
+        self.centre_sq = (self.centres.astype(np.float64) ** 2).sum(axis=1)
+        self.centre_norm_max = math.sqrt(self.centre_sq.max())
+        # from the cells as given, not their rounded centred copies: the re-rank measures those
+        offsets = codebook - products.centre - self.centres[self.of_cell]
+        reach = np.sqrt((offsets**2).sum(axis=1))
+        self.radius = np.maximum.reduceat(reach[by_group], firsts) * (1 + SLACK)
+        self.holds_k = self.size >= k
+
+    def bounds(self, data):
+        """Step 2 for ``data``: its centred samples and norms, then the arguments of
+        :func:`kept_groups` up to ``order``."""
+        products = self.products
+        centred, x_norm = products.samples(data)
+        tolerance = products.tolerance(x_norm, max(self.centre_norm_max, products.cb_norm_max))
+        dots = centred @ self.centres.T
+        x_sq = x_norm * x_norm
+        upper = np.empty(data.shape[0])
+        nearest = np.empty(data.shape[0], dtype=np.int64)
+        group_bounds(dots, self.centre_sq, x_sq, tolerance, self.radius, self.holds_k, upper,
+                     nearest)  # fmt: skip
+        return (centred, x_norm, dots, self.centre_sq, x_sq, tolerance, self.radius, upper), nearest
+
+    def search(self, data, k, out_index, out_distance):
+        """Steps 2 and 3 for one block of samples; False, with nothing written, where the runs
+        would multiply more than ``MAX_SHARE`` of the full product."""
+        products = self.products
+        bounds, nearest = self.bounds(data)
+        centred, x_norm = bounds[:2]
+        order = np.argsort(nearest, kind="stable")
+        starts = _run_starts(np.bincount(nearest, minlength=self.count))
+        kept = np.zeros((starts.size - 1, self.count), dtype=np.bool_)
+        kept_groups(*bounds[2:], order, starts, kept)
+        if np.diff(starts) @ (kept @ self.size) > MAX_SHARE * data.shape[0] * self.of_cell.size:
+            return False
+        cell_tolerance = products.tolerance(x_norm, products.cb_norm_max)
+        for run in range(starts.size - 1):
+            cells = np.flatnonzero(np.take(kept[run], self.of_cell))
+            # np.take, not fancy indexing: a third of the time for these row gathers
+            run_cells = np.take(products.codebook, cells, axis=0)
+            cb_sq = np.take(self.cb_sq, cells)
+            cell_vectors = np.take(self.codebook, cells, axis=0)
+            # a run of one crowded group is cut to keep the products within the block size
+            step = max(1, _config.ANALYSIS_BLOCK_BYTES // (8 * cells.size))
+            for start in range(starts[run], starts[run + 1], step):
+                rows = order[start : min(start + step, starts[run + 1])]
+                index = np.empty((rows.size, k), dtype=np.int64)
+                distance = np.empty((rows.size, k))
+                rerank(
+                    np.take(centred, rows, axis=0) @ run_cells.T,
+                    cb_sq,
+                    cell_tolerance[rows],
+                    np.take(data, rows, axis=0),
+                    cell_vectors,
+                    k,
+                    EUCLIDEAN,
+                    index,
+                    distance,
+                )
+                out_index[rows] = np.where(index >= 0, cells[index], -1)
+                out_distance[rows] = distance
+        return True
+
+
+def _run_starts(counts):
+    """Where each run of samples starts in the order of their nearest group, and the end."""
+    starts = [0]
+    held = 0
+    for count in counts:
+        held += count
+        if held >= RUN_ROWS:
+            starts.append(starts[-1] + held)
+            held = 0
+    if held:
+        starts.append(starts[-1] + held)
+    return np.array(starts, dtype=np.int64)
+
+
+@njit(cache=True)
+def group_bounds(dots, centre_sq, x_sq, tolerance, radius, holds_k, upper, nearest):
+    """Step 2 per sample: ``upper`` bounds its ``k`` best distances, ``nearest`` is the group
+    of the nearest centre.
+
+    ``centre_sq[g] - 2 dots[i, g] + x_sq[i]`` is the squared distance to centre ``g`` within
+    ``tolerance[i]``.
+    """
+    for i in range(dots.shape[0]):
+        best = np.inf
+        bound = np.inf
+        nearest[i] = 0
+        for g in range(dots.shape[1]):
+            score = centre_sq[g] - 2.0 * dots[i, g] + x_sq[i]
+            if score < best:
+                best = score
+                nearest[i] = g
+            if holds_k[g]:
+                bound = min(bound, math.sqrt(max(score + tolerance[i], 0.0)) + radius[g])
+        upper[i] = bound * (1.0 + SLACK)
+
+
+@njit(cache=True)
+def kept_groups(dots, centre_sq, x_sq, tolerance, radius, upper, order, starts, kept):
+    """Step 3's union: ``kept[r, g]`` where some sample of run ``r`` may have a cell of group
+    ``g`` among its best, ``|x - c_g| - r_g <= upper`` (compared squared, both sides positive).
+    """
+    for r in range(starts.size - 1):
+        for p in range(starts[r], starts[r + 1]):
+            i = order[p]
+            for g in range(dots.shape[1]):
+                if kept[r, g]:
+                    continue
+                reach = upper[i] + radius[g]
+                score = centre_sq[g] - 2.0 * dots[i, g] + x_sq[i]
+                if score - tolerance[i] <= reach * reach:
+                    kept[r, g] = True

@@ -1,0 +1,196 @@
+"""The CPU engine's pruned BMU search (``gpusom.cpu.search``) against the full product.
+
+``gpusom._bmu_search.blocked_bmus`` is checked against brute force in ``test_analysis.py``; the
+pruned search must give the same indices and distances, bit for bit, wherever it runs.
+"""
+
+import tracemalloc
+
+import naive
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpusom import SOM, _bmu_search, _config
+from gpusom._math import COSINE, EUCLIDEAN, MANHATTAN
+from gpusom.cpu import search
+from gpusom.cpu.kernels import rerank
+
+
+def full_product(data, codebook, k):
+    return _bmu_search.blocked_bmus(data, codebook, k, np, rerank)
+
+
+def prune_always(patch, run_rows=4, block_bytes=None):
+    """Thresholds that send every Euclidean search of complete data through the pruned
+    products, however small, and never back to the full product."""
+    patch.setattr(search, "MIN_CELLS", 1)
+    patch.setattr(search, "MIN_WORK", 0)
+    patch.setattr(search, "MAX_SHARE", np.inf)
+    patch.setattr(search, "PROBE_SHARE", np.inf)
+    patch.setattr(search, "RUN_ROWS", run_rows)
+    if block_bytes is not None:
+        patch.setattr(_config, "ANALYSIS_BLOCK_BYTES", block_bytes)
+
+
+def count_calls(patch, owner, name):
+    """Wrap ``owner.name`` so the returned list counts its calls."""
+    calls = []
+    original = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    patch.setattr(owner, name, counted)
+    return calls
+
+
+@st.composite
+def clustered_case(draw):
+    """Samples and cells around the same few centres: groups of cells then prune. Integer
+    values give exact ties, an offset of 100 tests the centring."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dim = draw(st.integers(1, 5))
+    centres = rng.random((draw(st.integers(1, 6)), dim)) * 10
+    spread = draw(st.sampled_from([0.0, 0.05, 0.5]))
+
+    def around(n):
+        points = centres[rng.integers(len(centres), size=n)]
+        return points + rng.normal(scale=spread, size=points.shape)
+
+    data, cells = around(draw(st.integers(1, 80))), around(draw(st.integers(2, 120)))
+    if draw(st.booleans()):
+        data, cells = np.round(data), np.round(cells)
+    offset = draw(st.sampled_from([0.0, 100.0]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return (data + offset).astype(dtype), (cells + offset).astype(dtype)
+
+
+@given(
+    clustered_case(),
+    st.sampled_from([1, 2]),
+    st.sampled_from([1, 3, 50]),
+    st.sampled_from([None, 2048]),
+)
+@settings(max_examples=300, deadline=None)
+def test_pruned_search_equals_the_full_product(case, k, run_rows, block_bytes):
+    data, codebook = case
+    with pytest.MonkeyPatch.context() as patch:
+        prune_always(patch, run_rows, block_bytes)
+        searched = count_calls(patch, search._CellGroups, "search")
+        index, distance = search.find_bmus(data, codebook, k, EUCLIDEAN)
+    assert searched, "the pruned products did not run"
+    want_index, want_distance = full_product(data, codebook, k)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(distance, want_distance)
+
+
+def test_pruned_search_breaks_ties_to_the_lowest_index(monkeypatch):
+    # Every cell is one of four points, each many times over: every sample has exact ties.
+    rng = np.random.default_rng(0)
+    codebook = np.repeat(np.eye(4), 25, axis=0)[rng.permutation(100)]
+    data = np.eye(4)[rng.integers(4, size=40)] + rng.integers(0, 2, (40, 4))
+    prune_always(monkeypatch)
+    index, distance = search.find_bmus(data, codebook, 2, EUCLIDEAN)
+    d2 = naive.all_distances_sq(data, codebook)
+    order = np.argsort(d2, axis=1, kind="stable")[:, :2]
+    np.testing.assert_array_equal(index, order)
+    np.testing.assert_array_equal(distance, np.take_along_axis(d2, order, axis=1))
+
+
+def test_pruned_search_multiplies_a_small_share_of_a_trained_map(monkeypatch):
+    centres = np.random.default_rng(1).random((6, 8))
+    rng = np.random.default_rng(2)
+    data = centres[rng.integers(6, size=3000)] + rng.normal(scale=0.03, size=(3000, 8))
+    lattice = SOM((40, 40), seed=0, verbose=False, backend="cpu").train(data, 20_000)
+    codebook = lattice.reshape(-1, 8)
+    monkeypatch.setattr(search, "MIN_CELLS", 1)
+    monkeypatch.setattr(search, "MIN_WORK", 0)
+    products = count_calls(monkeypatch, search, "rerank")
+    index, distance = search.find_bmus(data, codebook, 1, EUCLIDEAN)
+    share = sum(call[0].size for call in products) / (len(data) * len(codebook))
+    assert share < 0.25
+    want_index, want_distance = full_product(data, codebook, 1)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(distance, want_distance)
+
+
+def test_samples_spread_over_an_unordered_map_take_the_full_product(monkeypatch):
+    rng = np.random.default_rng(3)
+    data, codebook = rng.random((2000, 8)), rng.random((900, 8))
+    monkeypatch.setattr(search, "MIN_CELLS", 1)
+    monkeypatch.setattr(search, "MIN_WORK", 0)
+    searched = count_calls(monkeypatch, search._CellGroups, "search")
+    index, distance = search.find_bmus(data, codebook, 1, EUCLIDEAN)
+    assert not searched
+    want_index, want_distance = full_product(data, codebook, 1)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(distance, want_distance)
+
+
+def test_blocks_over_the_share_fall_back_to_the_full_product(monkeypatch):
+    rng = np.random.default_rng(4)
+    data, codebook = rng.random((500, 3)), rng.random((300, 3))
+    prune_always(monkeypatch, block_bytes=8 * 40 * 60)
+    monkeypatch.setattr(search, "MAX_SHARE", 1e-9)
+    full = count_calls(monkeypatch, search, "blocked_bmus")
+    index, distance = search.find_bmus(data, codebook, 2, EUCLIDEAN)
+    assert len(full) > 1  # block by block
+    want_index, want_distance = full_product(data, codebook, 2)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(distance, want_distance)
+
+
+@pytest.mark.parametrize("metric", [COSINE, MANHATTAN, "missing"])
+def test_other_metrics_and_missing_values_take_the_full_product(monkeypatch, metric):
+    rng = np.random.default_rng(5)
+    data, codebook = rng.random((50, 3)), rng.random((40, 3))
+    if metric == "missing":
+        data[3, 1] = np.nan
+        metric = EUCLIDEAN
+    prune_always(monkeypatch)
+    groups = count_calls(monkeypatch, search, "_CellGroups")
+    index, distance = search.find_bmus(data, codebook, 1, metric)
+    assert not groups
+    want_index, want_distance = _bmu_search.blocked_bmus(data, codebook, 1, np, rerank, metric)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(distance, want_distance)
+
+
+def test_the_memory_estimate_covers_the_pruned_search(monkeypatch):
+    centres = np.random.default_rng(6).random((8, 16))
+    rng = np.random.default_rng(7)
+    data = centres[rng.integers(8, size=4000)] + rng.normal(scale=0.05, size=(4000, 16))
+    codebook = centres[rng.integers(8, size=6000)] + rng.normal(scale=0.05, size=(6000, 16))
+    data, codebook = data.astype(np.float32), codebook.astype(np.float32)
+    monkeypatch.setattr(search, "MIN_WORK", 0)
+    monkeypatch.setattr(_config, "ANALYSIS_BLOCK_BYTES", 1 << 20)
+    searched = count_calls(monkeypatch, search._CellGroups, "search")
+    search.find_bmus(data, codebook, 1, EUCLIDEAN)  # compiled outside the measurement
+    tracemalloc.start()
+    try:
+        search.find_bmus(data, codebook, 1, EUCLIDEAN)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert searched
+    assert peak <= _bmu_search.search_bytes(4000, 6000, 16, 1)
+
+
+def test_bounds_allow_for_the_rounding_of_the_products():
+    # One sample, one group of radius 1. A computed squared distance to a centre may be off by
+    # up to the tolerance (0.5 here) either way; neither bound may then exclude the true BMU.
+    one = np.ones(1)
+    tolerance, x_sq, radius = 0.5 * one, 0 * one, one
+    # True distance 4 to the centre, computed 0.4 low: every cell is within 4 + 1 = 5.
+    upper, nearest = np.empty(1), np.empty(1, dtype=np.int64)
+    search.group_bounds(np.array([[0.2]]), 16 * one, x_sq, tolerance, radius, one > 0, upper,
+                        nearest)  # fmt: skip
+    assert upper[0] >= 5
+    # True distance 6 to the centre, computed 0.4 high: a cell may be at 6 - 1 = 5 = upper.
+    kept = np.zeros((1, 1), dtype=np.bool_)
+    search.kept_groups(np.array([[-0.2]]), 36 * one, x_sq, tolerance, radius, 5 * one,
+                       np.zeros(1, dtype=np.int64), np.array([0, 1]), kept)  # fmt: skip
+    assert kept[0, 0]
