@@ -157,7 +157,8 @@ def read_bandwidth(n_bytes, repeat=5):
     """Bytes per second a kernel reads from device memory, each thread summing a grid-stride
     share of a float32 array: the rate a BMU search, which only reads the codebook, could reach
     (a copy also writes)."""
-    values = cuda.device_array(n_bytes // 4, dtype=np.float32)
+    # zeros, not an uninitialised array: its garbage may hold NaNs, and the simulator warns
+    values = cuda.to_device(np.zeros(n_bytes // 4, dtype=np.float32))
     threads = 256
     # Enough threads to fill an H200 (132 multiprocessors of 2048), each reading 16 or more.
     blocks = max(1, min(1024, values.size // (threads * 16)))
