@@ -18,8 +18,11 @@ from gpusom.cpu import search
 from gpusom.cpu.kernels import rerank
 
 
-def full_product(data, codebook, k):
-    return _bmu_search.blocked_bmus(data, codebook, k, np, rerank)
+def assert_equals_full_product(found, data, codebook, k, metric=EUCLIDEAN):
+    """``found`` (index, distance) is ``blocked_bmus``'s result, bit for bit."""
+    want = _bmu_search.blocked_bmus(data, codebook, k, np, rerank, metric)
+    np.testing.assert_array_equal(found[0], want[0])
+    np.testing.assert_array_equal(found[1], want[1])
 
 
 def prune_always(patch, run_rows=4, block_bytes=None):
@@ -80,11 +83,9 @@ def test_pruned_search_equals_the_full_product(case, k, run_rows, block_bytes):
     with pytest.MonkeyPatch.context() as patch:
         prune_always(patch, run_rows, block_bytes)
         searched = count_calls(patch, search._CellGroups, "search")
-        index, distance = search.find_bmus(data, codebook, k, EUCLIDEAN)
+        found = search.find_bmus(data, codebook, k, EUCLIDEAN)
     assert searched, "the pruned products did not run"
-    want_index, want_distance = full_product(data, codebook, k)
-    np.testing.assert_array_equal(index, want_index)
-    np.testing.assert_array_equal(distance, want_distance)
+    assert_equals_full_product(found, data, codebook, k)
 
 
 def test_pruned_search_breaks_ties_to_the_lowest_index(monkeypatch):
@@ -109,12 +110,10 @@ def test_pruned_search_multiplies_a_small_share_of_a_trained_map(monkeypatch):
     monkeypatch.setattr(search, "MIN_CELLS", 1)
     monkeypatch.setattr(search, "MIN_WORK", 0)
     products = count_calls(monkeypatch, search, "rerank")
-    index, distance = search.find_bmus(data, codebook, 1, EUCLIDEAN)
+    found = search.find_bmus(data, codebook, 1, EUCLIDEAN)
     share = sum(call[0].size for call in products) / (len(data) * len(codebook))
     assert share < 0.25
-    want_index, want_distance = full_product(data, codebook, 1)
-    np.testing.assert_array_equal(index, want_index)
-    np.testing.assert_array_equal(distance, want_distance)
+    assert_equals_full_product(found, data, codebook, 1)
 
 
 def test_samples_spread_over_an_unordered_map_take_the_full_product(monkeypatch):
@@ -123,11 +122,9 @@ def test_samples_spread_over_an_unordered_map_take_the_full_product(monkeypatch)
     monkeypatch.setattr(search, "MIN_CELLS", 1)
     monkeypatch.setattr(search, "MIN_WORK", 0)
     searched = count_calls(monkeypatch, search._CellGroups, "search")
-    index, distance = search.find_bmus(data, codebook, 1, EUCLIDEAN)
+    found = search.find_bmus(data, codebook, 1, EUCLIDEAN)
     assert not searched
-    want_index, want_distance = full_product(data, codebook, 1)
-    np.testing.assert_array_equal(index, want_index)
-    np.testing.assert_array_equal(distance, want_distance)
+    assert_equals_full_product(found, data, codebook, 1)
 
 
 def test_blocks_over_the_share_fall_back_to_the_full_product(monkeypatch):
@@ -136,11 +133,9 @@ def test_blocks_over_the_share_fall_back_to_the_full_product(monkeypatch):
     prune_always(monkeypatch, block_bytes=8 * 40 * 60)
     monkeypatch.setattr(search, "MAX_SHARE", 1e-9)
     full = count_calls(monkeypatch, search, "blocked_bmus")
-    index, distance = search.find_bmus(data, codebook, 2, EUCLIDEAN)
+    found = search.find_bmus(data, codebook, 2, EUCLIDEAN)
     assert len(full) > 1  # block by block
-    want_index, want_distance = full_product(data, codebook, 2)
-    np.testing.assert_array_equal(index, want_index)
-    np.testing.assert_array_equal(distance, want_distance)
+    assert_equals_full_product(found, data, codebook, 2)
 
 
 @pytest.mark.parametrize("metric", [COSINE, MANHATTAN, "missing"])
@@ -152,11 +147,9 @@ def test_other_metrics_and_missing_values_take_the_full_product(monkeypatch, met
         metric = EUCLIDEAN
     prune_always(monkeypatch)
     groups = count_calls(monkeypatch, search, "_CellGroups")
-    index, distance = search.find_bmus(data, codebook, 1, metric)
+    found = search.find_bmus(data, codebook, 1, metric)
     assert not groups
-    want_index, want_distance = _bmu_search.blocked_bmus(data, codebook, 1, np, rerank, metric)
-    np.testing.assert_array_equal(index, want_index)
-    np.testing.assert_array_equal(distance, want_distance)
+    assert_equals_full_product(found, data, codebook, 1, metric)
 
 
 def test_the_memory_estimate_covers_the_pruned_search(monkeypatch):
