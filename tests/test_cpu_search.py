@@ -30,6 +30,7 @@ def prune_always(patch, run_rows=4, block_bytes=None):
     products, however small, and never back to the full product."""
     patch.setattr(search, "MIN_CELLS", 1)
     patch.setattr(search, "MIN_WORK", 0)
+    patch.setattr(search, "MIN_SAMPLES_PER_GROUP", 0)
     patch.setattr(search, "MAX_SHARE", np.inf)
     patch.setattr(search, "PROBE_SHARE", np.inf)
     patch.setattr(search, "RUN_ROWS", run_rows)
@@ -138,14 +139,17 @@ def test_blocks_over_the_share_fall_back_to_the_full_product(monkeypatch):
     assert_equals_full_product(found, data, codebook, 2)
 
 
-@pytest.mark.parametrize("metric", [COSINE, MANHATTAN, "missing"])
-def test_other_metrics_and_missing_values_take_the_full_product(monkeypatch, metric):
+@pytest.mark.parametrize("metric", [COSINE, MANHATTAN, "missing", "few samples"])
+def test_other_metrics_missing_values_and_few_samples_take_the_full_product(monkeypatch, metric):
     rng = np.random.default_rng(5)
     data, codebook = rng.random((50, 3)), rng.random((40, 3))
+    prune_always(monkeypatch)
     if metric == "missing":
         data[3, 1] = np.nan
+    if metric == "few samples":  # 50 samples, 5 groups: forming them would cost a tenth
+        monkeypatch.setattr(search, "MIN_SAMPLES_PER_GROUP", 11)
+    if not isinstance(metric, int):
         metric = EUCLIDEAN
-    prune_always(monkeypatch)
     groups = count_calls(monkeypatch, search, "_CellGroups")
     found = search.find_bmus(data, codebook, 1, metric)
     assert not groups

@@ -46,6 +46,10 @@ MIN_CELLS = 2048
 #: Groups of cells per square root of the number of cells.
 GROUPS_PER_ROOT = 0.75
 
+#: Fewer samples than this many per group take the full product: forming the groups is a
+#: product of every cell with every pivot, ``n_groups / n_samples`` of the full one.
+MIN_SAMPLES_PER_GROUP = 4
+
 #: A run of samples is cut at a group boundary once it holds this many: products of fewer rows
 #: run far below the BLAS peak, and a run multiplies the union of its samples' groups.
 RUN_ROWS = 32
@@ -67,14 +71,16 @@ def find_bmus(data, codebook, k, metric):
     """``blocked_bmus`` for the CPU engine, by the pruned products where they pay."""
     n_samples, dim = data.shape
     n_cells = codebook.shape[0]
+    n_groups = math.ceil(GROUPS_PER_ROOT * math.sqrt(n_cells))
     if (
         metric != EUCLIDEAN
         or n_cells < MIN_CELLS
         or n_samples * n_cells * dim < MIN_WORK
+        or n_samples < MIN_SAMPLES_PER_GROUP * n_groups
         or bool(np.isnan(data).any())
     ):
         return blocked_bmus(data, codebook, k, np, rerank, metric)
-    groups = _CellGroups(codebook, data, math.ceil(GROUPS_PER_ROOT * math.sqrt(n_cells)), k)
+    groups = _CellGroups(codebook, data, n_groups, k)
     probe = data[:: max(1, n_samples // PROBE_ROWS)]
     bounds, _ = groups.bounds(probe)
     kept = np.zeros((probe.shape[0], groups.count), dtype=np.bool_)
@@ -102,7 +108,7 @@ class _CellGroups:
         self.products = products = CentredProducts(codebook, data, np, missing=False)
         self.cb_sq = products.cb_sq.astype(products.dtype)
         cells = products.codebook
-        n_cells = cells.shape[0]
+        n_cells, dim = cells.shape
         # drawn at random with a fixed seed: cells evenly spaced in index order line up in a
         # few columns of the lattice whenever the spacing is near a multiple of its width
         pivots = cells[np.sort(np.random.default_rng(0).choice(n_cells, n_groups, replace=False))]
@@ -116,15 +122,22 @@ class _CellGroups:
         used, self.of_cell = np.unique(nearest, return_inverse=True)
         self.count = used.size
         self.size = np.bincount(self.of_cell, minlength=self.count)
-        by_group = np.argsort(self.of_cell, kind="stable")
-        firsts = np.concatenate(([0], np.cumsum(self.size)[:-1]))
-        sums = np.add.reduceat(cells[by_group].astype(np.float64), firsts, axis=0)
+        # feature by feature, in float64: no float64 copy of the whole codebook
+        sums = np.stack(
+            [np.bincount(self.of_cell, column, self.count) for column in cells.T], axis=1
+        )
         self.centres = (sums / self.size[:, None]).astype(cells.dtype)
         self.centre_sq = (self.centres.astype(np.float64) ** 2).sum(axis=1)
         self.centre_norm_max = math.sqrt(self.centre_sq.max())
-        # from the cells as given, not their rounded centred copies: the re-rank measures those
-        offsets = codebook - products.centre - self.centres[self.of_cell]
-        reach = np.sqrt((offsets**2).sum(axis=1))
+        reach = np.empty(n_cells)
+        step = max(1, _config.ANALYSIS_BLOCK_BYTES // (24 * dim))
+        for start in range(0, n_cells, step):
+            # the cells as given, not their rounded centred copies: the re-rank measures those
+            part = slice(start, start + step)
+            offsets = codebook[part] - products.centre - self.centres[self.of_cell[part]]
+            reach[part] = np.sqrt((offsets**2).sum(axis=1))
+        firsts = np.concatenate(([0], np.cumsum(self.size)[:-1]))
+        by_group = np.argsort(self.of_cell, kind="stable")
         self.radius = np.maximum.reduceat(reach[by_group], firsts) * (1 + SLACK)
         self.holds_k = self.size >= k
 
