@@ -55,13 +55,13 @@ MIN_SAMPLES_PER_GROUP = 4
 RUN_ROWS = 32
 
 #: Above this share of the full product, a block of samples takes the full product.
-MAX_SHARE = 0.5
+MAX_SHARE = 0.75
 
 #: Samples whose bounds predict the share first: where their groups alone hold more than
 #: ``PROBE_SHARE`` of the cells (a run's union holds more), the whole search takes the full
 #: product, at the cost of bounds for this many samples only.
 PROBE_ROWS = 1024
-PROBE_SHARE = 0.25
+PROBE_SHARE = 0.5
 
 #: Relative slack on the bounds for the float64 rounding of the radii and the re-rank's sums.
 SLACK = 1e-9
