@@ -4,8 +4,8 @@
 sample's BMU lies among the cells of its own region of the data, a small share of the map;
 this search finds that region with bounds and multiplies only there:
 
-1. **Groups of cells.** ``n_groups`` pivots, cells evenly spaced in index order; each cell
-   joins its nearest pivot's group. Each group has a centre (its mean, rounded to the product's
+1. **Groups of cells.** ``n_groups`` pivots, cells drawn at random with a fixed seed; each
+   cell joins its nearest pivot's group. Each group has a centre (its mean, rounded to the product's
    precision) and a radius (its farthest cell from the centre, float64). Any partition keeps
    the search exact; one compact in the data prunes the most, and needs no lattice.
 2. **Bounds.** One product of the samples with the centres. By the triangle inequality every
