@@ -44,7 +44,9 @@ to the BMU the library reported, and the notes give the agreement with the numpy
 Library settings:
 
 - gpusom: ``SOM((rows, cols), is_torus=..., seed=0, verbose=False, backend=--backend)``, all
-  training parameters at gpusom's defaults.
+  training parameters at gpusom's defaults. ``--gpusom-settings JSON`` adds a row
+  ("gpusom-settings") trained with those ``SOM`` keyword arguments as well, in the same run:
+  ``--gpusom-settings '{"finish": "batch", "sigma_end": 0.85}'``.
 - numbasom: its only settings (radius from half the larger lattice side, lr 0.1, exponential
   decays, uniform [0, 1) init); numba's RNG seeded with 0; its timing lines are suppressed.
 - MiniSom ("minisom"): ``sigma = max(rows, cols) / 4`` decaying to 1
@@ -203,13 +205,15 @@ def _seed_numba(seed):
     seed_it(seed)
 
 
-def train_gpusom(data, shape, iterations, torus, opts):
+def train_gpusom(data, shape, iterations, torus, opts, settings=None):
     from gpusom import SOM
 
-    som = SOM(shape, is_torus=torus, seed=SEED, verbose=False, backend=opts["backend"])
+    settings = settings or {}
+    som = SOM(shape, is_torus=torus, seed=SEED, verbose=False, backend=opts["backend"], **settings)
     lattice = som.train(data, iterations)
     ran = getattr(som, "backend_", None) or getattr(som, "backend", "?")
-    return lattice, f"defaults, backend={ran}"
+    named = ", ".join(f"{key}={value!r}" for key, value in settings.items()) or "defaults"
+    return lattice, f"{named}, backend={ran}"
 
 
 def train_numbasom(data, shape, iterations, torus, opts):
@@ -249,6 +253,7 @@ def train_minisom(data, shape, iterations, torus, opts, defaults=False):
 
 TRAINERS = {
     "gpusom": train_gpusom,
+    "gpusom-settings": lambda *a: train_gpusom(*a, settings=a[-1]["gpusom_settings"]),
     "numbasom": train_numbasom,
     "minisom": train_minisom,
     "minisom-default": lambda *a: train_minisom(*a, defaults=True),
@@ -542,6 +547,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--json", metavar="PATH", help="also write machine info and rows as JSON")
     parser.add_argument(
+        "--gpusom-settings",
+        metavar="JSON",
+        type=json.loads,
+        help="also train gpusom with these SOM keyword arguments (a 'gpusom-settings' row)",
+    )
+    parser.add_argument(
         "--max-seconds",
         type=float,
         default=60.0,
@@ -605,8 +616,10 @@ def main(argv=None):
             chosen = [lib for lib in libs if lib.split("-")[0] in args.libs]
             if not args.minisom_defaults:
                 chosen = [lib for lib in chosen if lib != "minisom-default"]
+            if args.gpusom_settings and "gpusom" in chosen and work["kind"] == "train":
+                chosen.insert(chosen.index("gpusom") + 1, "gpusom-settings")
             for lib in chosen:
-                if lib == "gpusom" and gpusom is None:
+                if lib.startswith("gpusom") and gpusom is None:
                     rows.append({"workload": name, "library": lib, "skipped": "not importable"})
                     continue
                 spec = {
@@ -616,6 +629,7 @@ def main(argv=None):
                     "backend": args.backend,
                     "metrics": metrics,
                     "max_seconds": args.max_seconds,
+                    "gpusom_settings": args.gpusom_settings,
                 }
                 print(f"running {name} / {lib} ...", file=sys.stderr, flush=True)
                 rows.append(run_pair(spec, args, scratch))
