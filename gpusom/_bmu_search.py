@@ -106,6 +106,11 @@ class CentredProducts:
     cb_sq : float64 array, shape (n_cells,)
         The cells' squared norms, centred.
     cb_norm_max : float
+        The largest centred cell norm.
+    bound_scale : float
+        :meth:`tolerance` per squared norm.
+    missing : bool
+        Whether ``data`` has NaN features (masked to 0 by :meth:`samples`).
     """
 
     def __init__(self, codebook, data, xp, missing):
