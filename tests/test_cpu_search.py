@@ -69,7 +69,9 @@ def clustered_case(draw):
         data, cells = np.round(data), np.round(cells)
     offset = draw(st.sampled_from([0.0, 100.0]))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    return (data + offset).astype(dtype), (cells + offset).astype(dtype)
+    # float64 products from 1e18 on; the pivots' seeding must neither overflow nor underflow
+    scale = draw(st.sampled_from([1.0, 1e-150, 1e30, 1e150])) if dtype == np.float64 else 1.0
+    return ((data + offset) * scale).astype(dtype), ((cells + offset) * scale).astype(dtype)
 
 
 @given(
@@ -114,6 +116,22 @@ def test_pruned_search_multiplies_a_small_share_of_a_trained_map(monkeypatch):
     found = search.find_bmus(data, codebook, 1, EUCLIDEAN)
     share = sum(call[0].size for call in products) / (len(data) * len(codebook))
     assert share < 0.25
+    assert_equals_full_product(found, data, codebook, 1)
+
+
+def test_pruned_search_prunes_an_unordered_codebook_of_clusters(monkeypatch):
+    # 20 clusters of 50 cells in random order, 24 groups: uniform pivots would leave about five
+    # clusters without one, merged into another's group; the spread pivots cover them all.
+    rng = np.random.default_rng(8)
+    centres = rng.random((20, 16))
+    codebook = centres[rng.permutation(np.repeat(np.arange(20), 50))]
+    codebook = codebook + rng.normal(scale=0.03, size=codebook.shape)
+    data = centres[rng.integers(20, size=2000)] + rng.normal(scale=0.03, size=(2000, 16))
+    monkeypatch.setattr(search, "MIN_CELLS", 1)
+    monkeypatch.setattr(search, "MIN_WORK", 0)
+    products = count_calls(monkeypatch, search, "rerank")
+    found = search.find_bmus(data, codebook, 1, EUCLIDEAN)
+    assert sum(call[0].size for call in products) < 0.15 * len(data) * len(codebook)
     assert_equals_full_product(found, data, codebook, 1)
 
 
