@@ -54,10 +54,12 @@ def count_calls(patch, owner, name):
 @st.composite
 def clustered_case(draw):
     """Samples and cells around the same few centres: groups of cells then prune. Integer
-    values give exact ties, an offset of 100 tests the centring."""
+    values give exact ties, an offset of 100 tests the centring; centres around the origin
+    point every way (cosine), and cells that are multiples of samples have cosine 1 to them
+    up to rounding."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     dim = draw(st.integers(1, 5))
-    centres = rng.random((draw(st.integers(1, 6)), dim)) * 10
+    centres = rng.random((draw(st.integers(1, 6)), dim)) * 10 - draw(st.sampled_from([0, 5]))
     spread = draw(st.sampled_from([0.0, 0.05, 0.5]))
 
     def around(n):
@@ -67,6 +69,9 @@ def clustered_case(draw):
     data, cells = around(draw(st.integers(1, 80))), around(draw(st.integers(2, 120)))
     if draw(st.booleans()):
         data, cells = np.round(data), np.round(cells)
+    if draw(st.booleans()):
+        parallel = min(len(data), len(cells))
+        cells[:parallel] = data[:parallel] * rng.uniform(0.5, 2.0, (parallel, 1))
     offset = draw(st.sampled_from([0.0, 100.0]))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     # float64 products from 1e18 on; the pivots' seeding must neither overflow nor underflow
@@ -77,18 +82,21 @@ def clustered_case(draw):
 @given(
     clustered_case(),
     st.sampled_from([1, 2]),
+    st.sampled_from([EUCLIDEAN, COSINE]),
     st.sampled_from([1, 3, 50]),
     st.sampled_from([None, 2048]),
 )
-@settings(max_examples=300, deadline=None)
-def test_pruned_search_equals_the_full_product(case, k, run_rows, block_bytes):
+@settings(max_examples=400, deadline=None)
+def test_pruned_search_equals_the_full_product(case, k, metric, run_rows, block_bytes):
     data, codebook = case
     with pytest.MonkeyPatch.context() as patch:
         prune_always(patch, run_rows, block_bytes)
         searched = count_calls(patch, search._CellGroups, "search")
-        found = search.find_bmus(data, codebook, k, EUCLIDEAN)
-    assert searched, "the pruned products did not run"
-    assert_equals_full_product(found, data, codebook, k)
+        found = search.find_bmus(data, codebook, k, metric)
+    # a zero vector has no direction: cosine searches with one take the full product
+    zero = metric == COSINE and not (data.any(axis=1).all() and codebook.any(axis=1).all())
+    assert bool(searched) != zero, "the pruned products ran where they should not, or not"
+    assert_equals_full_product(found, data, codebook, k, metric)
 
 
 def test_pruned_search_breaks_ties_to_the_lowest_index(monkeypatch):
@@ -119,20 +127,22 @@ def test_pruned_search_multiplies_a_small_share_of_a_trained_map(monkeypatch):
     assert_equals_full_product(found, data, codebook, 1)
 
 
-def test_pruned_search_prunes_an_unordered_codebook_of_clusters(monkeypatch):
+@pytest.mark.parametrize("metric", [EUCLIDEAN, COSINE])
+def test_pruned_search_prunes_an_unordered_codebook_of_clusters(monkeypatch, metric):
     # 20 clusters of 50 cells in random order, 24 groups: uniform pivots would leave about five
     # clusters without one, merged into another's group; the spread pivots cover them all.
+    # Centres around the origin differ in direction too (cosine).
     rng = np.random.default_rng(8)
-    centres = rng.random((20, 16))
+    centres = rng.normal(size=(20, 16))
     codebook = centres[rng.permutation(np.repeat(np.arange(20), 50))]
     codebook = codebook + rng.normal(scale=0.03, size=codebook.shape)
     data = centres[rng.integers(20, size=2000)] + rng.normal(scale=0.03, size=(2000, 16))
     monkeypatch.setattr(search, "MIN_CELLS", 1)
     monkeypatch.setattr(search, "MIN_WORK", 0)
     products = count_calls(monkeypatch, search, "rerank")
-    found = search.find_bmus(data, codebook, 1, EUCLIDEAN)
+    found = search.find_bmus(data, codebook, 1, metric)
     assert sum(call[0].size for call in products) < 0.15 * len(data) * len(codebook)
-    assert_equals_full_product(found, data, codebook, 1)
+    assert_equals_full_product(found, data, codebook, 1, metric)
 
 
 def test_samples_spread_over_an_unordered_map_take_the_full_product(monkeypatch):
@@ -157,13 +167,18 @@ def test_blocks_over_the_share_fall_back_to_the_full_product(monkeypatch):
     assert_equals_full_product(found, data, codebook, 2)
 
 
-@pytest.mark.parametrize("metric", [COSINE, MANHATTAN, "missing", "few samples"])
-def test_other_metrics_missing_values_and_few_samples_take_the_full_product(monkeypatch, metric):
+@pytest.mark.parametrize("metric", [MANHATTAN, "missing", "few samples", "zero vector"])
+def test_manhattan_missing_values_few_samples_and_zero_vectors_take_the_full_product(
+    monkeypatch, metric
+):
     rng = np.random.default_rng(5)
     data, codebook = rng.random((50, 3)), rng.random((40, 3))
     prune_always(monkeypatch)
     if metric == "missing":
         data[3, 1] = np.nan
+    if metric == "zero vector":  # for cosine distances
+        codebook[7] = 0.0
+        metric = COSINE
     if metric == "few samples":  # 50 samples, 5 groups: forming them would cost a tenth
         monkeypatch.setattr(search, "MIN_SAMPLES_PER_GROUP", 11)
     if not isinstance(metric, int):

@@ -22,8 +22,15 @@ this search finds that region with bounds and multiplies only there:
 
 Where the bounds of a probe of the samples keep too many cells (data spread evenly over the
 map, an unordered codebook), the search takes the full product, and so does a block of
-samples whose runs would multiply more than ``MAX_SHARE`` of it. The search applies to
-Euclidean distances on complete data (``find_bmus``); measured in benchmarks/RESULTS.md ("The
+samples whose runs would multiply more than ``MAX_SHARE`` of it.
+
+Cosine distances are Euclidean ones between unit vectors, ``|u - v|^2 = 2 (1 - cos)``: the
+groups, bounds and products then work on the samples and cells scaled to unit length, the
+re-rank measures the cosine of the vectors as given, and both the bound and the re-rank's
+candidate test allow ``COSINE_SLACK`` for the float64 rounding between the two. A zero vector
+(cosine 1 to everything) has no unit vector: such data take the full product.
+
+The search applies to complete data (``find_bmus``); measured in benchmarks/RESULTS.md ("The
 exact BMU search of a large map: pivot bounds").
 """
 
@@ -34,7 +41,7 @@ from numba import njit
 
 from .. import _config
 from .._bmu_search import CentredProducts, blocked_bmus
-from .._math import EUCLIDEAN
+from .._math import COSINE, EUCLIDEAN
 from .kernels import rerank
 
 #: Searches of fewer multiply-adds (samples x cells x features) take the full product: below
@@ -68,6 +75,11 @@ PROBE_SHARE = 0.5
 #: Relative slack on the bounds for the float64 rounding of the radii and the re-rank's sums.
 SLACK = 1e-9
 
+#: Cosine distances: absolute slack, in squared distances between unit vectors per feature, for
+#: the rounding of the unit vectors and of the re-rank's float64 cosines (each within a few
+#: ``(dim + 4) eps``).
+COSINE_SLACK = 16 * np.finfo(np.float64).eps
+
 
 def find_bmus(data, codebook, k, metric):
     """``blocked_bmus`` for the CPU engine, by the pruned products where they pay."""
@@ -75,15 +87,20 @@ def find_bmus(data, codebook, k, metric):
     n_cells = codebook.shape[0]
     n_groups = math.ceil(GROUPS_PER_ROOT * math.sqrt(n_cells))
     if (
-        metric != EUCLIDEAN
+        metric not in (EUCLIDEAN, COSINE)
         or n_cells < MIN_CELLS
         or n_samples * n_cells * dim < MIN_WORK
         or n_samples < MIN_SAMPLES_PER_GROUP * n_groups
         or bool(np.isnan(data).any())
     ):
         return blocked_bmus(data, codebook, k, np, rerank, metric)
-    groups = _CellGroups(codebook, data, n_groups, k)
-    probe = data[:: max(1, n_samples // PROBE_ROWS)]
+    points, cells = data, codebook
+    if metric == COSINE:
+        points, cells = _unit_rows(data), _unit_rows(codebook)
+        if points is None or cells is None:
+            return blocked_bmus(data, codebook, k, np, rerank, metric)
+    groups = _CellGroups(cells, points, n_groups, k, codebook, metric)
+    probe = points[:: max(1, n_samples // PROBE_ROWS)]
     bounds, _ = groups.bounds(probe)
     kept = np.zeros((probe.shape[0], groups.count), dtype=np.bool_)
     each = np.arange(probe.shape[0] + 1, dtype=np.int64)
@@ -95,19 +112,33 @@ def find_bmus(data, codebook, k, metric):
     block = max(RUN_ROWS, _config.ANALYSIS_BLOCK_BYTES // (8 * groups.count))
     for start in range(0, n_samples, block):
         rows = slice(start, min(start + block, n_samples))
-        if not groups.search(data[rows], k, out_index[rows], out_distance[rows]):
+        if not groups.search(points[rows], data[rows], k, out_index[rows], out_distance[rows]):
             out_index[rows], out_distance[rows] = blocked_bmus(
                 data[rows], codebook, k, np, rerank, metric
             )
     return out_index, out_distance
 
 
-class _CellGroups:
-    """The groups of cells of step 1, and steps 2 and 3 against them."""
+def _unit_rows(vectors):
+    """``vectors`` scaled to unit length in float64, or None if one of them is zero."""
+    vectors = vectors.astype(np.float64)
+    norms = np.sqrt((vectors * vectors).sum(axis=1))
+    return None if not norms.all() else vectors / norms[:, None]
 
-    def __init__(self, codebook, data, n_groups, k):
-        self.codebook = codebook
-        self.products = products = CentredProducts(codebook, data, np, missing=False)
+
+class _CellGroups:
+    """The groups of cells of step 1, and steps 2 and 3 against them.
+
+    ``space`` and ``points`` are the cells and samples whose Euclidean distances the bounds
+    and products measure: the vectors themselves, or for cosine distances their unit vectors.
+    ``codebook`` (the cells as given) and ``metric`` are what the re-rank measures.
+    """
+
+    def __init__(self, space, points, n_groups, k, codebook, metric):
+        self.codebook, self.metric = codebook, metric
+        # the cosine's slack in squared distances between unit vectors
+        self.slack_sq = COSINE_SLACK * (space.shape[1] + 4) if metric == COSINE else 0.0
+        self.products = products = CentredProducts(space, points, np, missing=False)
         self.cb_sq = products.cb_sq.astype(products.dtype)
         cells = products.codebook
         n_cells, dim = cells.shape
@@ -132,9 +163,10 @@ class _CellGroups:
         reach = np.empty(n_cells)
         step = max(1, _config.ANALYSIS_BLOCK_BYTES // (24 * dim))
         for start in range(0, n_cells, step):
-            # the cells as given, not their rounded centred copies: the re-rank measures those
+            # the cells as given (or their float64 unit vectors), not their rounded centred
+            # copies: the re-rank measures those
             part = slice(start, start + step)
-            offsets = codebook[part] - products.centre - self.centres[self.of_cell[part]]
+            offsets = space[part] - products.centre - self.centres[self.of_cell[part]]
             reach[part] = np.sqrt((offsets**2).sum(axis=1))
         firsts = np.concatenate(([0], np.cumsum(self.size)[:-1]))
         by_group = np.argsort(self.of_cell, kind="stable")
@@ -153,13 +185,16 @@ class _CellGroups:
         nearest = np.empty(data.shape[0], dtype=np.int64)
         group_bounds(dots, self.centre_sq, x_sq, tolerance, self.radius, self.holds_k, upper,
                      nearest)  # fmt: skip
+        if self.slack_sq:
+            upper = np.sqrt(upper * upper + self.slack_sq)
         return (centred, x_norm, dots, self.centre_sq, x_sq, tolerance, self.radius, upper), nearest
 
-    def search(self, data, k, out_index, out_distance):
-        """Steps 2 and 3 for one block of samples; False, with nothing written, where the runs
-        would multiply more than ``MAX_SHARE`` of the full product."""
+    def search(self, points, data, k, out_index, out_distance):
+        """Steps 2 and 3 for one block of samples (``points`` as the bounds measure them,
+        ``data`` as given); False, with nothing written, where the runs would multiply more than
+        ``MAX_SHARE`` of the full product."""
         products = self.products
-        bounds, nearest = self.bounds(data)
+        bounds, nearest = self.bounds(points)
         centred, x_norm = bounds[:2]
         order = np.argsort(nearest, kind="stable")
         starts = _run_starts(np.bincount(nearest, minlength=self.count))
@@ -167,7 +202,7 @@ class _CellGroups:
         kept_groups(*bounds[2:], order, starts, kept)
         if np.diff(starts) @ (kept @ self.size) > MAX_SHARE * data.shape[0] * self.of_cell.size:
             return False
-        cell_tolerance = products.tolerance(x_norm, products.cb_norm_max)
+        cell_tolerance = products.tolerance(x_norm, products.cb_norm_max) + 2 * self.slack_sq
         for run in range(starts.size - 1):
             cells = np.flatnonzero(np.take(kept[run], self.of_cell))
             # np.take, not fancy indexing: a third of the time for these row gathers
@@ -187,7 +222,7 @@ class _CellGroups:
                     np.take(data, rows, axis=0),
                     cell_vectors,
                     k,
-                    EUCLIDEAN,
+                    self.metric,
                     index,
                     distance,
                 )
