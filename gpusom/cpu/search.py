@@ -28,7 +28,8 @@ Cosine distances are Euclidean ones between unit vectors, ``|u - v|^2 = 2 (1 - c
 groups, bounds and products then work on the samples and cells scaled to unit length, the
 re-rank measures the cosine of the vectors as given, and both the bound and the re-rank's
 candidate test allow ``COSINE_SLACK`` for the float64 rounding between the two. A zero vector
-(cosine 1 to everything) has no unit vector: such data take the full product.
+(cosine 1 to everything) has no unit vector, and norms far from 1 (``_unit_rows``) make the
+re-rank's cosines underflow or overflow: such data take the full product.
 
 The search applies to complete data (``find_bmus``); measured in benchmarks/RESULTS.md ("The
 exact BMU search of a large map: pivot bounds").
@@ -120,10 +121,16 @@ def find_bmus(data, codebook, k, metric):
 
 
 def _unit_rows(vectors):
-    """``vectors`` scaled to unit length in float64, or None if one of them is zero."""
+    """``vectors`` scaled to unit length in float64, or None where a squared norm is 0 or
+    outside ``[1e-150, 1e150]``: there the re-rank's float64 cosines underflow or overflow
+    (a sample of tiny norm has cosine 0 to every cell) and no longer follow the unit vectors.
+    """
     vectors = vectors.astype(np.float64)
-    norms = np.sqrt((vectors * vectors).sum(axis=1))
-    return None if not norms.all() else vectors / norms[:, None]
+    with np.errstate(over="ignore", under="ignore"):
+        squares = (vectors * vectors).sum(axis=1)
+    if not np.all((squares >= 1e-150) & (squares <= 1e150)):
+        return None
+    return vectors / np.sqrt(squares)[:, None]
 
 
 class _CellGroups:
