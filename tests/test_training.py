@@ -419,11 +419,11 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
     x = (centres[rng.integers(0, 4)] + rng.integers(0, 2, dim)).astype(dtype)
     full = ((head.T - x[:head_rows]) ** 2).sum(axis=1) + ((tail - x[head_rows:]) ** 2).sum(axis=1)
     expected = int(np.argmin(full))
-    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True):
+    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
         boxes = kernels.ChunkBoxes.where_they_pay(head, tail, dim)
     n_chunks = boxes.bounds.shape[2]
     assert n_chunks == -(-n_cells // 32)
-    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state)
+    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, False)
     for c in range(n_chunks):
         chunk = cells[c * 32 : (c + 1) * 32]
         np.testing.assert_array_equal(boxes.bounds[0, :, c], chunk.min(axis=0))
@@ -442,6 +442,105 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
         assert kernels.pruned_argmin(partial, tail, x[head_rows:], first) == expected
 
 
+@settings(deadline=None)  # the first example compiles the kernels it calls
+@given(
+    n_cells=st.integers(1, 150),
+    split_width=st.sampled_from([(8, 3), (8, 32), (1, 0), (3, 0), (8, 0), (31, 0)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_cpu_boxed_cosine_argmin_is_the_lowest_index_argmin(
+    n_cells, split_width, dtype, seed, data
+):
+    """The cosine steps' boxed search (boxes of the cells' unit vectors) gives the lowest-index
+    argmin of the full scan's cosine distances: cells in runs of a few directions at several
+    lengths (equal and nearly equal cosines), zero cells and cells whose norms lie outside the
+    range the boxes bound (their chunk's box takes in everything), any first guess, and boxes
+    that hold, exact or loosened."""
+    from gpusom._math import COSINE
+    from gpusom.cpu import kernels
+
+    rng = np.random.default_rng(seed)
+    head_rows, width = split_width
+    dim = head_rows + width
+    centres = rng.integers(-3, 4, (4, dim))
+    runs = np.sort(rng.integers(0, 4, n_cells))
+    lengths = rng.choice([1, 2, 3], n_cells)[:, None]  # multiples: cosines equal up to rounding
+    cells = (centres[runs] * lengths + (rng.random((n_cells, dim)) < 0.05)).astype(dtype)
+    low, high = kernels.unit_norms_sq(np.dtype(dtype))
+    kind = rng.random(n_cells)
+    cells[kind < 0.04] = 0.0
+    cells[(0.04 <= kind) & (kind < 0.07)] *= dtype(np.sqrt(low) / 100)
+    cells[(0.07 <= kind) & (kind < 0.1)] *= dtype(np.sqrt(high) * 100)
+    head, tail = np.ascontiguousarray(cells[:, :head_rows].T), cells[:, head_rows:].copy()
+    x = (centres[rng.integers(0, 4)] + rng.integers(0, 2, dim)).astype(dtype)
+    x[0] += not x.any()
+    present = np.ones(dim, dtype)
+    norms, full = np.empty(n_cells, dtype), np.empty(n_cells, dtype)
+    kernels.metric_distances(head, tail, x, present, COSINE, norms, full)
+    expected = int(np.argmin(full))
+    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
+        boxes = kernels.ChunkBoxes.where_they_pay(head, tail, dim, unit=True)
+    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, True)
+    norms_sq = (cells.astype(np.float64) ** 2).sum(axis=1)
+    n_chunks = boxes.bounds.shape[2]
+    for c in range(n_chunks):
+        chunk = slice(c * 32, (c + 1) * 32)
+        if ((norms_sq[chunk] < low) | (norms_sq[chunk] > high)).any():
+            assert (boxes.bounds[0, :, c] == -np.inf).all()
+            assert (boxes.bounds[1, :, c] == np.inf).all()
+    bounded = (norms_sq >= low) & (norms_sq <= high)
+    assert_boxes_hold(boxes, np.where(bounded[:, None], cells, 1.0), unit=True)
+    if data.draw(st.booleans()):  # boxes that still hold after growing
+        boxes.bounds[0] -= rng.random(boxes.bounds[0].shape) * 0.1
+        boxes.bounds[1] += rng.random(boxes.bounds[1].shape) * 0.1
+    guess = data.draw(st.integers(-1, n_cells - 1))
+    x_unit = np.empty(dim, dtype)
+    assert kernels.unit_vector(x, dim, x_unit)
+    gaps, distances = np.empty(n_chunks, dtype), np.empty(n_cells, dtype)
+    bmu, visited = kernels.boxed_cosine_argmin(
+        head, tail, x, x_unit, kernels.sample_norm_sq(x), present, boxes.bounds, gaps,
+        distances, norms, guess,
+    )  # fmt: skip
+    assert bmu == expected
+    assert 1 <= visited <= n_chunks  # at least the chunk of the BMU
+
+
+def test_cpu_unit_boxes_skip_chunks_of_other_directions(rng):
+    """On a map whose chunks each hold one direction at many lengths (boxes of the cells
+    themselves would be long and overlap), the cosine search visits only the chunk of the
+    sample's direction."""
+    from gpusom.cpu import kernels
+
+    dim, n_chunks = 40, 30
+    directions = rng.normal(size=(n_chunks, dim))
+    lengths = rng.uniform(0.1, 10.0, (n_chunks * 32, 1))
+    cells = (np.repeat(directions, 32, axis=0) * lengths).astype(np.float32)
+    codebook = kernels_codebook(cells)
+    boxes = codebook.unit_boxes
+    kernels.build_boxes(codebook.head, codebook.tail, *boxes.arrays(), True)
+    x = np.zeros(codebook.head.shape[0] + codebook.tail.shape[1], np.float32)
+    x[:dim] = 3.0 * directions[7] + rng.normal(scale=0.01, size=dim)
+    x_unit, present = np.empty(dim, np.float32), (np.arange(x.size) < dim).astype(np.float32)
+    assert kernels.unit_vector(x, dim, x_unit)
+    bmu, visited = kernels.boxed_cosine_argmin(
+        codebook.head, codebook.tail, x, x_unit, kernels.sample_norm_sq(x), present,
+        boxes.bounds, np.empty(n_chunks, np.float32), np.empty(len(cells), np.float32),
+        np.empty(len(cells), np.float32), -1,
+    )  # fmt: skip
+    assert bmu // 32 == 7
+    assert visited == 1
+
+
+def kernels_codebook(cells):
+    """The CPU engine's split codebook of ``cells``, with boxes whatever its size."""
+    from gpusom.cpu import Codebook, kernels
+
+    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
+        return Codebook(cells)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     ("topology", "is_torus", "neighborhood", "learning_rate", "missing"),
@@ -454,16 +553,18 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
     ],
 )
 @pytest.mark.parametrize("dim", [40, 3, 13])  # a head and a tail; every feature in the head
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
-    monkeypatch, rng, dtype, topology, is_torus, neighborhood, learning_rate, missing, dim
+    monkeypatch, rng, dtype, topology, is_torus, neighborhood, learning_rate, missing, dim, metric
 ):
-    """Training with the chunks' bounding boxes (built, grown by every update, rebuilt) gives the
-    BMUs of the oracle and the codebook of the search without boxes, bit for bit: rates above 1
-    and the Mexican hat move cells away from the sample, missing values move some features."""
+    """Training with the chunks' bounding boxes (built, grown by every update, rebuilt; of the
+    cells' unit vectors for cosine steps) gives the BMUs of the oracle and the codebook of the
+    search without boxes, bit for bit: rates above 1 and the Mexican hat move cells away from
+    the sample, missing values move some features (and take the plain search)."""
     from gpusom.cpu import kernels
 
     rows, cols, steps = 40, 40, 600  # 1,600 cells: 50 chunks, rebuilt every 200 steps
-    centres = rng.random((6, dim))
+    centres = rng.normal(size=(6, dim))
     data = centres[rng.integers(0, 6, 300)] + rng.normal(scale=0.05, size=(300, dim))
     data = data.astype(dtype)
     if missing:
@@ -478,28 +579,48 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     args = (order, exponential_decay(1.5, 1.2, t, steps), np.full(steps, learning_rate))
     args += (rows, cols, is_torus, neighborhood, 2.0, topology)
     engine = _backend.cpu_engine()
-    plain, plain_bmus = train_with(engine, codebook, data, *args)
-    monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True)
+    monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: False)
+    plain, plain_bmus = train_with(engine, codebook, data, *args, metric)
+    monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True)
     state = engine.to_device(codebook, data)
-    boxes = state[0].boxes
+    boxes = state[0].unit_boxes if metric == "cosine" else state[0].boxes
     boxes.state[3] = 0  # visits cost nothing: no trial pauses the boxes
     nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
-    boxed_bmus = engine.train_online(*state, *args[:6], nbh, 2.0, lattice, METRICS["euclidean"])
+    boxed_bmus = engine.train_online(*state, *args[:6], nbh, 2.0, lattice, METRICS[metric])
     boxed = engine.to_host(state[0], dim)
     np.testing.assert_array_equal(boxed_bmus, plain_bmus)
     np.testing.assert_array_equal(boxed, plain)
     assert boxes.state[0] == 1  # built, and after the last rebuild grown by every update:
-    for c in range(50):  # every cell is in its chunk's box
-        chunk = boxed[c * 32 : (c + 1) * 32]
-        assert (boxes.bounds[0, :, c] <= chunk.min(axis=0)).all()
-        assert (boxes.bounds[1, :, c] >= chunk.max(axis=0)).all()
-    _, expected_bmus = naive.online_som(codebook, data, *args)
+    assert_boxes_hold(boxes, boxed)
+    assert boxes.state[2] > 0
+    if learning_rate < 1:  # moved towards the samples, the cells keep the boxes tight:
+        assert boxes.state[2] < 199 * 50 / 2  # the search since the rebuild skipped chunks
+    if metric == "cosine" and dtype == np.float32:
+        return  # float32 resolves 1 - cos to ~dim eps: these nearly parallel cells tie there
+    _, expected_bmus = naive.online_som(codebook, data, *args, metric)
     np.testing.assert_array_equal(boxed_bmus, expected_bmus)
+
+
+def assert_boxes_hold(boxes, cells, unit=None):
+    """Every cell (its unit vector, with ``boxes.unit``) lies in its chunk's box: within the
+    rounding of the unit vector's features (two roundings each, ``kernels._grow_boxes``)."""
+    slack = 0.0
+    if boxes.unit if unit is None else unit:
+        cells = cells.astype(np.float64)
+        cells = cells / np.linalg.norm(cells, axis=1, keepdims=True)
+        slack = 2 * np.finfo(boxes.bounds.dtype).eps
+    for c in range(boxes.bounds.shape[2]):
+        chunk = cells[c * 32 : (c + 1) * 32]
+        assert (boxes.bounds[0, :, c] <= chunk.min(axis=0) + slack).all()
+        assert (boxes.bounds[1, :, c] >= chunk.max(axis=0) - slack).all()
 
 
 @pytest.mark.parametrize("dim", [40, 13])
 @pytest.mark.parametrize(("visit_cost", "mode"), [(0, 1), (10**9, 2)])
-def test_cpu_box_trial_pauses_boxes_that_do_not_prune(monkeypatch, rng, dim, visit_cost, mode):
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_cpu_box_trial_pauses_boxes_that_do_not_prune(
+    monkeypatch, rng, dim, visit_cost, mode, metric
+):
     """After every build a trial counts the chunks the boxed search visits: where visiting them
     would cost more than a pass over the map, the boxes pause until the next rebuild (mode 2),
     and the run gives the plain search's BMUs and codebook, bit for bit."""
@@ -511,14 +632,15 @@ def test_cpu_box_trial_pauses_boxes_that_do_not_prune(monkeypatch, rng, dim, vis
     order = rng.integers(0, len(data), steps)
     args = (order, np.full(steps, 1.2), np.full(steps, 0.3), rows, cols, False, "gaussian", 2.0)
     engine = _backend.cpu_engine()
-    plain, plain_bmus = train_with(engine, codebook, data, *args, "rectangular")
-    monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True)
+    monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: False)
+    plain, plain_bmus = train_with(engine, codebook, data, *args, "rectangular", metric)
+    monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True)
     state = engine.to_device(codebook, data)
-    boxes = state[0].boxes
+    boxes = state[0].unit_boxes if metric == "cosine" else state[0].boxes
     boxes.state[3] = visit_cost
     nbh = NEIGHBORHOODS["gaussian"]
     lattice = TOPOLOGIES["rectangular"]
-    bmus = engine.train_online(*state, *args[:6], nbh, 2.0, lattice, METRICS["euclidean"])
+    bmus = engine.train_online(*state, *args[:6], nbh, 2.0, lattice, METRICS[metric])
     np.testing.assert_array_equal(bmus, plain_bmus)
     np.testing.assert_array_equal(engine.to_host(state[0], dim), plain)
     assert boxes.state[0] == mode
@@ -535,24 +657,28 @@ def test_cpu_box_trial_pauses_boxes_that_do_not_prune(monkeypatch, rng, dim, vis
     topology=st.sampled_from(sorted(TOPOLOGIES)),
     is_torus=st.booleans(),
     dim=st.sampled_from([40, 3]),
+    unit=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
-    rows, cols, sigma, neighborhood, topology, is_torus, dim, seed
+    rows, cols, sigma, neighborhood, topology, is_torus, dim, unit, seed
 ):
     """grow_window_boxes covers the whole window of update_window, on both lattices and tori,
-    with a tail and with every feature in the head: with a rate of 1 every cell of the window
-    jumps to a sample far outside every box."""
+    with a tail and with every feature in the head, for boxes of the cells and of their unit
+    vectors: with a rate of 1 every cell of the window jumps to a sample far outside every
+    box."""
     from gpusom.cpu import Codebook, kernels
 
     rng = np.random.default_rng(seed)
     n_cells = rows * cols
-    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize: True):
+    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
         codebook = Codebook(rng.random((n_cells, dim)).astype(np.float32))
-    head, tail, boxes = codebook.head, codebook.tail, codebook.boxes
-    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state)
+    head, tail = codebook.head, codebook.tail
+    boxes = codebook.unit_boxes if unit else codebook.boxes
+    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, unit)
     x = np.zeros(head.shape[0] + tail.shape[1], np.float32)
     x[:dim] = 5.0
+    x[0] = -5.0  # a direction no cell has
     bmu = int(rng.integers(n_cells))
     nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
     scratch = [np.empty(max(rows, 2 * cols) + 1, np.float32), np.empty(cols, np.float32)]
@@ -562,14 +688,11 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     kernels.update_window(head, tail, x, *args, *scratch, update_lattice, np.ones_like(x), False)
     kernels.grow_window_boxes(
         head, tail, bmu, sigma, rows, cols, is_torus, nbh, 2.0, lattice, boxes.bounds,
-        boxes.scratch, scratch[-1],
+        boxes.scratch, scratch[-1], unit,
     )  # fmt: skip
     cells = np.concatenate([head.T, tail[:, : dim - head.shape[0]]], axis=1)
-    assert (cells == 5.0).any()  # the update moved some cells (at least the BMU)
-    for c in range(boxes.bounds.shape[2]):
-        chunk = cells[c * 32 : (c + 1) * 32]
-        assert (boxes.bounds[0, :, c] <= chunk.min(axis=0)).all()
-        assert (boxes.bounds[1, :, c] >= chunk.max(axis=0)).all()
+    assert (cells[:, 1:] == 5.0).any()  # the update moved some cells (at least the BMU)
+    assert_boxes_hold(boxes, cells)
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ head is read (:func:`boxed_argmin`), with a tail or with every feature in the he
 import numpy as np
 from numba import njit
 from numba.core import types
-from numba.extending import overload
+from numba.extending import overload, register_jitable
 
 from .._config import FASTMATH, FINITE_FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
 from .._math import (
@@ -32,7 +32,6 @@ from .._math import (
     HEXAGONAL,
     INDEX_MASK,
     LANES,
-    MANHATTAN,
     NO_INDEX,
     RECTANGULAR,
     axis_delta,
@@ -287,6 +286,14 @@ PRUNE_CHUNK = 32
 #: boxes would be loose.
 BOX_BUILD_SHARE = 32.0
 
+#: The boxes of cosine steps' unit vectors are first built sooner, once a window covers at most
+#: ``1 / UNIT_BOX_BUILD_SHARE`` of the map: a cosine step's plain search reads every feature of
+#: every cell, not a head of eight, so loose boxes already save more than they cost. On L's
+#: data (200x200, 32 features) its first 10,000 steps took 2.9 s at 32, 2.55 s at 8, 1.9 s at 4
+#: and 2.5 s at 2, where the first trial paused the boxes for 5,000 steps
+#: (benchmarks/RESULTS.md).
+UNIT_BOX_BUILD_SHARE = 4.0
+
 #: Then they are rebuilt exact every ``n_cells / BOX_REBUILD_RATE`` steps: a build reads every
 #: feature of every cell, so that is ``BOX_REBUILD_RATE * dim`` features a step, a small share of
 #: the box pass (``n_cells * dim / PRUNE_CHUNK``) on any map that takes boxes. Rebuilt every
@@ -313,18 +320,19 @@ BOX_VISIT_COST = 1000
 BOX_MIN_HEAD_BYTES = 256 * 1024
 
 
-def boxes_pay(n_cells, dim, itemsize):
-    """Whether ``ChunkBoxes`` should serve the BMU search of a map.
+def boxes_pay(n_cells, dim, itemsize, scanned):
+    """Whether ``ChunkBoxes`` should serve the BMU search of a map whose plain search reads
+    ``scanned`` features of every cell.
 
-    Without boxes, a step reads the ``split_dim(dim)`` head features of every cell (all
-    features below ``PDS_MIN_DIM``, else the partial distance search's head); with them, ``dim``
-    features of every chunk's box, then the head and tail of the few chunks whose box is near
-    (about 7 % of them on the large lattice). Boxes are taken when the head pass is large enough
-    to be worth saving (``BOX_MIN_HEAD_BYTES``) and the box pass reads at most a quarter of its
-    features (always so without a tail; ``dim`` at most 64 for chunks of 32 cells and a head of
-    8).
+    Without boxes, a Euclidean step reads the ``split_dim(dim)`` head features of every cell
+    (all features below ``PDS_MIN_DIM``, else the partial distance search's head) and a cosine
+    step all ``dim``; with them, ``dim`` features of every chunk's box, then the cells of the
+    few chunks whose box is near (about 7 % of them on the large lattice). Boxes are taken when
+    that pass is large enough to be worth saving (``BOX_MIN_HEAD_BYTES``) and the box pass reads
+    at most a quarter of its features (always so without a tail; ``dim`` at most 64 for chunks
+    of 32 cells and a head of 8).
     """
-    head_features = split_dim(dim) * n_cells
+    head_features = scanned * n_cells
     box_features = -(-n_cells // PRUNE_CHUNK) * dim
     return head_features * itemsize >= BOX_MIN_HEAD_BYTES and 4 * box_features <= head_features
 
@@ -334,28 +342,34 @@ class ChunkBoxes:
 
     ``bounds[0, k, c]``/``bounds[1, k, c]``: the smallest and largest feature ``k`` over the
     cells of chunk ``c`` (cells ``c * PRUNE_CHUNK`` on), ``dim`` features by ``n_chunks``, so a
-    sample's distance to every box is a pass vectorised across chunks. ``state``: whether the
-    boxes serve the search (``state[0]``: 0 until first built, 1 while they hold, 2 while a
-    trial has paused them, ``BOX_TRIAL_RATE``), the steps since they were last built, the
-    chunks the search has visited since and what a visit costs in features read
-    (``BOX_VISIT_COST`` plus a chunk's head). While they hold, they grow after every update to
-    take in the cells it moved (:func:`grow_window_boxes`), so they keep holding but loosen, and
-    :func:`build_boxes` makes them exact again. ``scratch`` serves :func:`_grow_boxes`.
+    sample's distance to every box is a pass vectorised across chunks. With ``unit`` (the
+    boxes of cosine steps) they bound the cells' unit vectors instead (:func:`_grow_boxes`).
+    ``state``: whether the boxes serve the search (``state[0]``: 0 until first built, 1 while
+    they hold, 2 while a trial has paused them, ``BOX_TRIAL_RATE``), the steps since they were
+    last built, the chunks the search has visited since, what a visit costs in features read
+    (``BOX_VISIT_COST`` plus a chunk's scan) and how many features of each cell the plain
+    search reads. While they hold, they grow after every update to take in the cells it moved
+    (:func:`grow_window_boxes`), so they keep holding but loosen, and :func:`build_boxes` makes
+    them exact again. ``scratch`` serves :func:`_grow_boxes`.
     """
 
-    def __init__(self, n_cells, dim, dtype):
+    def __init__(self, n_cells, dim, dtype, unit=False):
         n_chunks = -(-n_cells // PRUNE_CHUNK)
         self.bounds = np.empty((2, dim, n_chunks), dtype)
-        self.scratch = np.empty((2, dim), dtype)
-        visit_cost = BOX_VISIT_COST + PRUNE_CHUNK * split_dim(dim)
-        self.state = np.array([0, 0, 0, visit_cost], np.int64)
+        self.scratch = np.empty((3, max(dim, PRUNE_CHUNK)), dtype)
+        self.unit = unit
+        scanned = dim if unit else split_dim(dim)
+        visit_cost = BOX_VISIT_COST + PRUNE_CHUNK * scanned
+        self.state = np.array([0, 0, 0, visit_cost, scanned], np.int64)
 
     @classmethod
-    def where_they_pay(cls, head, tail, dim):
-        """The boxes of a split codebook; None where they do not pay (:func:`boxes_pay`)."""
+    def where_they_pay(cls, head, tail, dim, unit=False):
+        """The boxes of a split codebook (of unit vectors with ``unit``, for cosine steps);
+        None where they do not pay (:func:`boxes_pay`)."""
         n_cells = head.shape[1]
-        if boxes_pay(n_cells, dim, head.itemsize):
-            return cls(n_cells, dim, head.dtype)
+        scanned = dim if unit else split_dim(dim)
+        if boxes_pay(n_cells, dim, head.itemsize, scanned):
+            return cls(n_cells, dim, head.dtype, unit)
         return None
 
     def arrays(self):
@@ -376,37 +390,83 @@ def box_distances(low, high, x, out):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def build_boxes(head, tail, boxes, scratch, state):
-    """Every chunk's exact box (``ChunkBoxes``); they hold from here on."""
-    split = head.shape[0]
+def build_boxes(head, tail, boxes, scratch, state, unit):
+    """Every chunk's exact box (``ChunkBoxes``, of unit vectors with ``unit``); they hold from
+    here on."""
+    inf = boxes.dtype.type(np.inf)
     for c in range(boxes.shape[2]):
         start, stop = c * PRUNE_CHUNK, min((c + 1) * PRUNE_CHUNK, head.shape[1])
-        for k in range(boxes.shape[1]):
-            feature = head[k, start] if k < split else tail[start, k - split]
-            boxes[0, k, c] = boxes[1, k, c] = feature
-        _grow_boxes(head, tail, start, stop, boxes, scratch)
+        for k in range(boxes.shape[1]):  # empty: the first cell sets them
+            boxes[0, k, c], boxes[1, k, c] = inf, -inf
+        _grow_boxes(head, tail, start, stop, boxes, scratch, unit)
     state[0], state[1], state[2] = 1, 0, 0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def unit_scales(head, tail, start, stop, scales):
+    """``scales[n - start] = 1 / |w_n|`` for the cells ``start`` to ``stop``, in the codebook's
+    dtype; False (and ``scales`` unfinished) where a squared norm is outside ``UNIT_NORMS_SQ``.
+
+    Outside that range the cosine steps' sums (:func:`cosine_distances`) can overflow or lose
+    the cell to underflow, and its distance is no longer the unit vectors' (a zero cell is 1
+    from everything): such a chunk's box takes in everything.
+    """
+    split = head.shape[0]
+    low, high = unit_norms_sq(head.dtype)
+    for n in range(stop - start):
+        norm_sq = 0.0
+        for k in range(split):
+            w = np.float64(head[k, start + n])
+            norm_sq += w * w
+        cell = tail[start + n]
+        for k in range(cell.size):
+            w = np.float64(cell[k])
+            norm_sq += w * w
+        if not low <= norm_sq <= high:
+            return False
+        scales[n] = 1.0 / np.sqrt(norm_sq)
+    return True
+
+
+@register_jitable
+def unit_norms_sq(dtype):
+    """The squared norms, ``[sqrt(tiny), sqrt(max)]`` of ``dtype``, within which a vector's
+    cosine distances follow its unit vector (:func:`unit_scales`)."""
+    info = np.finfo(dtype)
+    return np.sqrt(np.float64(info.tiny)), np.sqrt(np.float64(info.max))
 
 
 # Compiled once and called: inlined into both callers it doubled their compile time (2-3 s
 # each, benchmarks/RESULTS.md).
 @njit(cache=True, fastmath=FASTMATH)
-def _grow_boxes(head, tail, first, stop, boxes, scratch):
-    """Grow the boxes of cells ``first`` to ``stop`` to take in their vectors (``scratch``:
-    ``(2, width)``, the tail's minima and maxima of one chunk)."""
+def _grow_boxes(head, tail, first, stop, boxes, scratch, unit):
+    """Grow the boxes of cells ``first`` to ``stop`` to take in their vectors, or with
+    ``unit`` their unit vectors (``scratch``: ``(3, max(dim, PRUNE_CHUNK))``, the tail's
+    minima and maxima of one chunk and its cells' ``unit_scales``).
+
+    A unit vector's features are rounded products ``w_k * s``, ``s`` the rounded ``1 / |w|``:
+    each within two roundings of the exact one (:func:`boxed_cosine_argmin` allows for it).
+    """
     split = head.shape[0]
     width = boxes.shape[1] - split
     low, high = boxes[0], boxes[1]
     tail_low, tail_high = scratch[0, :width], scratch[1, :width]
+    inf = boxes.dtype.type(np.inf)
     end = first
     while end < stop:
         start, c = end, end // PRUNE_CHUNK
         end = min(stop, (c + 1) * PRUNE_CHUNK)
+        scales = scratch[2, : end - start]
+        if unit and not unit_scales(head, tail, start, end, scales):
+            for k in range(boxes.shape[1]):
+                low[k, c], high[k, c] = -inf, inf
+            continue
         for k in range(split):
             cells = head[k, start:end]
             lo, hi = low[k, c], high[k, c]
             for n in range(cells.size):
-                lo, hi = min(lo, cells[n]), max(hi, cells[n])
+                w = cells[n] * scales[n] if unit else cells[n]
+                lo, hi = min(lo, w), max(hi, w)
             low[k, c], high[k, c] = lo, hi
         if width == 0:
             continue  # every feature in the head: no row slices to build
@@ -416,8 +476,10 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch):
             tail_low[k], tail_high[k] = low[split + k, c], high[split + k, c]
         for n in range(start, end):
             row = tail[n, :width]
+            scale = scales[n - start] if unit else tail.dtype.type(1.0)
             for k in range(width):
-                tail_low[k], tail_high[k] = min(tail_low[k], row[k]), max(tail_high[k], row[k])
+                w = row[k] * scale if unit else row[k]
+                tail_low[k], tail_high[k] = min(tail_low[k], w), max(tail_high[k], w)
         for k in range(width):
             low[split + k, c], high[split + k, c] = tail_low[k], tail_high[k]
 
@@ -507,56 +569,176 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
     return best_n, visited
 
 
+#: Cosine steps' boxes: the absolute slack, per ``(dim + 4) eps`` of the codebook's dtype, in
+#: squared distances between unit vectors, for the rounding of the cells' and the sample's unit
+#: vectors and of the cosines the search compares (:func:`boxed_cosine_argmin`).
+COSINE_BOX_SLACK = 16.0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def boxed_cosine_argmin(head, tail, x, x_unit, norm_x, present, boxes, bounds, distances,
+                        norms, guess):  # fmt: skip
+    """The lowest-index argmin of the cosine distances of :func:`metric_distances` for a
+    complete sample ``x`` (``x_unit`` its unit vector, ``norm_x`` its :func:`sample_norm_sq`),
+    skipping chunks by the boxes of the cells' unit vectors (``ChunkBoxes`` with ``unit``,
+    which must hold). ``bounds`` is scratch, one per chunk; ``distances`` and ``norms`` are
+    :func:`cosine_distances`' for the chunks it visits.
+
+    A cell's cosine distance is half the squared distance of the unit vectors,
+    ``1 - cos = |x/|x| - w/|w||^2 / 2``, and its unit vector lies in its chunk's box, so in exact
+    arithmetic the distance is at least half the box's. Between the two lie the rounding of the
+    unit vectors (two roundings a feature, :func:`_grow_boxes`), of the box distance (a relative
+    ``(dim + 4) eps``, as in :func:`boxed_argmin`) and of the cosine's sums (within about
+    ``2 (dim + 4) eps`` of the exact cosine); a chunk is skipped only when its box is farther
+    than twice the best distance so far by more than ``COSINE_BOX_SLACK (dim + 4) eps``, so
+    every skipped cell is strictly farther than the best: the search is exact. The first bound
+    is the sample's last BMU ``guess`` or, when it is ``-1``, the nearest cell in the nearest
+    box. Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not rule them out.
+    """
+    n_cells = head.shape[1]
+    dim = boxes.shape[1]
+    eps = np.finfo(distances.dtype).eps
+    margin = distances.dtype.type(1.0 - 4.0 * (dim + 4) * eps)
+    slack = distances.dtype.type(COSINE_BOX_SLACK * (dim + 4) * eps)
+    box_distances(boxes[0], boxes[1], x_unit, bounds)
+    if guess < 0:
+        start = argmin_first(bounds) * PRUNE_CHUNK
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        cosine_distances(head, tail, x, present, norm_x, norms, distances, start, stop)
+        guess = start + argmin_first(distances[start:stop])
+    else:
+        start = guess - guess % PRUNE_CHUNK
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        cosine_distances(head, tail, x, present, norm_x, norms, distances, start, stop)
+    best_n, best = guess, distances[guess]
+    visited = 0
+    for c in range(bounds.size):
+        if bounds[c] * margin > 2 * best + slack:
+            continue
+        visited += 1
+        start = c * PRUNE_CHUNK
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        cosine_distances(head, tail, x, present, norm_x, norms, distances, start, stop)
+        for n in range(start, stop):
+            d = distances[n]
+            if d < best or (d == best and n < best_n):
+                best, best_n = d, n
+    return best_n, visited
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def metric_distances(head, tail, x, present, metric, norms, out):
     """``out[n]``: the distance of every cell to ``x`` under ``metric``, present features only.
 
     The path of every step that is not plain Euclidean on a complete sample: squared Euclidean,
-    Manhattan or cosine (``gpusom._math.cosine_distance``), over the features where
-    ``present`` is 1 (``x`` holds 0 where it is 0, so products with it vanish). No pruning: a
-    cosine's partial sums do not bound it. ``norms`` (``n_cells``) is scratch.
+    Manhattan or cosine (:func:`cosine_distances`), over the features where ``present`` is 1
+    (``x`` holds 0 where it is 0, so products with it vanish). No pruning here; cosine steps on
+    complete samples have their own boxes (:func:`boxed_cosine_argmin`). ``norms``
+    (``n_cells``) is scratch.
     """
     split, n_cells = head.shape
+    if metric == COSINE:
+        norm_x = sample_norm_sq(x)
+        for start in range(0, n_cells, PRUNE_CHUNK):
+            stop = min(start + PRUNE_CHUNK, n_cells)
+            cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop)
+        return
     out[:] = 0.0
-    norms[:] = 0.0
+    euclidean = metric == EUCLIDEAN
     for k in range(split):
         if present[k] == 0:
             continue
         w, xk = head[k], x[k]
-        if metric == EUCLIDEAN:
+        if euclidean:
             for n in range(n_cells):
                 d = w[n] - xk
                 out[n] += d * d
-        elif metric == MANHATTAN:
-            for n in range(n_cells):
-                out[n] += abs(w[n] - xk)
         else:
             for n in range(n_cells):
-                out[n] += w[n] * xk
-                norms[n] += w[n] * w[n]
+                out[n] += abs(w[n] - xk)
     x_tail, present_tail = x[split:], present[split:]
     if tail.shape[1] > 0:
         for n in range(n_cells):
             cell = tail[n]
-            total = norm = cell.dtype.type(0.0)
-            for k in range(cell.size):
-                d = (cell[k] - x_tail[k]) * present_tail[k]
-                if metric == EUCLIDEAN:
+            total = cell.dtype.type(0.0)
+            if euclidean:
+                for k in range(cell.size):
+                    d = (cell[k] - x_tail[k]) * present_tail[k]
                     total += d * d
-                elif metric == MANHATTAN:
-                    total += abs(d)
-                else:
-                    w = cell[k] * present_tail[k]
-                    total += w * x_tail[k]
-                    norm += w * w
+            else:
+                for k in range(cell.size):
+                    total += abs((cell[k] - x_tail[k]) * present_tail[k])
             out[n] += total
-            norms[n] += norm
-    if metric == COSINE:
-        norm_x = 0.0
-        for k in range(x.size):
-            norm_x += x[k] * x[k]
-        for n in range(n_cells):
-            out[n] = cosine_distance(out[n], norm_x, norms[n])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def unit_vector(x, dim, out):
+    """``out[:dim]``: the unit vector of ``x[:dim]``, each feature rounded once from float64;
+    False where its squared norm is outside ``unit_norms_sq`` (:func:`unit_scales`)."""
+    norm_sq = 0.0
+    for k in range(dim):
+        norm_sq += np.float64(x[k]) * np.float64(x[k])
+    low, high = unit_norms_sq(x.dtype)
+    if not low <= norm_sq <= high:
+        return False
+    scale = 1.0 / np.sqrt(norm_sq)
+    for k in range(dim):
+        out[k] = np.float64(x[k]) * scale
+    return True
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sample_norm_sq(x):
+    """The squared norm of a (zero-padded) sample as :func:`cosine_distances` takes it."""
+    norm_x = 0.0
+    for k in range(x.size):
+        norm_x += x[k] * x[k]
+    return norm_x
+
+
+@njit(cache=True, fastmath=TAIL_FASTMATH)
+def cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop):
+    """``out[n]``, cells ``start`` to ``stop``: ``gpusom._math.cosine_distance`` of cell ``n``
+    and ``x`` over the features where ``present`` is 1; ``norm_x`` from :func:`sample_norm_sq`,
+    ``norms`` scratch.
+
+    Every cosine step's search takes its distances from here, a chunk of ``PRUNE_CHUNK`` cells
+    at a time: the full scan (:func:`metric_distances`) and the boxed search
+    (:func:`boxed_cosine_argmin`) run the same code on the same chunks, so they compute the
+    same distances bit for bit. The tail's sums are reassociated (``TAIL_FASTMATH``) so that
+    they vectorise; the head's run across cells, feature by feature.
+    """
+    split = head.shape[0]
+    base = np.uint64(start)
+    count = stop - start
+    zero = out.dtype.type(0.0)
+    for n in range(count):
+        i = base + np.uint64(n)
+        out[i], norms[i] = zero, zero
+    for k in range(split):
+        if present[k] == 0:
+            continue
+        xk = x[k]
+        for n in range(count):
+            i = base + np.uint64(n)
+            w = head[k, i]
+            out[i] += w * xk
+            norms[i] += w * w
+    if tail.shape[1] > 0:
+        x_tail, present_tail = x[split:], present[split:]
+        for n in range(count):
+            i = base + np.uint64(n)
+            cell = tail[i]
+            dot, norm = zero, zero
+            for k in range(cell.size):
+                w = cell[k] * present_tail[k]
+                dot += w * x_tail[k]
+                norm += w * w
+            out[i] += dot
+            norms[i] += norm
+    for n in range(count):
+        i = base + np.uint64(n)
+        out[i] = cosine_distance(out[i], norm_x, norms[i])
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -614,9 +796,9 @@ def _apply_run(head, tail, x, base, lo, g, present, masked):
 
 @njit(cache=True, fastmath=FASTMATH)
 def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood, truncate,
-                      topology, boxes, scratch, runs):  # fmt: skip
+                      topology, boxes, scratch, runs, unit):  # fmt: skip
     """Grow the ``ChunkBoxes`` of every cell a step's update can have moved (:func:`update_window`
-    at ``bmu`` and ``sigma``) to take in its vector.
+    at ``bmu`` and ``sigma``) to take in its vector (its unit vector with ``unit``).
 
     Apart from the update, so that its loops stay as they were (growing inside them made maps
     without boxes 3-12 % slower, benchmarks/RESULTS.md). Each grid row of the window is taken
@@ -639,7 +821,7 @@ def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood
                 reach = half_width(radius_sq, float(d_row * d_row), max(rows, cols))
             for run in range(_axis_window(b_col, reach, cols, is_torus, col_starts, col_stops)):
                 first, stop = r * cols + col_starts[run], r * cols + col_stops[run]
-                _grow_boxes(head, tail, first, stop, boxes, scratch)
+                _grow_boxes(head, tail, first, stop, boxes, scratch, unit)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -835,6 +1017,9 @@ def train_online(
     present = np.zeros(x.size, dtype)
     present[:dim] = 1.0
     norms = np.empty(head.shape[1], dtype)
+    # cosine steps' boxes bound unit vectors (ChunkBoxes)
+    unit = boxes is not None and metric == COSINE
+    x_unit = np.zeros(x.size, dtype)
     # each chunk's box distance; allocated here, not with the boxes: LLVM then knows it
     # aliases no codebook array (passed in, it made the large lattice 4 % slower)
     if boxes is not None:
@@ -858,8 +1043,24 @@ def train_online(
                     if present[k] == 0.0:
                         x[k] = 0.0
         if missing is not None and (masked or metric != EUCLIDEAN):
-            metric_distances(head, tail, x, present, metric, norms, distances)
-            bmu = argmin_first(distances)
+            bmu = -1
+            # a cosine step on a complete sample, with boxes that hold
+            if (
+                boxes is not None
+                and unit
+                and not masked
+                and boxes[2][0] == 1
+                and unit_vector(x, dim, x_unit)
+            ):
+                bmu, visited = boxed_cosine_argmin(
+                    head, tail, x, x_unit, sample_norm_sq(x), present, boxes[0], chunk_gaps,
+                    distances, norms, guesses[sample],
+                )  # fmt: skip
+                boxes[2][2] += visited
+                guesses[sample] = bmu
+            if bmu < 0:
+                metric_distances(head, tail, x, present, metric, norms, distances)
+                bmu = argmin_first(distances)
         else:
             guess = guesses[sample]
             if boxes is not None and boxes[2][0] == 1:
@@ -903,18 +1104,20 @@ def train_online(
             state[1] += 1
             if state[0] == 0:
                 reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
-                if BOX_BUILD_SHARE * reach * reach <= n_cells:
-                    build_boxes(head, tail, bounds, scratch, state)
+                share = UNIT_BOX_BUILD_SHARE if unit else BOX_BUILD_SHARE
+                if share * reach * reach <= n_cells:
+                    build_boxes(head, tail, bounds, scratch, state, unit)
             elif state[1] * BOX_REBUILD_RATE >= n_cells:
                 # takes in the moved cells itself, and ends a pause with a new trial
-                build_boxes(head, tail, bounds, scratch, state)
+                build_boxes(head, tail, bounds, scratch, state, unit)
             elif state[0] == 1:
-                if state[1] == trial_steps and state[2] * state[3] > trial_steps * n_cells * split:
+                scan = n_cells * state[4]  # features the plain search reads
+                if state[1] == trial_steps and state[2] * state[3] > trial_steps * scan:
                     state[0] = 2  # paused: not grown, rebuilt before the next use
                 else:
                     grow_window_boxes(
                         head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood,
-                        truncate, lattice, bounds, scratch, runs,
+                        truncate, lattice, bounds, scratch, runs, unit,
                     )  # fmt: skip
 
 
