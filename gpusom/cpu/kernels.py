@@ -636,15 +636,27 @@ def metric_distances(head, tail, x, present, metric, norms, out):
     complete samples have their own boxes (:func:`boxed_cosine_argmin`). ``norms``
     (``n_cells``) is scratch.
     """
-    split, n_cells = head.shape
+    n_cells = head.shape[1]
     if metric == COSINE:
         norm_x = sample_norm_sq(x)
         for start in range(0, n_cells, PRUNE_CHUNK):
             stop = min(start + PRUNE_CHUNK, n_cells)
             cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop)
         return
+    sum_distances(head, tail, x, present, metric == EUCLIDEAN, out)
+
+
+@njit(cache=True, fastmath=TAIL_FASTMATH)
+def sum_distances(head, tail, x, present, euclidean, out):
+    """``out[n]``: the squared Euclidean (``euclidean``) or Manhattan distance of every cell to
+    ``x`` over the features where ``present`` is 1 (:func:`metric_distances`).
+
+    The tail's sums are reassociated (``TAIL_FASTMATH``) so that they vectorise: 0.98 -> 0.31
+    ms a scan of the large lattice (benchmarks/RESULTS.md). Not in :func:`metric_distances`
+    itself: there the same flags made the cosine scan 50 % slower.
+    """
+    split, n_cells = head.shape
     out[:] = 0.0
-    euclidean = metric == EUCLIDEAN
     for k in range(split):
         if present[k] == 0:
             continue
