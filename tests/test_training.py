@@ -16,6 +16,8 @@ from gpusom import SOM, _backend, _training, schedules
 from gpusom._math import METRICS, NEIGHBORHOODS, TOPOLOGIES
 from gpusom.schedules import INITS, exponential_decay, initial_codebook, sample_order
 
+METRIC_NAMES = sorted(METRICS)
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("is_torus", [False, True])
@@ -446,63 +448,72 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
 @given(
     n_cells=st.integers(1, 150),
     split_width=st.sampled_from([(8, 3), (8, 32), (1, 0), (3, 0), (8, 0), (31, 0)]),
+    metric=st.sampled_from(METRIC_NAMES),
     dtype=st.sampled_from([np.float32, np.float64]),
     seed=st.integers(0, 2**32 - 1),
     data=st.data(),
 )
-def test_cpu_boxed_cosine_argmin_is_the_lowest_index_argmin(
-    n_cells, split_width, dtype, seed, data
+def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
+    n_cells, split_width, metric, dtype, seed, data
 ):
-    """The cosine steps' boxed search (boxes of the cells' unit vectors) gives the lowest-index
-    argmin of the full scan's cosine distances: cells in runs of a few directions at several
-    lengths (equal and nearly equal cosines), zero cells and cells whose norms lie outside the
-    range the boxes bound (their chunk's box takes in everything), any first guess, and boxes
-    that hold, exact or loosened."""
-    from gpusom._math import COSINE
+    """The boxed search off the plain Euclidean path gives the lowest-index argmin of the full
+    scan, bit for bit: cells in runs of a few directions at several lengths (equal and nearly
+    equal distances), any first guess, boxes that hold, exact or loosened; for cosine
+    distances (boxes of unit vectors) zero cells and cells whose norms lie outside the range
+    the boxes bound (their chunk's box takes in everything); for the others samples with
+    missing features."""
     from gpusom.cpu import kernels
 
     rng = np.random.default_rng(seed)
     head_rows, width = split_width
     dim = head_rows + width
+    code = METRICS[metric]
     centres = rng.integers(-3, 4, (4, dim))
     runs = np.sort(rng.integers(0, 4, n_cells))
     lengths = rng.choice([1, 2, 3], n_cells)[:, None]  # multiples: cosines equal up to rounding
     cells = (centres[runs] * lengths + (rng.random((n_cells, dim)) < 0.05)).astype(dtype)
     low, high = kernels.unit_norms_sq(np.dtype(dtype))
-    kind = rng.random(n_cells)
-    cells[kind < 0.04] = 0.0
-    cells[(0.04 <= kind) & (kind < 0.07)] *= dtype(np.sqrt(low) / 100)
-    cells[(0.07 <= kind) & (kind < 0.1)] *= dtype(np.sqrt(high) * 100)
+    if metric == "cosine":
+        kind = rng.random(n_cells)
+        cells[kind < 0.04] = 0.0
+        cells[(0.04 <= kind) & (kind < 0.07)] *= dtype(np.sqrt(low) / 100)
+        cells[(0.07 <= kind) & (kind < 0.1)] *= dtype(np.sqrt(high) * 100)
     head, tail = np.ascontiguousarray(cells[:, :head_rows].T), cells[:, head_rows:].copy()
     x = (centres[rng.integers(0, 4)] + rng.integers(0, 2, dim)).astype(dtype)
     x[0] += not x.any()
     present = np.ones(dim, dtype)
+    if metric != "cosine" and data.draw(st.booleans()):  # missing features: x is 0 there
+        present[rng.permutation(dim)[: rng.integers(0, dim)]] = 0.0
+        x *= present
     norms, full = np.empty(n_cells, dtype), np.empty(n_cells, dtype)
-    kernels.metric_distances(head, tail, x, present, COSINE, norms, full)
+    kernels.metric_distances(head, tail, x, present, code, norms, full)
     expected = int(np.argmin(full))
     with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
-        boxes = kernels.ChunkBoxes.where_they_pay(head, tail, dim, unit=True)
-    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, True)
-    norms_sq = (cells.astype(np.float64) ** 2).sum(axis=1)
+        boxes = kernels.ChunkBoxes.where_they_pay(head, tail, dim, code)
+    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, boxes.unit)
     n_chunks = boxes.bounds.shape[2]
+    bounded = np.ones(n_cells, bool)
+    if metric == "cosine":
+        norms_sq = (cells.astype(np.float64) ** 2).sum(axis=1)
+        bounded = (norms_sq >= low) & (norms_sq <= high)
     for c in range(n_chunks):
-        chunk = slice(c * 32, (c + 1) * 32)
-        if ((norms_sq[chunk] < low) | (norms_sq[chunk] > high)).any():
+        if not bounded[c * 32 : (c + 1) * 32].all():
             assert (boxes.bounds[0, :, c] == -np.inf).all()
             assert (boxes.bounds[1, :, c] == np.inf).all()
-    bounded = (norms_sq >= low) & (norms_sq <= high)
-    assert_boxes_hold(boxes, np.where(bounded[:, None], cells, 1.0), unit=True)
+    assert_boxes_hold(boxes, np.where(bounded[:, None], cells, 1.0))
     if data.draw(st.booleans()):  # boxes that still hold after growing
         boxes.bounds[0] -= rng.random(boxes.bounds[0].shape) * 0.1
         boxes.bounds[1] += rng.random(boxes.bounds[1].shape) * 0.1
     guess = data.draw(st.integers(-1, n_cells - 1))
-    x_unit = np.empty(dim, dtype)
-    assert kernels.unit_vector(x, dim, x_unit)
+    x_box, norm_x = x, 0.0
+    if metric == "cosine":
+        x_box = np.empty(dim, dtype)
+        assert kernels.unit_vector(x, dim, x_box)
+        norm_x = kernels.sample_norm_sq(x)
     gaps, distances = np.empty(n_chunks, dtype), np.empty(n_cells, dtype)
-    bmu, visited = kernels.boxed_cosine_argmin(
-        head, tail, x, x_unit, kernels.sample_norm_sq(x), present, boxes.bounds, gaps,
-        distances, norms, guess,
-    )  # fmt: skip
+    bmu, visited = kernels.boxed_metric_argmin(
+        head, tail, x, x_box, norm_x, present, code, boxes.bounds, gaps, distances, norms, guess
+    )
     assert bmu == expected
     assert 1 <= visited <= n_chunks  # at least the chunk of the BMU
 
@@ -517,28 +528,29 @@ def test_cpu_unit_boxes_skip_chunks_of_other_directions(rng):
     directions = rng.normal(size=(n_chunks, dim))
     lengths = rng.uniform(0.1, 10.0, (n_chunks * 32, 1))
     cells = (np.repeat(directions, 32, axis=0) * lengths).astype(np.float32)
-    codebook = kernels_codebook(cells)
-    boxes = codebook.unit_boxes
+    codebook, boxes = codebook_with_boxes(cells, "cosine")
     kernels.build_boxes(codebook.head, codebook.tail, *boxes.arrays(), True)
     x = np.zeros(codebook.head.shape[0] + codebook.tail.shape[1], np.float32)
     x[:dim] = 3.0 * directions[7] + rng.normal(scale=0.01, size=dim)
     x_unit, present = np.empty(dim, np.float32), (np.arange(x.size) < dim).astype(np.float32)
     assert kernels.unit_vector(x, dim, x_unit)
-    bmu, visited = kernels.boxed_cosine_argmin(
+    scratch = np.empty(n_chunks, np.float32), *np.empty((2, len(cells)), np.float32)
+    bmu, visited = kernels.boxed_metric_argmin(
         codebook.head, codebook.tail, x, x_unit, kernels.sample_norm_sq(x), present,
-        boxes.bounds, np.empty(n_chunks, np.float32), np.empty(len(cells), np.float32),
-        np.empty(len(cells), np.float32), -1,
+        METRICS["cosine"], boxes.bounds, *scratch, -1,
     )  # fmt: skip
     assert bmu // 32 == 7
     assert visited == 1
 
 
-def kernels_codebook(cells):
-    """The CPU engine's split codebook of ``cells``, with boxes whatever its size."""
+def codebook_with_boxes(cells, metric):
+    """The CPU engine's split codebook of ``cells`` and its boxes for ``metric``, whatever the
+    map's size."""
     from gpusom.cpu import Codebook, kernels
 
+    codebook = Codebook(cells)
     with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
-        return Codebook(cells)
+        return codebook, codebook.boxes_for(METRICS[metric])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -553,7 +565,7 @@ def kernels_codebook(cells):
     ],
 )
 @pytest.mark.parametrize("dim", [40, 3, 13])  # a head and a tail; every feature in the head
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("metric", METRIC_NAMES)
 def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     monkeypatch, rng, dtype, topology, is_torus, neighborhood, learning_rate, missing, dim, metric
 ):
@@ -583,7 +595,7 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     plain, plain_bmus = train_with(engine, codebook, data, *args, metric)
     monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True)
     state = engine.to_device(codebook, data)
-    boxes = state[0].unit_boxes if metric == "cosine" else state[0].boxes
+    boxes = state[0].boxes_for(METRICS[metric])
     boxes.state[3] = 0  # visits cost nothing: no trial pauses the boxes
     nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
     boxed_bmus = engine.train_online(*state, *args[:6], nbh, 2.0, lattice, METRICS[metric])
@@ -601,11 +613,11 @@ def test_cpu_chunk_boxes_change_no_bmu_and_no_bit(
     np.testing.assert_array_equal(boxed_bmus, expected_bmus)
 
 
-def assert_boxes_hold(boxes, cells, unit=None):
+def assert_boxes_hold(boxes, cells):
     """Every cell (its unit vector, with ``boxes.unit``) lies in its chunk's box: within the
     rounding of the unit vector's features (two roundings each, ``kernels._grow_boxes``)."""
     slack = 0.0
-    if boxes.unit if unit is None else unit:
+    if boxes.unit:
         cells = cells.astype(np.float64)
         cells = cells / np.linalg.norm(cells, axis=1, keepdims=True)
         slack = 2 * np.finfo(boxes.bounds.dtype).eps
@@ -617,7 +629,7 @@ def assert_boxes_hold(boxes, cells, unit=None):
 
 @pytest.mark.parametrize("dim", [40, 13])
 @pytest.mark.parametrize(("visit_cost", "mode"), [(0, 1), (10**9, 2)])
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("metric", METRIC_NAMES)
 def test_cpu_box_trial_pauses_boxes_that_do_not_prune(
     monkeypatch, rng, dim, visit_cost, mode, metric
 ):
@@ -636,7 +648,7 @@ def test_cpu_box_trial_pauses_boxes_that_do_not_prune(
     plain, plain_bmus = train_with(engine, codebook, data, *args, "rectangular", metric)
     monkeypatch.setattr(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True)
     state = engine.to_device(codebook, data)
-    boxes = state[0].unit_boxes if metric == "cosine" else state[0].boxes
+    boxes = state[0].boxes_for(METRICS[metric])
     boxes.state[3] = visit_cost
     nbh = NEIGHBORHOODS["gaussian"]
     lattice = TOPOLOGIES["rectangular"]
@@ -667,14 +679,13 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     with a tail and with every feature in the head, for boxes of the cells and of their unit
     vectors: with a rate of 1 every cell of the window jumps to a sample far outside every
     box."""
-    from gpusom.cpu import Codebook, kernels
+    from gpusom.cpu import kernels
 
     rng = np.random.default_rng(seed)
     n_cells = rows * cols
-    with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
-        codebook = Codebook(rng.random((n_cells, dim)).astype(np.float32))
+    cells = rng.random((n_cells, dim)).astype(np.float32)
+    codebook, boxes = codebook_with_boxes(cells, "cosine" if unit else "euclidean")
     head, tail = codebook.head, codebook.tail
-    boxes = codebook.unit_boxes if unit else codebook.boxes
     kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, unit)
     x = np.zeros(head.shape[0] + tail.shape[1], np.float32)
     x[:dim] = 5.0

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _checks
 from .._engine import Engine
-from .._math import COSINE, EUCLIDEAN, RECTANGULAR
+from .._math import EUCLIDEAN, RECTANGULAR
 from . import batch as batch_kernels
 from . import search
 from .kernels import TAIL_LANES, ChunkBoxes, split_dim
@@ -20,9 +20,8 @@ class Codebook:
 
     ``tail`` holds features ``split:dim`` followed by zero columns up to a multiple of
     ``kernels.TAIL_LANES``; see ``gpusom.cpu.kernels`` for why the features are split.
-    ``boxes`` bound chunks of cells for the BMU search of Euclidean steps and ``unit_boxes``
-    chunks of their unit vectors for cosine steps (``kernels.ChunkBoxes``), or are None where
-    they do not pay.
+    ``boxes_for(metric)`` bound chunks of cells for the BMU search of steps under ``metric``
+    (``kernels.ChunkBoxes``), or are None where they do not pay.
     """
 
     def __init__(self, codebook):
@@ -33,8 +32,15 @@ class Codebook:
         width = -(-(dim - split) // TAIL_LANES) * TAIL_LANES
         self.tail = np.zeros((n_cells, width), dtype=codebook.dtype)
         self.tail[:, : dim - split] = codebook[:, split:]
-        self.boxes = ChunkBoxes.where_they_pay(self.head, self.tail, dim)
-        self.unit_boxes = ChunkBoxes.where_they_pay(self.head, self.tail, dim, unit=True)
+        self.dim = dim
+        self.boxes = {}
+
+    def boxes_for(self, metric):
+        """The ``ChunkBoxes`` of steps under ``metric``, made on first use, or None."""
+        if metric not in self.boxes:
+            boxes = ChunkBoxes.where_they_pay(self.head, self.tail, self.dim, metric)
+            self.boxes[metric] = boxes
+        return self.boxes[metric]
 
 
 class Data:
@@ -91,12 +97,10 @@ class CPUEngine(Engine):
     ):
         bmus = np.empty(order.size, dtype=np.int64)
         # None compiles a path out of the kernel (kernels.train_online): the metric path for
-        # Euclidean steps on complete data, the boxes where there are none or the metric is
-        # Manhattan (their bounds hold for Euclidean and cosine distances only), the hexagonal
+        # Euclidean steps on complete data, the boxes where there are none, the hexagonal
         # update on the rectangular lattice.
-        euclidean = metric == EUCLIDEAN
-        missing = None if euclidean and data.complete else data.missing
-        boxes = {EUCLIDEAN: codebook.boxes, COSINE: codebook.unit_boxes}.get(metric)
+        missing = None if metric == EUCLIDEAN and data.complete else data.missing
+        boxes = codebook.boxes_for(metric)
         boxes = None if boxes is None else boxes.arrays()
         _train_online(
             codebook.head,

@@ -32,6 +32,7 @@ from .._math import (
     HEXAGONAL,
     INDEX_MASK,
     LANES,
+    MANHATTAN,
     NO_INDEX,
     RECTANGULAR,
     axis_delta,
@@ -284,15 +285,15 @@ PRUNE_CHUNK = 32
 #: Boxes are first built after the first step whose window (its bounding square) covers at most
 #: ``1 / BOX_BUILD_SHARE`` of the map: before, each update moves a large part of the map and the
 #: boxes would be loose.
-BOX_BUILD_SHARE = 32.0
+BOX_BUILD_SHARE = 32
 
-#: The boxes of cosine steps' unit vectors are first built sooner, once a window covers at most
-#: ``1 / UNIT_BOX_BUILD_SHARE`` of the map: a cosine step's plain search reads every feature of
-#: every cell, not a head of eight, so loose boxes already save more than they cost. On L's
-#: data (200x200, 32 features) its first 10,000 steps took 2.9 s at 32, 2.55 s at 8, 1.9 s at 4
+#: The boxes of cosine and Manhattan steps are first built sooner, once a window covers at most
+#: ``1 / SCAN_BOX_BUILD_SHARE`` of the map: their plain search reads every feature of every
+#: cell, not a head of eight, so loose boxes already save more than they cost. Cosine on L's
+#: data (200x200, 32 features): its first 10,000 steps took 2.9 s at 32, 2.55 s at 8, 1.9 s at 4
 #: and 2.5 s at 2, where the first trial paused the boxes for 5,000 steps
 #: (benchmarks/RESULTS.md).
-UNIT_BOX_BUILD_SHARE = 4.0
+SCAN_BOX_BUILD_SHARE = 4
 
 #: Then they are rebuilt exact every ``n_cells / BOX_REBUILD_RATE`` steps: a build reads every
 #: feature of every cell, so that is ``BOX_REBUILD_RATE * dim`` features a step, a small share of
@@ -326,11 +327,11 @@ def boxes_pay(n_cells, dim, itemsize, scanned):
 
     Without boxes, a Euclidean step reads the ``split_dim(dim)`` head features of every cell
     (all features below ``PDS_MIN_DIM``, else the partial distance search's head) and a cosine
-    step all ``dim``; with them, ``dim`` features of every chunk's box, then the cells of the
-    few chunks whose box is near (about 7 % of them on the large lattice). Boxes are taken when
-    that pass is large enough to be worth saving (``BOX_MIN_HEAD_BYTES``) and the box pass reads
-    at most a quarter of its features (always so without a tail; ``dim`` at most 64 for chunks
-    of 32 cells and a head of 8).
+    or Manhattan step all ``dim``; with them, ``dim`` features of every chunk's box, then the
+    cells of the few chunks whose box is near (about 7 % of them on the large lattice). Boxes
+    are taken when that pass is large enough to be worth saving (``BOX_MIN_HEAD_BYTES``) and
+    the box pass reads at most a quarter of its features (always so without a tail; ``dim`` at
+    most 64 for chunks of 32 cells and a head of 8).
     """
     head_features = scanned * n_cells
     box_features = -(-n_cells // PRUNE_CHUNK) * dim
@@ -342,34 +343,40 @@ class ChunkBoxes:
 
     ``bounds[0, k, c]``/``bounds[1, k, c]``: the smallest and largest feature ``k`` over the
     cells of chunk ``c`` (cells ``c * PRUNE_CHUNK`` on), ``dim`` features by ``n_chunks``, so a
-    sample's distance to every box is a pass vectorised across chunks. With ``unit`` (the
-    boxes of cosine steps) they bound the cells' unit vectors instead (:func:`_grow_boxes`).
-    ``state``: whether the boxes serve the search (``state[0]``: 0 until first built, 1 while
-    they hold, 2 while a trial has paused them, ``BOX_TRIAL_RATE``), the steps since they were
-    last built, the chunks the search has visited since, what a visit costs in features read
-    (``BOX_VISIT_COST`` plus a chunk's scan) and how many features of each cell the plain
-    search reads. While they hold, they grow after every update to take in the cells it moved
+    sample's distance to every box is a pass vectorised across chunks. Each metric has its own
+    (``metric``): the boxes of cosine steps (``unit``) bound the cells' unit vectors
+    (:func:`_grow_boxes`). ``state``: whether the boxes serve the search (``state[0]``: 0 until
+    first built, 1 while they hold, 2 while a trial has paused them, ``BOX_TRIAL_RATE``), the
+    steps since they were last built, the chunks the search has visited since, what a visit
+    costs in features read (``BOX_VISIT_COST`` plus a chunk's scan), how many features of each
+    cell the plain search reads and the ``BOX_BUILD_SHARE`` or ``SCAN_BOX_BUILD_SHARE`` of the
+    first build. While they hold, they grow after every update to take in the cells it moved
     (:func:`grow_window_boxes`), so they keep holding but loosen, and :func:`build_boxes` makes
     them exact again. ``scratch`` serves :func:`_grow_boxes`.
     """
 
-    def __init__(self, n_cells, dim, dtype, unit=False):
+    def __init__(self, n_cells, dim, dtype, metric=EUCLIDEAN):
         n_chunks = -(-n_cells // PRUNE_CHUNK)
         self.bounds = np.empty((2, dim, n_chunks), dtype)
         self.scratch = np.empty((3, max(dim, PRUNE_CHUNK)), dtype)
-        self.unit = unit
-        scanned = dim if unit else split_dim(dim)
+        self.unit = metric == COSINE
+        scanned = self.scanned(dim, metric)
         visit_cost = BOX_VISIT_COST + PRUNE_CHUNK * scanned
-        self.state = np.array([0, 0, 0, visit_cost, scanned], np.int64)
+        share = BOX_BUILD_SHARE if metric == EUCLIDEAN else SCAN_BOX_BUILD_SHARE
+        self.state = np.array([0, 0, 0, visit_cost, scanned, share], np.int64)
+
+    @staticmethod
+    def scanned(dim, metric):
+        """How many features of each cell a step's plain search reads (:func:`boxes_pay`)."""
+        return split_dim(dim) if metric == EUCLIDEAN else dim
 
     @classmethod
-    def where_they_pay(cls, head, tail, dim, unit=False):
-        """The boxes of a split codebook (of unit vectors with ``unit``, for cosine steps);
-        None where they do not pay (:func:`boxes_pay`)."""
+    def where_they_pay(cls, head, tail, dim, metric=EUCLIDEAN):
+        """The boxes of a split codebook for steps under ``metric``; None where they do not pay
+        (:func:`boxes_pay`)."""
         n_cells = head.shape[1]
-        scanned = dim if unit else split_dim(dim)
-        if boxes_pay(n_cells, dim, head.itemsize, scanned):
-            return cls(n_cells, dim, head.dtype, unit)
+        if boxes_pay(n_cells, dim, head.itemsize, cls.scanned(dim, metric)):
+            return cls(n_cells, dim, head.dtype, metric)
         return None
 
     def arrays(self):
@@ -378,15 +385,23 @@ class ChunkBoxes:
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def box_distances(low, high, x, out):
-    """``out[c]``: squared distance of ``x`` to the box ``low[:, c]``-``high[:, c]``."""
+def box_distances(low, high, x, present, manhattan, out):
+    """``out[c]``: squared Euclidean (Manhattan with ``manhattan``) distance of ``x`` to the
+    box ``low[:, c]``-``high[:, c]``, over the features where ``present`` is 1 (every feature
+    with ``present=None``, which numba compiles out)."""
     zero = out.dtype.type(0.0)
     out[:] = zero
     for k in range(low.shape[0]):
+        if present is not None and present[k] == 0:
+            continue
         lo, hi, xk = low[k], high[k], x[k]
-        for c in range(out.size):
-            gap = max(lo[c] - xk, xk - hi[c], zero)
-            out[c] += gap * gap
+        if manhattan:
+            for c in range(out.size):
+                out[c] += max(lo[c] - xk, xk - hi[c], zero)
+        else:
+            for c in range(out.size):
+                gap = max(lo[c] - xk, xk - hi[c], zero)
+                out[c] += gap * gap
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -445,7 +460,7 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch, unit):
     minima and maxima of one chunk and its cells' ``unit_scales``).
 
     A unit vector's features are rounded products ``w_k * s``, ``s`` the rounded ``1 / |w|``:
-    each within two roundings of the exact one (:func:`boxed_cosine_argmin` allows for it).
+    each within two roundings of the exact one (:func:`boxed_metric_argmin` allows for it).
     """
     split = head.shape[0]
     width = boxes.shape[1] - split
@@ -546,7 +561,7 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
     dim = boxes.shape[1]
     margin = partial.dtype.type(1.0 - 4.0 * (dim + 4) * np.finfo(partial.dtype).eps)
     floor = partial.dtype.type(dim * np.finfo(partial.dtype).tiny)
-    box_distances(boxes[0], boxes[1], x, bounds)
+    box_distances(boxes[0], boxes[1], x, None, False, bounds)
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
@@ -571,54 +586,60 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
 
 #: Cosine steps' boxes: the absolute slack, per ``(dim + 4) eps`` of the codebook's dtype, in
 #: squared distances between unit vectors, for the rounding of the cells' and the sample's unit
-#: vectors and of the cosines the search compares (:func:`boxed_cosine_argmin`).
+#: vectors and of the cosines the search compares (:func:`boxed_metric_argmin`).
 COSINE_BOX_SLACK = 16.0
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def boxed_cosine_argmin(head, tail, x, x_unit, norm_x, present, boxes, bounds, distances,
-                        norms, guess):  # fmt: skip
-    """The lowest-index argmin of the cosine distances of :func:`metric_distances` for a
-    complete sample ``x`` (``x_unit`` its unit vector, ``norm_x`` its :func:`sample_norm_sq`),
-    skipping chunks by the boxes of the cells' unit vectors (``ChunkBoxes`` with ``unit``,
-    which must hold). ``bounds`` is scratch, one per chunk; ``distances`` and ``norms`` are
-    :func:`cosine_distances`' for the chunks it visits.
+def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bounds,
+                        distances, norms, guess):  # fmt: skip
+    """The lowest-index argmin of :func:`metric_distances`, skipping chunks by their boxes
+    (``ChunkBoxes`` of ``metric``, which must hold). ``x_box``: the sample as the boxes see it,
+    ``x`` itself or, for cosine distances (complete samples only), its unit vector;
+    ``norm_x``: :func:`sample_norm_sq` (cosine). ``bounds`` is scratch, one per chunk;
+    ``distances`` and ``norms`` are :func:`chunk_distances`' for the chunks it visits.
 
-    A cell's cosine distance is half the squared distance of the unit vectors,
-    ``1 - cos = |x/|x| - w/|w||^2 / 2``, and its unit vector lies in its chunk's box, so in exact
-    arithmetic the distance is at least half the box's. Between the two lie the rounding of the
-    unit vectors (two roundings a feature, :func:`_grow_boxes`), of the box distance (a relative
-    ``(dim + 4) eps``, as in :func:`boxed_argmin`) and of the cosine's sums (within about
-    ``2 (dim + 4) eps`` of the exact cosine); a chunk is skipped only when its box is farther
-    than twice the best distance so far by more than ``COSINE_BOX_SLACK (dim + 4) eps``, so
-    every skipped cell is strictly farther than the best: the search is exact. The first bound
-    is the sample's last BMU ``guess`` or, when it is ``-1``, the nearest cell in the nearest
-    box. Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not rule them out.
+    Every cell lies in its chunk's box, so in exact arithmetic its distance over the present
+    features is at least the box's: for sums of squares or of absolute differences, as in
+    :func:`boxed_argmin` (a relative ``(dim + 4) eps`` for the rounding of each sum, and
+    ``dim`` smallest normals for underflow); for cosine distances, half the squared distance of
+    the unit vectors, ``1 - cos = |x/|x| - w/|w||^2 / 2``, with the rounding of the unit
+    vectors (two roundings a feature, :func:`_grow_boxes`) and of the cosine's sums (about
+    ``2 (dim + 4) eps``) in ``COSINE_BOX_SLACK (dim + 4) eps``. A chunk is skipped only when its
+    bound exceeds the best distance so far by more than that, so every skipped cell is strictly
+    farther than the best: the search is exact, and as :func:`metric_distances` computes every
+    distance with the same code on the same chunks, its BMU is the full scan's. The first
+    bound is the sample's last BMU ``guess`` or, when it is ``-1``, the nearest cell in the
+    nearest box. Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not rule
+    them out.
     """
     n_cells = head.shape[1]
     dim = boxes.shape[1]
-    eps = np.finfo(distances.dtype).eps
-    margin = distances.dtype.type(1.0 - 4.0 * (dim + 4) * eps)
-    slack = distances.dtype.type(COSINE_BOX_SLACK * (dim + 4) * eps)
-    box_distances(boxes[0], boxes[1], x_unit, bounds)
+    info = np.finfo(distances.dtype)
+    margin = distances.dtype.type(1.0 - 4.0 * (dim + 4) * info.eps)
+    if metric == COSINE:
+        scale, slack = 2.0, COSINE_BOX_SLACK * (dim + 4) * info.eps
+    else:
+        scale, slack = 1.0, dim * info.tiny
+    box_distances(boxes[0], boxes[1], x_box, present, metric == MANHATTAN, bounds)
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        cosine_distances(head, tail, x, present, norm_x, norms, distances, start, stop)
+        chunk_distances(head, tail, x, present, metric, norm_x, norms, distances, start, stop)
         guess = start + argmin_first(distances[start:stop])
     else:
         start = guess - guess % PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        cosine_distances(head, tail, x, present, norm_x, norms, distances, start, stop)
+        chunk_distances(head, tail, x, present, metric, norm_x, norms, distances, start, stop)
     best_n, best = guess, distances[guess]
     visited = 0
     for c in range(bounds.size):
-        if bounds[c] * margin > 2 * best + slack:
+        if bounds[c] * margin > scale * best + slack:
             continue
         visited += 1
         start = c * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        cosine_distances(head, tail, x, present, norm_x, norms, distances, start, stop)
+        chunk_distances(head, tail, x, present, metric, norm_x, norms, distances, start, stop)
         for n in range(start, stop):
             d = distances[n]
             if d < best or (d == best and n < best_n):
@@ -630,49 +651,66 @@ def boxed_cosine_argmin(head, tail, x, x_unit, norm_x, present, boxes, bounds, d
 def metric_distances(head, tail, x, present, metric, norms, out):
     """``out[n]``: the distance of every cell to ``x`` under ``metric``, present features only.
 
-    The path of every step that is not plain Euclidean on a complete sample: squared Euclidean,
-    Manhattan or cosine (:func:`cosine_distances`), over the features where ``present`` is 1
-    (``x`` holds 0 where it is 0, so products with it vanish). No pruning here; cosine steps on
-    complete samples have their own boxes (:func:`boxed_cosine_argmin`). ``norms``
-    (``n_cells``) is scratch.
+    The full scan of every step that is not plain Euclidean on a complete sample: squared
+    Euclidean, Manhattan or cosine, over the features where ``present`` is 1 (``x`` holds 0
+    where it is 0, so products with it vanish), a chunk at a time (:func:`chunk_distances`).
+    The boxed search (:func:`boxed_metric_argmin`) skips chunks of it. ``norms`` (``n_cells``)
+    is scratch.
     """
     n_cells = head.shape[1]
+    norm_x = sample_norm_sq(x) if metric == COSINE else 0.0
+    for start in range(0, n_cells, PRUNE_CHUNK):
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        chunk_distances(head, tail, x, present, metric, norm_x, norms, out, start, stop)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def chunk_distances(head, tail, x, present, metric, norm_x, norms, out, start, stop):
+    """``out[n]`` for the cells ``start`` to ``stop``: :func:`cosine_distances` or
+    :func:`sum_distances`. Every step off the plain Euclidean path computes its distances here,
+    a chunk of ``PRUNE_CHUNK`` cells at a time: the full scan (:func:`metric_distances`) and
+    the boxed search (:func:`boxed_metric_argmin`) run the same code on the same chunks, so
+    they compare the same distances bit for bit."""
     if metric == COSINE:
-        norm_x = sample_norm_sq(x)
-        for start in range(0, n_cells, PRUNE_CHUNK):
-            stop = min(start + PRUNE_CHUNK, n_cells)
-            cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop)
-        return
-    sum_distances(head, tail, x, present, metric == EUCLIDEAN, out)
+        cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop)
+    else:
+        sum_distances(head, tail, x, present, metric == EUCLIDEAN, out, start, stop)
 
 
 @njit(cache=True, fastmath=TAIL_FASTMATH)
-def sum_distances(head, tail, x, present, euclidean, out):
-    """``out[n]``: the squared Euclidean (``euclidean``) or Manhattan distance of every cell to
-    ``x`` over the features where ``present`` is 1 (:func:`metric_distances`).
+def sum_distances(head, tail, x, present, euclidean, out, start, stop):
+    """``out[n]``, cells ``start`` to ``stop``: the squared Euclidean (``euclidean``) or the
+    Manhattan distance of cell ``n`` to ``x`` over the features where ``present`` is 1.
 
-    The tail's sums are reassociated (``TAIL_FASTMATH``) so that they vectorise: 0.98 -> 0.31
-    ms a scan of the large lattice (benchmarks/RESULTS.md). Not in :func:`metric_distances`
-    itself: there the same flags made the cosine scan 50 % slower.
+    The tail's sums are reassociated (``TAIL_FASTMATH``) so that they vectorise: a scan of the
+    large lattice took 0.98 ms before, 0.31 ms after (benchmarks/RESULTS.md). Indices are
+    unsigned from ``start``, as in :func:`cell_distances`.
     """
-    split, n_cells = head.shape
-    out[:] = 0.0
+    split = head.shape[0]
+    base = np.uint64(start)
+    count = stop - start
+    zero = out.dtype.type(0.0)
+    for n in range(count):
+        out[base + np.uint64(n)] = zero
     for k in range(split):
         if present[k] == 0:
             continue
-        w, xk = head[k], x[k]
+        xk = x[k]
         if euclidean:
-            for n in range(n_cells):
-                d = w[n] - xk
-                out[n] += d * d
+            for n in range(count):
+                i = base + np.uint64(n)
+                d = head[k, i] - xk
+                out[i] += d * d
         else:
-            for n in range(n_cells):
-                out[n] += abs(w[n] - xk)
-    x_tail, present_tail = x[split:], present[split:]
+            for n in range(count):
+                i = base + np.uint64(n)
+                out[i] += abs(head[k, i] - xk)
     if tail.shape[1] > 0:
-        for n in range(n_cells):
-            cell = tail[n]
-            total = cell.dtype.type(0.0)
+        x_tail, present_tail = x[split:], present[split:]
+        for n in range(count):
+            i = base + np.uint64(n)
+            cell = tail[i]
+            total = zero
             if euclidean:
                 for k in range(cell.size):
                     d = (cell[k] - x_tail[k]) * present_tail[k]
@@ -680,7 +718,7 @@ def sum_distances(head, tail, x, present, euclidean, out):
             else:
                 for k in range(cell.size):
                     total += abs((cell[k] - x_tail[k]) * present_tail[k])
-            out[n] += total
+            out[i] += total
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -714,10 +752,7 @@ def cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop):
     and ``x`` over the features where ``present`` is 1; ``norm_x`` from :func:`sample_norm_sq`,
     ``norms`` scratch.
 
-    Every cosine step's search takes its distances from here, a chunk of ``PRUNE_CHUNK`` cells
-    at a time: the full scan (:func:`metric_distances`) and the boxed search
-    (:func:`boxed_cosine_argmin`) run the same code on the same chunks, so they compute the
-    same distances bit for bit. The tail's sums are reassociated (``TAIL_FASTMATH``) so that
+    (:func:`chunk_distances`.) The tail's sums are reassociated (``TAIL_FASTMATH``) so that
     they vectorise; the head's run across cells, feature by feature.
     """
     split = head.shape[0]
@@ -1056,23 +1091,24 @@ def train_online(
                         x[k] = 0.0
         if missing is not None and (masked or metric != EUCLIDEAN):
             bmu = -1
-            # a cosine step on a complete sample, with boxes that hold
+            # Boxes that hold serve every sample but a cosine step's with missing values or a
+            # norm the unit boxes do not bound (unit_vector): those take the full scan.
             if (
                 boxes is not None
-                and unit
-                and not masked
                 and boxes[2][0] == 1
-                and unit_vector(x, dim, x_unit)
+                and (not unit or (not masked and unit_vector(x, dim, x_unit)))
             ):
-                bmu, visited = boxed_cosine_argmin(
-                    head, tail, x, x_unit, sample_norm_sq(x), present, boxes[0], chunk_gaps,
+                x_box = x_unit if unit else x
+                norm_x = sample_norm_sq(x) if unit else 0.0
+                bmu, visited = boxed_metric_argmin(
+                    head, tail, x, x_box, norm_x, present, metric, boxes[0], chunk_gaps,
                     distances, norms, guesses[sample],
                 )  # fmt: skip
                 boxes[2][2] += visited
-                guesses[sample] = bmu
-            if bmu < 0:
+            else:
                 metric_distances(head, tail, x, present, metric, norms, distances)
                 bmu = argmin_first(distances)
+            guesses[sample] = bmu
         else:
             guess = guesses[sample]
             if boxes is not None and boxes[2][0] == 1:
@@ -1116,8 +1152,7 @@ def train_online(
             state[1] += 1
             if state[0] == 0:
                 reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
-                share = UNIT_BOX_BUILD_SHARE if unit else BOX_BUILD_SHARE
-                if share * reach * reach <= n_cells:
+                if state[5] * reach * reach <= n_cells:  # BOX_BUILD_SHARE or SCAN_BOX_...
                     build_boxes(head, tail, bounds, scratch, state, unit)
             elif state[1] * BOX_REBUILD_RATE >= n_cells:
                 # takes in the moved cells itself, and ends a pause with a new trial
