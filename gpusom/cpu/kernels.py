@@ -420,7 +420,7 @@ def build_boxes(head, tail, boxes, scratch, state, unit):
 @njit(cache=True, fastmath=FASTMATH)
 def unit_scales(head, tail, start, stop, scales):
     """``scales[n - start] = 1 / |w_n|`` for the cells ``start`` to ``stop``, in the codebook's
-    dtype; False (and ``scales`` unfinished) where a squared norm is outside ``UNIT_NORMS_SQ``.
+    dtype; False (``scales`` unfinished) where a squared norm is outside :func:`unit_norms_sq`.
 
     Outside that range the cosine steps' sums (:func:`cosine_distances`) can overflow or lose
     the cell to underflow, and its distance is no longer the unit vectors' (a zero cell is 1
@@ -752,8 +752,8 @@ def cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop):
     and ``x`` over the features where ``present`` is 1; ``norm_x`` from :func:`sample_norm_sq`,
     ``norms`` scratch.
 
-    (:func:`chunk_distances`.) The tail's sums are reassociated (``TAIL_FASTMATH``) so that
-    they vectorise; the head's run across cells, feature by feature.
+    One of :func:`chunk_distances`' two. The tail's sums are reassociated (``TAIL_FASTMATH``)
+    so that they vectorise; the head's run across cells, feature by feature.
     """
     split = head.shape[0]
     base = np.uint64(start)
@@ -1090,7 +1090,6 @@ def train_online(
                     if present[k] == 0.0:
                         x[k] = 0.0
         if missing is not None and (masked or metric != EUCLIDEAN):
-            bmu = -1
             # Boxes that hold serve every sample but a cosine step's with missing values or a
             # norm the unit boxes do not bound (unit_vector): those take the full scan.
             if (
@@ -1152,7 +1151,8 @@ def train_online(
             state[1] += 1
             if state[0] == 0:
                 reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
-                if state[5] * reach * reach <= n_cells:  # BOX_BUILD_SHARE or SCAN_BOX_...
+                # the share of the map (BOX_BUILD_SHARE or SCAN_BOX_BUILD_SHARE)
+                if state[5] * reach * reach <= n_cells:
                     build_boxes(head, tail, bounds, scratch, state, unit)
             elif state[1] * BOX_REBUILD_RATE >= n_cells:
                 # takes in the moved cells itself, and ends a pause with a new trial
