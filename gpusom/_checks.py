@@ -236,10 +236,10 @@ SQUARED_REACH = 8.0
 
 
 #: The fewest steps of the training dtype's spacing a feature's spread may take. Late in
-#: training a step moves a cell by ``learning_rate_end`` (0.005) times its distance to the sample,
-#: often a tenth of the spread: with 1,024 steps that is about half a step, so with fewer the
-#: codebook stops following the data in that feature, and the data's own values collapse
-#: (timestamps of one minute around 1.7e9 are one float32 value).
+#: training a step moves a cell by ``learning_rate_end`` (0.0045 by default) times its distance
+#: to the sample, often a tenth of the spread: with 1,024 steps that is about half a step, so
+#: with fewer the codebook stops following the data in that feature, and the data's own values
+#: collapse (timestamps of one minute around 1.7e9 are one float32 value).
 MIN_RESOLUTION_STEPS = 1024
 
 

@@ -310,8 +310,8 @@ def build_parser():
     train.add_argument(
         "--finish",
         choices=sorted(FINISHES),
-        default="none",
-        help="batch: end online training with the closing batch step (SOM's finish)",
+        default="batch",
+        help="end online training with the closing batch step (batch, the default) or not",
     )
     train.add_argument("--metric", choices=sorted(METRICS), default="euclidean")
     train.add_argument(

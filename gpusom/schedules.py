@@ -21,6 +21,13 @@ FINISHES = {"none": 0, "batch": 1}
 #: Epochs of ``SOM.fit`` with ``algorithm="batch"`` when ``num_iterations`` is not given.
 DEFAULT_EPOCHS = 20
 
+#: The online defaults' final radius and rate, chosen with the closing batch step (``finish``'s
+#: default "batch") on the quality panel and the benchmark workloads (benchmarks/RESULTS.md,
+#: "The closing step as the default"): the one region of settings found that meets every bar of
+#: both, by small margins. Batch training keeps a final radius of 1.
+ONLINE_SIGMA_END = 0.86
+LEARNING_RATE_END = 0.0045
+
 
 def settings(params, n_samples):
     """Validated run settings from a SOM's parameters, the documented defaults filled in.
@@ -28,13 +35,14 @@ def settings(params, n_samples):
     ``params`` maps the constructor's parameter names to values; the result holds option names
     (not codes), so it is readable in a model file.
 
-    The defaults (``sigma_end = 1``, ``learning_rate_end = 0.005``, the radius on the
-    "inverse" decay) were chosen on a panel of six data sets against five peer libraries,
-    scoring order and fit together (benchmarks/RESULTS.md, "Map quality panel"): a final radius
-    of one cell and a small final rate keep neighbouring cells apart, where the earlier defaults
-    (a final radius of 0.55 cells and a rate of 0.02, or 0.3 and 0.2 with fewer samples than
-    cells) let cells settle onto single samples in flat tiles: a lower quantization error, a
-    worse map.
+    The defaults (online: ``sigma_end = 0.86``, ``learning_rate_end = 0.0045`` and the closing
+    batch step; batch: ``sigma_end = 1``; the radius on the "inverse" decay) were chosen on a
+    panel of six data sets against five peer libraries, scoring order and fit together
+    (benchmarks/RESULTS.md, "Map quality panel" and "The closing step as the default"): a final
+    radius near one cell, a small final rate and the closing step's pseudo-count keep
+    neighbouring cells apart, where the earlier defaults (a final radius of 0.55 cells and a
+    rate of 0.02, or 0.3 and 0.2 with fewer samples than cells) let cells settle onto single
+    samples in flat tiles: a lower quantization error, a worse map.
     """
     rows, cols = _checks.as_som_size(params["som_size"])
     is_torus = _checks.as_bool(params["is_torus"], "is_torus")
@@ -63,15 +71,16 @@ def settings(params, n_samples):
         return value
 
     sigma = positive("sigma", max(rows, cols) / 4.0)
+    final_radius = ONLINE_SIGMA_END if params["algorithm"] == "online" else 1.0
     return {
         "rows": rows,
         "cols": cols,
         "is_torus": is_torus,
         "topology": params["topology"],
         "sigma": sigma,
-        "sigma_end": positive("sigma_end", min(1.0, sigma)),
+        "sigma_end": positive("sigma_end", min(final_radius, sigma)),
         "learning_rate": rate("learning_rate", 0.5),
-        "learning_rate_end": rate("learning_rate_end", 0.005),
+        "learning_rate_end": rate("learning_rate_end", LEARNING_RATE_END),
         "neighborhood": params["neighborhood"],
         "sigma_decay": _as_decay(params["sigma_decay"], "sigma_decay"),
         "learning_rate_decay": _as_decay(params["learning_rate_decay"], "learning_rate_decay"),

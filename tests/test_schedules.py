@@ -121,6 +121,7 @@ def test_som_trains_with_any_schedule_as_the_oracle(rng, neighborhood, sigma_dec
         seed=3,
         verbose=False,
         backend="cpu",
+        finish="none",
     )
     lattice = som.train(data, steps)
     gen = np.random.default_rng(3)

@@ -59,6 +59,7 @@ def test_som_train_follows_contract(rng, init, is_torus):
         verbose=False,
         backend="cpu",
         sigma_decay="exponential",
+        finish="none",
     )
     lattice = som.train(data, steps)
 
@@ -91,7 +92,7 @@ def test_som_train_with_the_closing_step_follows_contract(rng, nan_policy):
     data = rng.random((30, 4))
     if nan_policy == "ignore":
         data[::4, 1] = np.nan
-    som = SOM((rows, cols), sigma=2.5, sigma_end=0.4, learning_rate=0.4,
+    som = SOM((rows, cols), sigma=2.5, sigma_end=0.4, learning_rate=0.4, learning_rate_end=0.005,
               learning_rate_decay="linear", sigma_decay=lambda t, total: 2.0 - 1.5 * t / total,
               dtype="float64", seed=7, verbose=False, backend="cpu", finish="batch",
               nan_policy=nan_policy)  # fmt: skip
@@ -292,11 +293,15 @@ def test_training_orders_the_map_and_reduces_quantization_error(rng):
 
 
 @pytest.mark.parametrize("n_samples", [1, 30, 10_000])
-def test_default_schedules_end_at_one_cell_and_a_small_rate(n_samples):
+def test_default_schedules_end_near_one_cell_and_a_small_rate(n_samples):
+    """Online: a final radius of 0.86 cells and the closing step; batch: a final radius of 1."""
     settings = schedules.settings(SOM((10, 10)).get_params(), n_samples)
-    expected = {"sigma": 2.5, "sigma_end": 1.0, "learning_rate": 0.5, "learning_rate_end": 0.005}
+    expected = {"sigma": 2.5, "sigma_end": 0.86, "learning_rate": 0.5, "learning_rate_end": 0.0045}
     assert {name: settings[name] for name in expected} == expected
     assert (settings["sigma_decay"], settings["learning_rate_decay"]) == ("inverse", "exponential")
+    assert settings["finish"] == "batch"
+    batch = schedules.settings(SOM((10, 10), algorithm="batch").get_params(), n_samples)
+    assert batch["sigma_end"] == 1.0
     # never a growing radius, whatever the map size
     assert schedules.settings(SOM((1, 1)).get_params(), n_samples)["sigma_end"] == 0.25
 
@@ -320,7 +325,7 @@ def test_the_defaults_give_smooth_maps_and_the_qe_first_settings_do_not():
     smooth, fit = flat_share_and_qe()
     # 200 samples on 5,000 cells: the QE-first settings for fewer samples than cells
     tiles, qe_first = flat_share_and_qe(
-        sigma_decay="exponential", sigma_end=0.3, learning_rate_end=0.2
+        finish="none", sigma_decay="exponential", sigma_end=0.3, learning_rate_end=0.2
     )
     assert smooth <= 0.01 < 0.05 < tiles
     assert qe_first < fit
