@@ -373,7 +373,7 @@ class SOM(ParamsMixin):
                 return self.lattice_
         else:
             params = self.get_params()
-            if data.is_dask:  # trains batch epochs only, with the batch defaults
+            if data.is_dask:  # trains batch epochs only (a resumed run was one: check_resumable)
                 params["algorithm"] = "batch"
             settings, first = schedules.settings(params, values.shape[0]), 0
             low = span = None
@@ -383,8 +383,6 @@ class SOM(ParamsMixin):
                 low, span = data.feature_range()
             values = data.scaled(low, span)
             self._say(f"Data scaling took: {timer() - start:f} seconds.")
-        if data.is_dask:
-            settings = {**settings, "algorithm": "batch"}
         rows, cols, dtype = settings["rows"], settings["cols"], DTYPES[settings["dtype"]]
         n_samples, dim = values.shape
         if not data.is_dask:
