@@ -8,9 +8,11 @@ numba's CUDA target, and it is probed once per process before first use: compile
 tiny step (``gpusom.cuda.probe``).
 """
 
+import ctypes
 import functools
 import importlib
 import os
+import sys
 import warnings
 
 from ._errors import GPU_INSTALL_HINT, BackendUnavailableError, GPUFallbackWarning
@@ -136,7 +138,7 @@ def cuda_device_present():
     """True when numba finds a real CUDA device (numba's simulator does not count)."""
     from numba.core import config
 
-    if config.ENABLE_CUDASIM:
+    if config.ENABLE_CUDASIM or not cuda_driver_loads():
         return False
     try:
         from numba import cuda
@@ -144,6 +146,33 @@ def cuda_device_present():
         return bool(cuda.is_available())
     except Exception:  # a broken driver or toolkit means no usable device
         return False
+
+
+@functools.cache
+def cuda_driver_loads():
+    """Whether the CUDA driver library opens, under the names numba-cuda tries
+    (``numba.cuda.cudadrv.driver.locate_driver_and_loader``).
+
+    Without it there is no device, and the answer costs a failed ``dlopen`` instead of
+    importing ``numba.cuda`` (0.2-0.45 s, paid in the first large training of a process on a
+    machine without a GPU). Where ``NUMBA_CUDA_DRIVER`` names a library, numba decides.
+    """
+    if os.environ.get("NUMBA_CUDA_DRIVER"):
+        return True
+    if sys.platform == "win32":
+        folders, names = ["\\windows\\system32"], ["nvcuda.dll"]
+    elif sys.platform == "darwin":
+        folders, names = ["/usr/local/cuda/lib"], ["libcuda.dylib"]
+    else:
+        folders, names = ["/usr/lib", "/usr/lib64"], ["libcuda.so", "libcuda.so.1"]
+    loader = ctypes.WinDLL if sys.platform == "win32" else ctypes.CDLL
+    for path in names + [os.path.join(folder, name) for folder in folders for name in names]:
+        try:
+            loader(path)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 @functools.cache

@@ -524,6 +524,53 @@ def test_auto_picks_the_cpu_without_a_device_and_never_imports_cupy():
     assert out.split() == ["cpu", "False"]
 
 
+def test_auto_on_a_large_map_without_a_driver_never_imports_numba_cuda():
+    """The device check of a large map costs a failed ``dlopen``, not numba.cuda's import."""
+    out = run_without_simulator(
+        """
+        import numpy as np
+        import gpusom
+        if _backend.cuda_driver_loads():
+            print("DRIVER")
+            sys.exit(0)
+        som = gpusom.SOM((100, 100), seed=0, verbose=False)  # 10**5 elements: the GPU's size
+        som.train(np.random.default_rng(0).random((50, 10)), 10)
+        print(som.backend_, "numba.cuda" in sys.modules)
+        """
+    )
+    if out.strip() == "DRIVER":
+        pytest.skip("the CUDA driver library is here: numba decides")
+    assert out.split() == ["cpu", "False"]
+
+
+@pytest.mark.parametrize(
+    ("opens", "env", "expected"),
+    [(set(), "", False), ({"libcuda.so.1"}, "", True), ({"/usr/lib64/libcuda.so"}, "", True),
+     (set(), "/opt/driver/libcuda.so", True)],
+)  # fmt: skip
+def test_the_driver_check_tries_numba_cudas_names(monkeypatch, opens, env, expected):
+    tried = []
+
+    def loader(path):
+        tried.append(path)
+        if path not in opens:
+            raise OSError(f"{path}: cannot open shared object file")
+
+    monkeypatch.setattr(_backend.sys, "platform", "linux")
+    monkeypatch.setattr(_backend.ctypes, "CDLL", loader)
+    monkeypatch.setenv("NUMBA_CUDA_DRIVER", env)
+    _backend.cuda_driver_loads.cache_clear()
+    try:
+        assert _backend.cuda_driver_loads() is expected
+    finally:
+        _backend.cuda_driver_loads.cache_clear()
+    if not env:
+        names = ["libcuda.so", "libcuda.so.1", "/usr/lib/libcuda.so", "/usr/lib/libcuda.so.1"]
+        names += ["/usr/lib64/libcuda.so", "/usr/lib64/libcuda.so.1"]
+        assert tried == names[: len(tried)]
+        assert len(tried) == (names.index(min(opens)) + 1 if opens else len(names))
+
+
 def test_cuda_without_a_device_says_what_to_install():
     out = run_without_simulator(
         """
