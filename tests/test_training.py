@@ -1,5 +1,6 @@
 """Online training against the plain-numpy oracle, and the properties of the contract."""
 
+import functools
 from unittest import mock
 
 import naive
@@ -361,7 +362,7 @@ def test_init_pca_keeps_constant_features_exactly(rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dim", [1, 2, 3, 4, 5, 8, 9])
 def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
-    """The CPU kernel's small-map search (fused with the distance pass up to four features)."""
+    """The CPU kernel's small-map search (float32: the minimum fused with the last pass)."""
     from gpusom.cpu.kernels import nearest_cell
 
     nearest = njit(lambda head, x, out: nearest_cell(head, x, out))  # the jitted overload
@@ -375,6 +376,42 @@ def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
         np.testing.assert_allclose(out, expected, rtol=1e-6)
         assert bmu == int(np.argmin(out))
     assert nearest(head, head[:, 150].copy(), out) == 7
+
+
+@functools.cache
+def _jitted_argmins():
+    """``argmin_first`` (the jitted overload) and ``first_index_of``, compiled once."""
+    from gpusom.cpu.kernels import argmin_first, first_index_of
+
+    return njit(lambda values: argmin_first(values)), njit(
+        lambda values, value: first_index_of(values, value)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    pool=st.lists(
+        st.one_of(
+            st.just(0.0),
+            st.just(np.inf),
+            st.floats(0, 1e-300),  # subnormals and float32's zero after the cast
+            st.floats(0, 1e30),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    picks=st.lists(st.integers(0, 3), min_size=1, max_size=300),
+)
+def test_cpu_argmin_first_is_the_lowest_index_argmin(dtype, pool, picks):
+    """The integer minimum of the bit patterns and its first index (few distinct values, so
+    ties everywhere) against numpy's argmin, over every length around the vector widths."""
+    argmin, first = _jitted_argmins()
+    distances = np.array([pool[i % len(pool)] for i in picks], dtype)
+    assert argmin(distances) == int(np.argmin(distances))
+    bits = distances.view(np.int32 if dtype == np.float32 else np.int64)
+    assert first(bits, bits[-1]) == int(np.flatnonzero(bits == bits[-1])[0])
+    assert first(bits, -1) == bits.size
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -30,10 +30,8 @@ from .._math import (
     COSINE,
     EUCLIDEAN,
     HEXAGONAL,
-    INDEX_MASK,
     LANES,
     MANHATTAN,
-    NO_INDEX,
     RECTANGULAR,
     axis_delta,
     axis_weight,
@@ -43,7 +41,6 @@ from .._math import (
     half_width,
     hex_offsets,
     is_separable,
-    packed_key,
     quadrance,
     radial_weight,
     window_radius,
@@ -71,11 +68,10 @@ def split_dim(dim):
 def squared_distances(head, x, out, search):
     """``out[n] = sum_k (head[k, n] - x[k])^2`` over the ``head`` features.
 
-    With ``search=True`` (float32 only) the last pass also takes the packed minimum of ``out``
-    (``_math.packed_key``) and the lowest-index argmin is returned: the search rides on the
-    pass that writes the distances instead of reading them again (a fifth of a small map's
-    search, benchmarks/RESULTS.md). With ``search=None`` numba compiles that out and the
-    return value means nothing.
+    With ``search=True`` (float32 only) the last pass also takes the minimum of the distances'
+    bit patterns (:func:`argmin_first`) and the lowest-index argmin is returned: the minimum
+    rides on the pass that writes the distances instead of reading them again. With
+    ``search=None`` numba compiles that out and the return value means nothing.
     """
     return cell_distances(head, x, out, search, None, head.shape[1])
 
@@ -102,12 +98,14 @@ def cell_distances(head, x, out, search, base, count):
     more than the arithmetic (benchmarks/RESULTS.md). The whole map's pass counts from zero
     instead (numba prunes the branch on ``base=None``): unsigned indices made a small map's
     search 15 % slower. Every cell's sum is the same expression in the same order either way.
+    ``search`` (float32, ``base=None``) takes the minimum of the last pass's bit patterns as
+    it writes them (:func:`argmin_first`).
     """
     n_rows = head.shape[0]
     first = n_rows % LANES
-    best = NO_INDEX
     if search is not None:
         keys = out.view(np.int32)
+        best = KEY32_MAX
     # The first pass covers the leftover 1-3 features (no zero padding to read) or, when there
     # are none, the first group of four; it initialises ``out``.
     if first == 1:
@@ -117,7 +115,7 @@ def cell_distances(head, x, out, search, base, count):
             d0 = w0[i] - x0
             out[i] = d0 * d0
             if search is not None:
-                best = min(best, packed_key(keys[i], np.int64(i)))
+                best = min(best, keys[i])
     elif first == 2:
         w0, w1, x0, x1 = head[0], head[1], x[0], x[1]
         for n in range(count):
@@ -125,7 +123,7 @@ def cell_distances(head, x, out, search, base, count):
             d0, d1 = w0[i] - x0, w1[i] - x1
             out[i] = d0 * d0 + d1 * d1
             if search is not None:
-                best = min(best, packed_key(keys[i], np.int64(i)))
+                best = min(best, keys[i])
     elif first == 3:
         w0, w1, w2, x0, x1, x2 = head[0], head[1], head[2], x[0], x[1], x[2]
         for n in range(count):
@@ -133,26 +131,29 @@ def cell_distances(head, x, out, search, base, count):
             d0, d1, d2 = w0[i] - x0, w1[i] - x1, w2[i] - x2
             out[i] = (d0 * d0 + d1 * d1) + d2 * d2
             if search is not None:
-                best = min(best, packed_key(keys[i], np.int64(i)))
+                best = min(best, keys[i])
     for k in range(first, n_rows, LANES):
         w0, w1, w2, w3 = head[k], head[k + 1], head[k + 2], head[k + 3]
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
-        best = NO_INDEX  # only the last pass's minimum counts
+        if search is not None:
+            best = KEY32_MAX  # only the last pass's minimum counts
         if k == 0:
             for n in range(count):
                 i = _cell_index(base, n)
                 d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
                 out[i] = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
                 if search is not None:
-                    best = min(best, packed_key(keys[i], np.int64(i)))
+                    best = min(best, keys[i])
         else:
             for n in range(count):
                 i = _cell_index(base, n)
                 d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
                 out[i] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
                 if search is not None:
-                    best = min(best, packed_key(keys[i], np.int64(i)))
-    return best & INDEX_MASK
+                    best = min(best, keys[i])
+    if search is None:
+        return 0
+    return first_index_of(keys[:count], best)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -218,18 +219,21 @@ def nearest_cell(head, x, out):
 
 @overload(nearest_cell, jit_options={"cache": True})
 def _nearest_cell_jit(head, x, out):
-    # Packed keys hold float32 distances only. Tracking the minimum costs more than a separate
-    # search in every pass but the last, so it pays only when there is one pass (at most four
-    # features; benchmarks/RESULTS.md).
+    # float32: the last pass takes the minimum of the bit patterns it writes, one integer min
+    # for eight cells, instead of a second pass over the distances (benchmarks/RESULTS.md).
     fuse = out.dtype == types.float32
 
     def nearest(head, x, out):
-        if fuse and head.shape[0] <= LANES:
+        if fuse:
             return squared_distances(head, x, out, True)
         squared_distances(head, x, out, None)
         return argmin_first(out)
 
     return nearest
+
+
+#: The largest int32: no float32 distance's bit pattern is above it (:func:`argmin_first`).
+KEY32_MAX = np.int32(np.iinfo(np.int32).max)
 
 
 def argmin_first(distances):
@@ -239,30 +243,40 @@ def argmin_first(distances):
 
 @overload(argmin_first, jit_options={"cache": True})
 def _argmin_first_jit(distances):
-    # A non-negative float's bit pattern orders like an integer (_math.packed_key), so the
-    # search is an integer min that LLVM vectorises instead of a compare-and-branch loop.
-    if distances.dtype == types.float32:
+    # A non-negative float's bit pattern orders like an integer of its width, so the minimum is
+    # an integer min that LLVM vectorises instead of a compare-and-branch loop, and its lowest
+    # index a second vectorised pass (first_index_of). float32 patterns and 32-bit indices fill
+    # twice the lanes of packed 64-bit (distance, index) keys: a 5,000-cell map's search took
+    # half the time (benchmarks/RESULTS.md).
+    bits_type = np.int32 if distances.dtype == types.float32 else np.int64
 
-        def packed_key_min(distances):
-            bits = distances.view(np.int32)
-            best = NO_INDEX
-            for n in range(bits.size):
-                best = min(best, packed_key(bits[n], n))
-            return best & INDEX_MASK
-
-        return packed_key_min
-
-    def two_pass_min(distances):
-        bits = distances.view(np.int64)
+    def bits_min(distances):
+        bits = distances.view(bits_type)
         best = bits[0]
         for n in range(bits.size):
             best = min(best, bits[n])
-        for n in range(bits.size):
-            if bits[n] == best:
-                return n
-        return 0
+        return first_index_of(bits, best)
 
-    return two_pass_min
+    return bits_min
+
+
+@register_jitable(inline="always")
+def first_index_of(values, value):
+    """The lowest ``n`` with ``values[n] == value``, ``values.size`` if there is none.
+
+    A minimum over a select, which LLVM vectorises where a loop that stops at the first match
+    would not; with 32-bit indices below 2**31 values, twice the lanes of 64-bit ones.
+    """
+    if values.size < KEY32_MAX:
+        none = np.int32(values.size)
+        found = none
+        for n in range(values.size):
+            found = min(found, np.int32(n) if values[n] == value else none)
+        return np.int64(found)
+    found = values.size
+    for n in range(values.size):
+        found = min(found, n if values[n] == value else values.size)
+    return found
 
 
 @njit(cache=True, fastmath=TAIL_FASTMATH)
