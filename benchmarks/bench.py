@@ -34,6 +34,11 @@ What is measured. Every (workload, library) pair runs in its own fresh Python pr
 full lattice and 8 samples), which includes numba's compilation or its cache load (use
 ``--cold-cache`` to force compilation). Then the real call is timed ``--repeat`` times and the
 best is reported; for training the timed call is construction + initialisation + training.
+``--rounds N`` runs every library of a workload N times in turn (round 1: gpusom, numbasom, ...;
+round 2: the same again), each time in a fresh process: the table gives each library's best
+time over all rounds, and a list below it the ratios to gpusom round by round with their
+median. On a machine whose speed drifts over minutes (shared caches of a virtual machine), a
+ratio of two runs a minute apart is fairer than one of bests taken at different times.
 Quality is computed for every library's lattice by the same function, gpusom's
 ``quantization_error`` / ``topographic_error`` when gpusom is importable, otherwise the local
 exact float64 fallback below (``--local-metrics`` forces it): QE is the mean Euclidean distance
@@ -483,6 +488,43 @@ def run_pair(spec, args, scratch):
     return json.loads(out_path.read_text())
 
 
+def merged_rounds(runs):
+    """One row from a library's rounds: the first round's, with every round's timed calls,
+    the best of them as ``time_s`` and each round's best in ``round_times_s``; a round that
+    failed or was skipped stands for them all."""
+    for row in runs:
+        if "time_s" not in row:
+            return row
+    row = dict(runs[-1])
+    row["round_times_s"] = [r["time_s"] for r in runs]
+    row["times_s"] = [t for r in runs for t in r["times_s"]]
+    row["time_s"] = min(row["round_times_s"])
+    row["first_call_s"] = runs[0]["first_call_s"]
+    return row
+
+
+def print_round_ratios(rows):
+    """Each library's time over gpusom's, round by round: the runs of one round are minutes
+    apart at most, so on a machine whose speed drifts these pairs are the fairer ratios."""
+    gpusom = {
+        r["workload"]: r["round_times_s"]
+        for r in rows
+        if r["library"] == "gpusom" and "round_times_s" in r
+    }
+    lines = []
+    for r in rows:
+        if r["library"] == "gpusom" or r["workload"] not in gpusom or "round_times_s" not in r:
+            continue
+        ratios = [t / g for t, g in zip(r["round_times_s"], gpusom[r["workload"]], strict=True)]
+        listed = ", ".join(f"{x:.1f}x" for x in ratios)
+        lines.append(
+            f"- {r['workload']} / {r['library']}: {listed}; median {np.median(ratios):.1f}x"
+        )
+    if lines:
+        print("\nTime / gpusom by round (each round runs every library once, in turn):\n")
+        print("\n".join(lines))
+
+
 def fmt(value, spec):
     return "—" if value is None else format(value, spec)
 
@@ -545,6 +587,12 @@ def parse_args(argv=None):
         default="auto",
         help="gpusom's SOM(backend=...)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every library of a workload N times in turn (paired ratios by round)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write machine info and rows as JSON")
     parser.add_argument(
         "--gpusom-settings",
@@ -589,6 +637,8 @@ def parse_args(argv=None):
         parser.error(f"--libs: unknown {sorted(unknown)}")
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     return args
 
 
@@ -618,21 +668,30 @@ def main(argv=None):
                 chosen = [lib for lib in chosen if lib != "minisom-default"]
             if args.gpusom_settings and "gpusom" in chosen and work["kind"] == "train":
                 chosen.insert(chosen.index("gpusom") + 1, "gpusom-settings")
-            for lib in chosen:
-                if lib.startswith("gpusom") and gpusom is None:
-                    rows.append({"workload": name, "library": lib, "skipped": "not importable"})
-                    continue
-                spec = {
-                    "workload": name,
-                    "lib": lib,
-                    "repeat": args.repeat or DEFAULT_REPEAT[name],
-                    "backend": args.backend,
-                    "metrics": metrics,
-                    "max_seconds": args.max_seconds,
-                    "gpusom_settings": args.gpusom_settings,
-                }
-                print(f"running {name} / {lib} ...", file=sys.stderr, flush=True)
-                rows.append(run_pair(spec, args, scratch))
+            rounds = {lib: [] for lib in chosen}
+            for round_number in range(args.rounds):
+                for lib in chosen:
+                    if lib.startswith("gpusom") and gpusom is None:
+                        rounds[lib].append(
+                            {"workload": name, "library": lib, "skipped": "not importable"}
+                        )
+                        continue
+                    spec = {
+                        "workload": name,
+                        "lib": lib,
+                        "repeat": args.repeat or DEFAULT_REPEAT[name],
+                        "backend": args.backend,
+                        "metrics": metrics,
+                        "max_seconds": args.max_seconds,
+                        "gpusom_settings": args.gpusom_settings,
+                    }
+                    print(
+                        f"running {name} / {lib} (round {round_number + 1}) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    rounds[lib].append(run_pair(spec, args, scratch))
+            rows.extend(merged_rounds(runs) for runs in rounds.values())
             if work["kind"] == "project":
                 ref_path = scratch / f"{name}-numpy.npy"
                 if ref_path.exists():
@@ -642,6 +701,8 @@ def main(argv=None):
                         if r["workload"] == name and "time_s" in r and path.exists():
                             r["agreement"] = float(np.mean(np.load(path) == ref))
     print_table(rows)
+    if args.rounds > 1:
+        print_round_ratios(rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
 
