@@ -360,22 +360,28 @@ def test_init_pca_keeps_constant_features_exactly(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("dim", [1, 2, 3, 4, 5, 8, 9])
-def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim):
-    """The CPU kernel's small-map search (float32: the minimum fused with the last pass)."""
-    from gpusom.cpu.kernels import nearest_cell
+@pytest.mark.parametrize("dim", [1, 2, 3, 4, 5, 7, 8, 9, 31])
+@pytest.mark.parametrize("n_cells", [1, 255, 256, 700])
+def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim, n_cells):
+    """The CPU kernel's small-map search (chunk minima, then the first chunk with the smallest
+    computed again) against the argmin of the whole map's distances, ties across and within
+    chunks (of SEARCH_CHUNK cells) included."""
+    from gpusom.cpu.kernels import SEARCH_CHUNK, nearest_cell, squared_distances
 
     nearest = njit(lambda head, x, out: nearest_cell(head, x, out))  # the jitted overload
     rng = np.random.default_rng(dim)
-    head = rng.random((dim, 300)).astype(dtype)
-    head[:, [7, 150, 299]] = head[:, [150, 150, 150]]  # three equal cells: the first wins
-    out = np.empty(300, dtype)
-    for x in (head[:, 150].copy(), rng.random(dim).astype(dtype)):
-        expected = ((head - x[:, None]) ** 2).sum(axis=0)
-        bmu = nearest(head, x, out)
-        np.testing.assert_allclose(out, expected, rtol=1e-6)
-        assert bmu == int(np.argmin(out))
-    assert nearest(head, head[:, 150].copy(), out) == 7
+    head = rng.random((dim, n_cells)).astype(dtype)
+    last = n_cells - 1
+    ties = sorted({min(7, last), min(SEARCH_CHUNK - 1, last), min(SEARCH_CHUNK + 3, last), last})
+    head[:, ties] = head[:, [ties[-1]]]  # equal cells in one chunk and the next: the first wins
+    expected, out = np.empty(n_cells, dtype), np.empty(n_cells, dtype)
+    samples = [head[:, ties[-1]].copy(), rng.random(dim).astype(dtype)]
+    samples += [head[:, n].copy() for n in rng.integers(0, n_cells, 5)]
+    for x in samples:
+        squared_distances(head, x, expected)
+        np.testing.assert_allclose(expected, ((head - x[:, None]) ** 2).sum(axis=0), rtol=1e-5)
+        assert nearest(head, x, out) == int(np.argmin(expected))
+    assert nearest(head, head[:, ties[-1]].copy(), out) == ties[0]
 
 
 @functools.cache
@@ -425,7 +431,7 @@ def test_cpu_chunk_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
     head = rng.normal(size=(rows, 257)).astype(dtype)
     x = rng.normal(size=rows + 5).astype(dtype)
     expected, got, chunked = np.empty(257, dtype), np.empty(257, dtype), np.empty(257, dtype)
-    njit(lambda h, x, out: squared_distances(h, x, out, None))(head, x, expected)
+    squared_distances(head, x, expected)
     for start in range(0, 257, 32):
         chunk_head_distances(head, x, chunked, start, min(start + 32, 257))
     np.testing.assert_array_equal(chunked, expected)

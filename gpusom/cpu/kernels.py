@@ -23,7 +23,7 @@ head is read (:func:`boxed_argmin`), with a tail or with every feature in the he
 import numpy as np
 from numba import njit
 from numba.core import types
-from numba.extending import overload, register_jitable
+from numba.extending import intrinsic, overload, register_jitable
 
 from .._config import FASTMATH, FINITE_FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
 from .._math import (
@@ -65,15 +65,9 @@ def split_dim(dim):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def squared_distances(head, x, out, search):
-    """``out[n] = sum_k (head[k, n] - x[k])^2`` over the ``head`` features.
-
-    With ``search=True`` (float32 only) the last pass also takes the minimum of the distances'
-    bit patterns (:func:`argmin_first`) and the lowest-index argmin is returned: the minimum
-    rides on the pass that writes the distances instead of reading them again. With
-    ``search=None`` numba compiles that out and the return value means nothing.
-    """
-    return cell_distances(head, x, out, search, None, head.shape[1])
+def squared_distances(head, x, out):
+    """``out[n] = sum_k (head[k, n] - x[k])^2`` over the ``head`` features."""
+    cell_distances(head, x, out, None, head.shape[1])
 
 
 def _cell_index(base, n):
@@ -89,7 +83,7 @@ def _cell_index_jit(base, n):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def cell_distances(head, x, out, search, base, count):
+def cell_distances(head, x, out, base, count):
     """:func:`squared_distances` of the ``count`` cells from ``base`` on: a ``np.uint64``, or
     None for the whole map from cell 0.
 
@@ -97,15 +91,11 @@ def cell_distances(head, x, out, search, base, count):
     negative values and builds each slice with its own checks, which on a chunk of 32 cells cost
     more than the arithmetic (benchmarks/RESULTS.md). The whole map's pass counts from zero
     instead (numba prunes the branch on ``base=None``): unsigned indices made a small map's
-    search 15 % slower. Every cell's sum is the same expression in the same order either way.
-    ``search`` (float32, ``base=None``) takes the minimum of the last pass's bit patterns as
-    it writes them (:func:`argmin_first`).
+    search 15 % slower. Every cell's sum is the same expression in the same order either way,
+    and :func:`last_pass_distance` repeats the last pass's.
     """
     n_rows = head.shape[0]
     first = n_rows % LANES
-    if search is not None:
-        keys = out.view(np.int32)
-        best = KEY32_MAX
     # The first pass covers the leftover 1-3 features (no zero padding to read) or, when there
     # are none, the first group of four; it initialises ``out``.
     if first == 1:
@@ -114,46 +104,31 @@ def cell_distances(head, x, out, search, base, count):
             i = _cell_index(base, n)
             d0 = w0[i] - x0
             out[i] = d0 * d0
-            if search is not None:
-                best = min(best, keys[i])
     elif first == 2:
         w0, w1, x0, x1 = head[0], head[1], x[0], x[1]
         for n in range(count):
             i = _cell_index(base, n)
             d0, d1 = w0[i] - x0, w1[i] - x1
             out[i] = d0 * d0 + d1 * d1
-            if search is not None:
-                best = min(best, keys[i])
     elif first == 3:
         w0, w1, w2, x0, x1, x2 = head[0], head[1], head[2], x[0], x[1], x[2]
         for n in range(count):
             i = _cell_index(base, n)
             d0, d1, d2 = w0[i] - x0, w1[i] - x1, w2[i] - x2
             out[i] = (d0 * d0 + d1 * d1) + d2 * d2
-            if search is not None:
-                best = min(best, keys[i])
     for k in range(first, n_rows, LANES):
         w0, w1, w2, w3 = head[k], head[k + 1], head[k + 2], head[k + 3]
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
-        if search is not None:
-            best = KEY32_MAX  # only the last pass's minimum counts
         if k == 0:
             for n in range(count):
                 i = _cell_index(base, n)
                 d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
                 out[i] = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-                if search is not None:
-                    best = min(best, keys[i])
         else:
             for n in range(count):
                 i = _cell_index(base, n)
                 d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
                 out[i] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-                if search is not None:
-                    best = min(best, keys[i])
-    if search is None:
-        return 0
-    return first_index_of(keys[:count], best)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -199,7 +174,7 @@ def chunk_head_distances(head, x, out, start, stop):
     cells that cost 60 ns, three times the arithmetic (benchmarks/RESULTS.md).
     """
     if head.shape[0] != PDS_HEAD_DIM or stop - start != PRUNE_CHUNK:
-        cell_distances(head, x, out, None, np.uint64(start), stop - start)
+        cell_distances(head, x, out, np.uint64(start), stop - start)
         return
     base = np.uint64(start)
     x0, x1, x2, x3, x4, x5, x6, x7 = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
@@ -211,29 +186,91 @@ def chunk_head_distances(head, x, out, start, stop):
         out[i] = low + ((d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7))
 
 
+#: The largest int32: no float32 distance's bit pattern is above it (:func:`argmin_first`).
+KEY32_MAX = np.int32(np.iinfo(np.int32).max)
+
+
+@intrinsic
+def float_bits(typingctx, value):
+    """The bit pattern of a float32 (an int32) or float64 (an int64): a non-negative float's
+    orders like the integer (:func:`argmin_first`)."""
+    if value not in (types.float32, types.float64):
+        return None
+    bits_type = types.int32 if value == types.float32 else types.int64
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(bits_type))
+
+    return bits_type(value), codegen
+
+
+#: The small-map search takes the minimum of each chunk of this many cells and computes the
+#: distances again only in the first chunk that holds the smallest (:func:`nearest_cell`).
+SEARCH_CHUNK = 256
+
+
 def nearest_cell(head, x, out):
-    """The lowest-index argmin of ``squared_distances(head, x, out, None)``, ``out`` filled."""
-    squared_distances(head, x, out, None)
+    """The lowest-index argmin of :func:`squared_distances` of ``head``; ``out`` is scratch.
+
+    The passes of :func:`cell_distances` but the last write their sums to ``out``; the last
+    one, the same sums in the same order, keeps only each chunk's minimum (as
+    :func:`argmin_first`, an integer minimum of the distances' bit patterns) and writes
+    nothing. Only the first chunk with the smallest minimum has its distances written, for its
+    first index: a 5,000-cell map of three features, as (a)'s, is searched in 1.0-1.2 us instead
+    of 1.4-1.6 us with every distance stored and read again (benchmarks/RESULTS.md).
+    """
+    squared_distances(head, x, out)
     return int(np.argmin(out))
 
 
-@overload(nearest_cell, jit_options={"cache": True})
+@overload(nearest_cell, jit_options={"cache": True, "fastmath": FASTMATH})
 def _nearest_cell_jit(head, x, out):
-    # float32: the last pass takes the minimum of the bit patterns it writes, one integer min
-    # for eight cells, instead of a second pass over the distances (benchmarks/RESULTS.md).
-    fuse = out.dtype == types.float32
+    bits_type = np.int32 if out.dtype == types.float32 else np.int64
+    top = KEY32_MAX if out.dtype == types.float32 else np.int64(np.iinfo(np.int64).max)
 
     def nearest(head, x, out):
-        if fuse:
-            return squared_distances(head, x, out, True)
-        squared_distances(head, x, out, None)
-        return argmin_first(out)
+        n_rows, count = head.shape
+        k = max(n_rows - LANES, 0)  # the last pass's first feature, of four or of n_rows
+        if k > 0:
+            cell_distances(head[:k], x, out, None, count)
+        # heads of 1-3 features: the rows past the last are not read
+        r1, r2, r3 = min(k + 1, n_rows - 1), min(k + 2, n_rows - 1), min(k + 3, n_rows - 1)
+        w0, w1, w2, w3 = head[k], head[r1], head[r2], head[r3]
+        x0, x1, x2, x3 = x[k], x[r1], x[r2], x[r3]
+        best, best_start = top, 0
+        for start in range(0, count, SEARCH_CHUNK):
+            base, size = np.uint64(start), min(SEARCH_CHUNK, count - start)
+            low = top
+            # One loop per case of cell_distances' last pass, each its sum.
+            if n_rows >= LANES:
+                for n in range(size):
+                    i = base + np.uint64(n)
+                    d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
+                    distance = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                    if k > 0:
+                        distance = out[i] + distance
+                    low = min(low, float_bits(distance))
+            elif n_rows == 3:
+                for n in range(size):
+                    i = base + np.uint64(n)
+                    d0, d1, d2 = w0[i] - x0, w1[i] - x1, w2[i] - x2
+                    low = min(low, float_bits((d0 * d0 + d1 * d1) + d2 * d2))
+            elif n_rows == 2:
+                for n in range(size):
+                    i = base + np.uint64(n)
+                    d0, d1 = w0[i] - x0, w1[i] - x1
+                    low = min(low, float_bits(d0 * d0 + d1 * d1))
+            else:
+                for n in range(size):
+                    d0 = w0[base + np.uint64(n)] - x0
+                    low = min(low, float_bits(d0 * d0))
+            if low < best:
+                best, best_start = low, start
+        size = min(SEARCH_CHUNK, count - best_start)
+        cell_distances(head, x, out, np.uint64(best_start), size)
+        return best_start + first_index_of(out[best_start:].view(bits_type)[:size], best)
 
     return nearest
-
-
-#: The largest int32: no float32 distance's bit pattern is above it (:func:`argmin_first`).
-KEY32_MAX = np.int32(np.iinfo(np.int32).max)
 
 
 def argmin_first(distances):
