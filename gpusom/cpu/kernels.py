@@ -82,6 +82,33 @@ def _cell_index_jit(base, n):
     return lambda base, n: base + np.uint64(n)
 
 
+# The sums of one pass of cell_distances over one, two, three or four features: every pass
+# that computes a cell's distance takes it from here, so the sums agree bit for bit. Inlined
+# (numba IR), so that their loops vectorise.
+@register_jitable(inline="always")
+def _sum1(w0, x0, i):
+    d0 = w0[i] - x0
+    return d0 * d0
+
+
+@register_jitable(inline="always")
+def _sum2(w0, w1, x0, x1, i):
+    d0, d1 = w0[i] - x0, w1[i] - x1
+    return d0 * d0 + d1 * d1
+
+
+@register_jitable(inline="always")
+def _sum3(w0, w1, w2, x0, x1, x2, i):
+    d0, d1, d2 = w0[i] - x0, w1[i] - x1, w2[i] - x2
+    return (d0 * d0 + d1 * d1) + d2 * d2
+
+
+@register_jitable(inline="always")
+def _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i):
+    d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
+    return (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def cell_distances(head, x, out, base, count):
     """:func:`squared_distances` of the ``count`` cells from ``base`` on: a ``np.uint64``, or
@@ -102,33 +129,28 @@ def cell_distances(head, x, out, base, count):
         w0, x0 = head[0], x[0]
         for n in range(count):
             i = _cell_index(base, n)
-            d0 = w0[i] - x0
-            out[i] = d0 * d0
+            out[i] = _sum1(w0, x0, i)
     elif first == 2:
         w0, w1, x0, x1 = head[0], head[1], x[0], x[1]
         for n in range(count):
             i = _cell_index(base, n)
-            d0, d1 = w0[i] - x0, w1[i] - x1
-            out[i] = d0 * d0 + d1 * d1
+            out[i] = _sum2(w0, w1, x0, x1, i)
     elif first == 3:
         w0, w1, w2, x0, x1, x2 = head[0], head[1], head[2], x[0], x[1], x[2]
         for n in range(count):
             i = _cell_index(base, n)
-            d0, d1, d2 = w0[i] - x0, w1[i] - x1, w2[i] - x2
-            out[i] = (d0 * d0 + d1 * d1) + d2 * d2
+            out[i] = _sum3(w0, w1, w2, x0, x1, x2, i)
     for k in range(first, n_rows, LANES):
         w0, w1, w2, w3 = head[k], head[k + 1], head[k + 2], head[k + 3]
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
         if k == 0:
             for n in range(count):
                 i = _cell_index(base, n)
-                d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
-                out[i] = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                out[i] = _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i)
         else:
             for n in range(count):
                 i = _cell_index(base, n)
-                d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
-                out[i] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                out[i] += _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -204,7 +226,7 @@ def float_bits(typingctx, value):
     return bits_type(value), codegen
 
 
-#: The small-map search takes the minimum of each chunk of this many cells and computes the
+#: The small-map search takes the minimum of each chunk of this many cells and sums the
 #: distances again only in the first chunk that holds the smallest (:func:`nearest_cell`).
 SEARCH_CHUNK = 256
 
@@ -213,11 +235,11 @@ def nearest_cell(head, x, out):
     """The lowest-index argmin of :func:`squared_distances` of ``head``; ``out`` is scratch.
 
     The passes of :func:`cell_distances` but the last write their sums to ``out``; the last
-    one, the same sums in the same order, keeps only each chunk's minimum (as
+    one, the same sums (``_sum1`` to ``_sum4``), keeps only each chunk's minimum (as
     :func:`argmin_first`, an integer minimum of the distances' bit patterns) and writes
-    nothing. Only the first chunk with the smallest minimum has its distances written, for its
-    first index: a 5,000-cell map of three features, as (a)'s, is searched in 1.0-1.2 us instead
-    of 1.4-1.6 us with every distance stored and read again (benchmarks/RESULTS.md).
+    nothing. Only the first chunk with the smallest minimum is summed again, for its first
+    index: a 5,000-cell map of three features, as (a)'s, is searched in 0.9-1.1 us instead of
+    1.4-1.5 us with every distance stored and read again (benchmarks/RESULTS.md).
     """
     squared_distances(head, x, out)
     return int(np.argmin(out))
@@ -225,7 +247,6 @@ def nearest_cell(head, x, out):
 
 @overload(nearest_cell, jit_options={"cache": True, "fastmath": FASTMATH})
 def _nearest_cell_jit(head, x, out):
-    bits_type = np.int32 if out.dtype == types.float32 else np.int64
     top = KEY32_MAX if out.dtype == types.float32 else np.int64(np.iinfo(np.int64).max)
 
     def nearest(head, x, out):
@@ -245,30 +266,42 @@ def _nearest_cell_jit(head, x, out):
             if n_rows >= LANES:
                 for n in range(size):
                     i = base + np.uint64(n)
-                    d0, d1, d2, d3 = w0[i] - x0, w1[i] - x1, w2[i] - x2, w3[i] - x3
-                    distance = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-                    if k > 0:
-                        distance = out[i] + distance
-                    low = min(low, float_bits(distance))
+                    distance = _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i)
+                    low = min(low, float_bits(out[i] + distance if k > 0 else distance))
             elif n_rows == 3:
                 for n in range(size):
-                    i = base + np.uint64(n)
-                    d0, d1, d2 = w0[i] - x0, w1[i] - x1, w2[i] - x2
-                    low = min(low, float_bits((d0 * d0 + d1 * d1) + d2 * d2))
+                    low = min(low, float_bits(_sum3(w0, w1, w2, x0, x1, x2, base + np.uint64(n))))
             elif n_rows == 2:
                 for n in range(size):
-                    i = base + np.uint64(n)
-                    d0, d1 = w0[i] - x0, w1[i] - x1
-                    low = min(low, float_bits(d0 * d0 + d1 * d1))
+                    low = min(low, float_bits(_sum2(w0, w1, x0, x1, base + np.uint64(n))))
             else:
                 for n in range(size):
-                    d0 = w0[base + np.uint64(n)] - x0
-                    low = min(low, float_bits(d0 * d0))
+                    low = min(low, float_bits(_sum1(w0, x0, base + np.uint64(n))))
             if low < best:
                 best, best_start = low, start
-        size = min(SEARCH_CHUNK, count - best_start)
-        cell_distances(head, x, out, np.uint64(best_start), size)
-        return best_start + first_index_of(out[best_start:].view(bits_type)[:size], best)
+        # The same sums again in that chunk, for the first cell that holds the minimum.
+        base, size = np.uint64(best_start), min(SEARCH_CHUNK, count - best_start)
+        none = np.int32(size)
+        found = none
+        if n_rows >= LANES:
+            for n in range(size):
+                i = base + np.uint64(n)
+                distance = _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i)
+                bits = float_bits(out[i] + distance if k > 0 else distance)
+                found = min(found, np.int32(n) if bits == best else none)
+        elif n_rows == 3:
+            for n in range(size):
+                bits = float_bits(_sum3(w0, w1, w2, x0, x1, x2, base + np.uint64(n)))
+                found = min(found, np.int32(n) if bits == best else none)
+        elif n_rows == 2:
+            for n in range(size):
+                bits = float_bits(_sum2(w0, w1, x0, x1, base + np.uint64(n)))
+                found = min(found, np.int32(n) if bits == best else none)
+        else:
+            for n in range(size):
+                bits = float_bits(_sum1(w0, x0, base + np.uint64(n)))
+                found = min(found, np.int32(n) if bits == best else none)
+        return best_start + np.int64(found)
 
     return nearest
 
