@@ -238,8 +238,8 @@ def nearest_cell(head, x, out):
     one, the same sums (``_sum1`` to ``_sum4``), keeps only each chunk's minimum (as
     :func:`argmin_first`, an integer minimum of the distances' bit patterns) and writes
     nothing. Only the first chunk with the smallest minimum is summed again, for its first
-    index: a 5,000-cell map of three features, as (a)'s, is searched in 0.9-1.1 us instead of
-    1.4-1.5 us with every distance stored and read again (benchmarks/RESULTS.md).
+    index: a 5,000-cell map of three features, as (a)'s, is searched 1.3-1.55x as fast as with
+    every distance stored and read again (benchmarks/RESULTS.md).
     """
     squared_distances(head, x, out)
     return int(np.argmin(out))
