@@ -741,13 +741,13 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     bmu = int(rng.integers(n_cells))
     nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
     scratch = [np.empty(max(rows, 2 * cols) + 1, np.float32), np.empty(cols, np.float32)]
-    scratch += [np.empty(cols, np.int64), np.empty(cols, np.float32), np.empty((4, 2), np.int64)]
+    scratch += [np.empty(cols, np.int64), np.empty(cols, np.float32)]
     args = (bmu, sigma, 1.0, rows, cols, is_torus, nbh, 2.0)
     update_lattice = None if topology == "rectangular" else lattice  # as the CPU engine passes it
     kernels.update_window(head, tail, x, *args, *scratch, update_lattice, np.ones_like(x), False)
     kernels.grow_window_boxes(
         head, tail, bmu, sigma, rows, cols, is_torus, nbh, 2.0, lattice, boxes.bounds,
-        boxes.scratch, scratch[-1], unit,
+        boxes.scratch, unit,
     )  # fmt: skip
     cells = np.concatenate([head.T, tail[:, : dim - head.shape[0]]], axis=1)
     assert (cells[:, 1:] == 5.0).any()  # the update moved some cells (at least the BMU)

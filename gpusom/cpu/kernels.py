@@ -874,33 +874,33 @@ def cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop):
         out[i] = cosine_distance(out[i], norm_x, norms[i])
 
 
-# _offset_runs and _axis_window are inlined (numba IR) into the update's row loop: called, each
-# row paid for passing two arrays, 52 ns a row, and (a)'s whole-map update took 4.3 us a step
-# instead of 3.4; (a) trained 14-16 % faster (benchmarks/RESULTS.md).
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _offset_runs(centre, first, last, size, is_torus, starts, stops):
+# The runs come back as a tuple of integers: compiled apart and passed two arrays to fill, each
+# grid row of the window paid about 50 ns, and (a)'s whole-map update took 4.3 us a step instead
+# of 3.3 (benchmarks/RESULTS.md).
+@njit(cache=True, fastmath=FASTMATH)
+def _offset_runs(centre, first, last, size, is_torus):
     """Runs of positions ``centre + first`` to ``centre + last`` on one axis (wrapped on a
-    torus, clipped on the plane), each position once; returns how many runs (0-2)."""
+    torus, clipped on the plane), each position once: ``(n_runs, ((start, stop), (start,
+    stop)))``, ``n_runs`` 0-2 and the runs past it zeros."""
+    none = (0, 0)
     if last < first:
-        return 0
+        return 0, (none, none)
     if is_torus:
         if last - first + 1 >= size:
-            starts[0], stops[0] = 0, size
-            return 1
-        lo, hi = (centre + first) % size, (centre + first) % size + last - first + 1
+            return 1, ((0, size), none)
+        lo = (centre + first) % size
+        hi = lo + last - first + 1
         if hi > size:
-            starts[0], stops[0], starts[1], stops[1] = lo, size, 0, hi - size
-            return 2
-        starts[0], stops[0] = lo, hi
-        return 1
-    starts[0], stops[0] = max(centre + first, 0), min(centre + last + 1, size)
-    return 1 if starts[0] < stops[0] else 0
+            return 2, ((lo, size), (0, hi - size))
+        return 1, ((lo, hi), none)
+    lo, hi = max(centre + first, 0), min(centre + last + 1, size)
+    return (1 if lo < hi else 0), ((lo, hi), none)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _axis_window(centre, reach, size, is_torus, starts, stops):
-    """Runs of positions within ``reach`` of ``centre`` on one axis; returns how many (0-2)."""
-    return _offset_runs(centre, -reach, reach, size, is_torus, starts, stops)
+@njit(cache=True, fastmath=FASTMATH)
+def _axis_window(centre, reach, size, is_torus):
+    """Runs of positions within ``reach`` of ``centre`` on one axis (:func:`_offset_runs`)."""
+    return _offset_runs(centre, -reach, reach, size, is_torus)
 
 
 @njit(fastmath=FASTMATH, inline="always")
@@ -932,7 +932,7 @@ def _apply_run(head, tail, x, base, lo, g, present, masked):
 
 @njit(cache=True, fastmath=FASTMATH)
 def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood, truncate,
-                      topology, boxes, scratch, runs, unit):  # fmt: skip
+                      topology, boxes, scratch, unit):  # fmt: skip
     """Grow the ``ChunkBoxes`` of every cell a step's update can have moved (:func:`update_window`
     at ``bmu`` and ``sigma``) to take in its vector (its unit vector with ``unit``).
 
@@ -944,25 +944,26 @@ def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood
     radius = window_radius(neighborhood, sigma, truncate)
     radius_sq = radius * radius
     b_row, b_col = bmu // cols, bmu % cols
-    col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
     hexagonal = topology == HEXAGONAL
     # a hexagonal row is 0.87 cells high
     row_reach = min(int(radius / 0.8660254037844386) + 1 if hexagonal else int(radius), rows)
-    for row_run in range(_axis_window(b_row, row_reach, rows, is_torus, row_starts, row_stops)):
-        for r in range(row_starts[row_run], row_stops[row_run]):
+    n_row_runs, row_runs = _axis_window(b_row, row_reach, rows, is_torus)
+    for row_run in range(n_row_runs):
+        for r in range(*row_runs[row_run]):
             d_row = axis_delta(r, b_row, rows, is_torus)
             if hexagonal:
                 reach = half_width(4.0 * radius_sq, 3.0 * d_row * d_row, 2 * cols) // 2 + 1
             else:
                 reach = half_width(radius_sq, float(d_row * d_row), max(rows, cols))
-            for run in range(_axis_window(b_col, reach, cols, is_torus, col_starts, col_stops)):
-                first, stop = r * cols + col_starts[run], r * cols + col_stops[run]
-                _grow_boxes(head, tail, first, stop, boxes, scratch, unit)
+            n_runs, runs = _axis_window(b_col, reach, cols, is_torus)
+            for run in range(n_runs):
+                lo, hi = runs[run]
+                _grow_boxes(head, tail, r * cols + lo, r * cols + hi, boxes, scratch, unit)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood,
-                      radius_sq, weight_by_offset, gain, runs, present, masked):  # fmt: skip
+                      radius_sq, weight_by_offset, gain, present, masked):  # fmt: skip
     """The update of :func:`update_window` on the hexagonal lattice.
 
     The window ``quadrance <= 4 radius^2`` (``gpusom._math.quadrance``, exact integers) is, per
@@ -978,21 +979,20 @@ def _update_hexagonal(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neigh
     if separable:
         for twice_dx in range(half_width(q_max, 0.0, 2 * cols) + 1):
             weight_by_offset[twice_dx] = axis_weight_sq(neighborhood, 0.25 * twice_dx**2, sigma)
-    col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
     reach = 0
     while reach < rows and 3.0 * (reach + 1) * (reach + 1) <= q_max:
         reach += 1
-    for row_run in range(_axis_window(b_row, reach, rows, is_torus, row_starts, row_stops)):
-        for r in range(row_starts[row_run], row_stops[row_run]):
+    n_row_runs, row_runs = _axis_window(b_row, reach, rows, is_torus)
+    for row_run in range(n_row_runs):
+        for r in range(*row_runs[row_run]):
             d_row = axis_delta(r, b_row, rows, is_torus)
             m = half_width(q_max, 3.0 * d_row * d_row, 2 * cols)
             shift = r % 2 - b_row % 2
             first, last = -((m + shift) // 2), (m - shift) // 2
             base = r * cols
-            for run in range(
-                _offset_runs(b_col, first, last, cols, is_torus, col_starts, col_stops)
-            ):
-                lo, hi = col_starts[run], col_stops[run]
+            n_runs, runs = _offset_runs(b_col, first, last, cols, is_torus)
+            for run in range(n_runs):
+                lo, hi = runs[run]
                 g = gain[: hi - lo]
                 if separable:
                     row_weight = axis_weight_sq(neighborhood, 0.75 * d_row * d_row, sigma)
@@ -1028,7 +1028,6 @@ def update_window(
     col_weight,
     col_delta,
     gain,
-    runs,
     topology,
     present,
     masked,
@@ -1037,32 +1036,32 @@ def update_window(
 
     ``x`` is the sample, zero-padded to the codebook's ``split + tail.shape[1]`` features.
     Scratch: ``weight_by_delta`` (``max(rows, 2 * cols) + 1``), ``col_weight`` and ``gain``
-    (``cols``) in the codebook's dtype, ``col_delta`` (``cols``) int64, ``runs`` a ``(4, 2)``
-    int64 array. With ``masked``, only the features where ``present`` (the sample's mask, 0 or
-    1, in the codebook's dtype, ``x`` 0 where it is 0) is 1 move. Separable neighbourhoods take
-    one weight per grid distance from a table; the others one per cell, from the squared
-    distance. ``topology`` is None on the rectangular lattice and ``HEXAGONAL`` on the
-    hexagonal one: numba prunes the branch on an argument that is or is not None, so a run
-    compiles only its lattice's update (2-3 s of a first call, benchmarks/RESULTS.md).
+    (``cols``) in the codebook's dtype, ``col_delta`` (``cols``) int64. With ``masked``, only
+    the features where ``present`` (the sample's mask, 0 or 1, in the codebook's dtype, ``x``
+    0 where it is 0) is 1 move. Separable neighbourhoods take one weight per grid distance
+    from a table; the others one per cell, from the squared distance. ``topology`` is None on
+    the rectangular lattice and ``HEXAGONAL`` on the hexagonal one: numba prunes the branch on
+    an argument that is or is not None, so a run compiles only its lattice's update (2-3 s of
+    a first call, benchmarks/RESULTS.md).
     """
     radius = window_radius(neighborhood, sigma, truncate)
     radius_sq = radius * radius
     if topology is None:
         _update_rectangular(
             head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq,
-            weight_by_delta, col_weight, col_delta, gain, runs, present, masked,
+            weight_by_delta, col_weight, col_delta, gain, present, masked,
         )  # fmt: skip
     else:
         assert topology == HEXAGONAL  # the rectangular lattice is None, never RECTANGULAR
         _update_hexagonal(
             head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood, radius_sq,
-            weight_by_delta, gain, runs, present, masked,
+            weight_by_delta, gain, present, masked,
         )  # fmt: skip
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _update_rectangular(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, neighborhood,
-                        radius_sq, weight_by_delta, col_weight, col_delta, gain, runs, present,
+                        radius_sq, weight_by_delta, col_weight, col_delta, gain, present,
                         masked):  # fmt: skip
     """The update of :func:`update_window` on the rectangular lattice."""
     b_row, b_col = bmu // cols, bmu % cols
@@ -1074,21 +1073,23 @@ def _update_rectangular(head, tail, x, bmu, sigma, lr, rows, cols, is_torus, nei
         # One exp per grid distance; rows and columns share the table.
         for delta in range(widest + 1):
             weight_by_delta[delta] = axis_weight(neighborhood, delta, sigma)
-    col_starts, col_stops, row_starts, row_stops = runs[0], runs[1], runs[2], runs[3]
-    for run in range(_axis_window(b_col, widest, cols, is_torus, col_starts, col_stops)):
-        for c in range(col_starts[run], col_stops[run]):
+    n_runs, runs = _axis_window(b_col, widest, cols, is_torus)
+    for run in range(n_runs):
+        for c in range(*runs[run]):
             delta = axis_delta(c, b_col, cols, is_torus)
             if separable:
                 col_weight[c] = weight_by_delta[delta]
             else:
                 col_delta[c] = delta
-    for row_run in range(_axis_window(b_row, widest, rows, is_torus, row_starts, row_stops)):
-        for r in range(row_starts[row_run], row_stops[row_run]):
+    n_row_runs, row_runs = _axis_window(b_row, widest, rows, is_torus)
+    for row_run in range(n_row_runs):
+        for r in range(*row_runs[row_run]):
             d_row = axis_delta(r, b_row, rows, is_torus)
             reach = half_width(radius_sq, float(d_row * d_row), limit)
             base = r * cols
-            for run in range(_axis_window(b_col, reach, cols, is_torus, col_starts, col_stops)):
-                lo, hi = col_starts[run], col_stops[run]
+            n_runs, runs = _axis_window(b_col, reach, cols, is_torus)
+            for run in range(n_runs):
+                lo, hi = runs[run]
                 g = gain[: hi - lo]
                 if separable:
                     row_gain = rate * weight_by_delta[d_row]
@@ -1152,7 +1153,6 @@ def train_online(
     col_weight = np.empty(cols, dtype)
     col_delta = np.empty(cols, np.int64)
     gain = np.empty(cols, dtype)
-    runs = np.empty((4, 2), np.int64)
     present = np.zeros(x.size, dtype)
     present[:dim] = 1.0
     norms = np.empty(head.shape[1], dtype)
@@ -1230,7 +1230,6 @@ def train_online(
             col_weight,
             col_delta,
             gain,
-            runs,
             topology,
             present,
             masked,
@@ -1256,7 +1255,7 @@ def train_online(
                 else:
                     grow_window_boxes(
                         head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood,
-                        truncate, lattice, bounds, scratch, runs, unit,
+                        truncate, lattice, bounds, scratch, unit,
                     )  # fmt: skip
 
 
