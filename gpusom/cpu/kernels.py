@@ -216,8 +216,8 @@ KEY32_MAX = np.int32(np.iinfo(np.int32).max)
 
 @intrinsic
 def float_bits(typingctx, value):
-    """The bit pattern of a float32 (an int32) or float64 (an int64): a non-negative float's
-    orders like the integer (:func:`argmin_first`)."""
+    """The bit pattern of a float32 (an int32) or float64 (an int64): non-negative floats'
+    patterns order as the floats do (:func:`argmin_first`)."""
     if value not in (types.float32, types.float64):
         return None
     bits_type = types.int32 if value == types.float32 else types.int64
