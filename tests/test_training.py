@@ -483,13 +483,15 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
         boxes.bounds[1] += rng.integers(0, 2, boxes.bounds[1].shape)
     guess = data.draw(st.integers(-1, n_cells - 1))
     partial, gaps = np.empty(n_cells, dtype), np.empty(n_chunks, dtype)
-    bmu, visited = kernels.boxed_argmin(head, tail, x, boxes.bounds, gaps, partial, guess)
+    bmu, visited = kernels.boxed_argmin(
+        head, tail, x, boxes.bounds, gaps, partial, guess, None, True
+    )
     assert bmu == expected
     assert 1 <= visited <= n_chunks  # at least the chunk of the BMU
     if width:
         kernels.head_distances(head, x, partial, 0, n_cells)
         first = int(np.argmin(partial)) if guess < 0 else guess
-        assert kernels.pruned_argmin(partial, tail, x[head_rows:], first) == expected
+        assert kernels.pruned_argmin(partial, tail, x[head_rows:], first, None, True) == expected
 
 
 @settings(deadline=None)  # the first example compiles the kernels it calls
@@ -504,12 +506,12 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
 def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
     n_cells, split_width, metric, dtype, seed, data
 ):
-    """The boxed search off the plain Euclidean path gives the lowest-index argmin of the full
-    scan, bit for bit: cells in runs of a few directions at several lengths (equal and nearly
-    equal distances), any first guess, boxes that hold, exact or loosened; for cosine
-    distances (boxes of unit vectors) zero cells and cells whose norms lie outside the range
-    the boxes bound (their chunk's box takes in everything); for the others samples with
-    missing features."""
+    """The boxed search off the plain Euclidean path, and the partial distance search of sums
+    over the present features, give the lowest-index argmin of the full scan, bit for bit:
+    cells in runs of a few directions at several lengths (equal and nearly equal distances),
+    any first guess, boxes that hold, exact or loosened; for cosine distances (boxes of unit
+    vectors) zero cells and cells whose norms lie outside the range the boxes bound (their
+    chunk's box takes in everything); for the others samples with missing features."""
     from gpusom.cpu import kernels
 
     rng = np.random.default_rng(seed)
@@ -564,6 +566,14 @@ def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
     )
     assert bmu == expected
     assert 1 <= visited <= n_chunks  # at least the chunk of the BMU
+    if metric != "cosine" and width:  # the partial distance search of a step without boxes
+        euclidean = metric == "euclidean"
+        kernels.head_sums(head, x, present, euclidean, distances, 0, n_cells)
+        first = int(np.argmin(distances)) if guess < 0 else guess
+        got = kernels.pruned_argmin(
+            distances, tail, x[head_rows:], first, present[head_rows:], euclidean
+        )
+        assert got == expected
 
 
 def test_cpu_unit_boxes_skip_chunks_of_other_directions(rng):

@@ -31,7 +31,6 @@ from .._math import (
     EUCLIDEAN,
     HEXAGONAL,
     LANES,
-    MANHATTAN,
     RECTANGULAR,
     axis_delta,
     axis_weight,
@@ -361,6 +360,51 @@ def tail_distance(cell, x):
     return total
 
 
+@njit(cache=True, fastmath=TAIL_FASTMATH)
+def present_squares(cell, x, present):
+    """``sum_k ((cell[k] - x[k]) present[k])^2``: a ``tail`` row's part of the squared
+    Euclidean distance over the present features (:func:`sum_distances`)."""
+    total = cell.dtype.type(0.0)
+    for k in range(cell.size):
+        d = (cell[k] - x[k]) * present[k]
+        total += d * d
+    return total
+
+
+@njit(cache=True, fastmath=TAIL_FASTMATH)
+def present_absolutes(cell, x, present):
+    """``sum_k |(cell[k] - x[k]) present[k]|``: a ``tail`` row's part of the Manhattan
+    distance over the present features (:func:`sum_distances`)."""
+    total = cell.dtype.type(0.0)
+    for k in range(cell.size):
+        total += abs((cell[k] - x[k]) * present[k])
+    return total
+
+
+# Two functions, not one with a flag: with both loops in one function neither vectorised (a
+# 64-feature row took 90 ns instead of 7-12, benchmarks/RESULTS.md).
+@register_jitable(inline="always")
+def sum_tail_distance(cell, x, present, euclidean):
+    """A ``tail`` row's part of :func:`sum_distances`: :func:`present_squares` when
+    ``euclidean``, else :func:`present_absolutes`."""
+    if euclidean:
+        return present_squares(cell, x, present)
+    return present_absolutes(cell, x, present)
+
+
+def _tail_cost(cell, x, present, euclidean):
+    """A cell's tail distance in the partial distance search: :func:`tail_distance` when
+    ``present`` is None (the plain Euclidean step), else :func:`sum_tail_distance`."""
+
+
+@overload(_tail_cost, inline="always")
+def _tail_cost_jit(cell, x, present, euclidean):
+    # chosen when the caller is typed, so the plain step's loops do not test a flag
+    if isinstance(present, types.NoneType):
+        return lambda cell, x, present, euclidean: tail_distance(cell, x)
+    return lambda cell, x, present, euclidean: sum_tail_distance(cell, x, present, euclidean)
+
+
 #: The partial distance search takes the cells in chunks of this many consecutive indices: a
 #: chunk whose bounding box is farther from the sample than the best full distance so far is
 #: skipped unread, and a vectorised count of a chunk's candidates skips it when it has none
@@ -586,7 +630,7 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch, unit):
 
 
 @njit(fastmath=FASTMATH, inline="always")
-def _chunk_argmin(chunk, tail, x_tail, start, best, best_n):
+def _chunk_argmin(chunk, tail, x_tail, start, best, best_n, present_tail, euclidean):
     """``(best, best_n)`` after the cells ``start`` on, whose partial distances are ``chunk``:
     the tails of those not above ``best`` are read (see :func:`pruned_argmin`)."""
     # Loops over a slice count from zero: numba's negative-index wraparound then folds away and
@@ -600,14 +644,14 @@ def _chunk_argmin(chunk, tail, x_tail, start, best, best_n):
         p = chunk[n]
         if p <= best:
             cell = start + n
-            d = p + tail_distance(tail[cell], x_tail)
+            d = p + _tail_cost(tail[cell], x_tail, present_tail, euclidean)
             if d < best or (d == best and cell < best_n):
                 best, best_n = d, cell
     return best, best_n
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def pruned_argmin(partial, tail, x_tail, guess):
+def pruned_argmin(partial, tail, x_tail, guess, present_tail, euclidean):
     """Exact BMU from ``head`` partial distances, reading ``tail`` only where it can matter.
 
     The full distance of a cell is ``partial[n] + tail_distance(tail[n], x_tail)``, the same
@@ -617,17 +661,25 @@ def pruned_argmin(partial, tail, x_tail, guess):
     in training is nearly always the answer). The cells are tested in chunks of
     ``PRUNE_CHUNK``: a vectorised count skips a chunk without candidates. Returns the lowest
     index among the smallest full distances.
+
+    ``present_tail`` is None on the plain Euclidean step. Otherwise the distances are
+    :func:`sum_distances`' (squared Euclidean, or Manhattan when not ``euclidean``, over the
+    present features): ``partial`` from :func:`head_sums`, the tails by
+    :func:`sum_tail_distance`. Their terms are not negative either, so the same argument
+    holds, and the BMU is the full scan's bit for bit.
     """
     best_n = guess
-    best = partial[guess] + tail_distance(tail[guess], x_tail)
+    best = partial[guess] + _tail_cost(tail[guess], x_tail, present_tail, euclidean)
     for start in range(0, partial.size, PRUNE_CHUNK):
         chunk = partial[start : start + PRUNE_CHUNK]
-        best, best_n = _chunk_argmin(chunk, tail, x_tail, start, best, best_n)
+        best, best_n = _chunk_argmin(
+            chunk, tail, x_tail, start, best, best_n, present_tail, euclidean
+        )
     return best_n
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
+def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidean):
     """:func:`pruned_argmin` of ``x`` (zero-padded) that also skips whole chunks by their
     bounding boxes (``ChunkBoxes``, which must hold), computing partial distances only for
     the chunks it visits (into ``partial``; ``bounds`` is scratch, one per chunk).
@@ -640,24 +692,29 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
     it is ``-1``, the cell with the smallest partial distance in the nearest box. Without a
     tail every feature is in the head: the partial distances are the full ones.
 
-    Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not rule them out.
+    ``present`` is None on the plain Euclidean step; otherwise the distances are
+    :func:`sum_distances`' over the present features (Manhattan when not ``euclidean``), as in
+    :func:`pruned_argmin`. Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not
+    rule them out.
     """
     split, n_cells = head.shape
     x_tail = x[split:]
+    present_tail = None if present is None else present[split:]
     dim = boxes.shape[1]
     margin = partial.dtype.type(1.0 - 4.0 * (dim + 4) * np.finfo(partial.dtype).eps)
     floor = partial.dtype.type(dim * np.finfo(partial.dtype).tiny)
-    box_distances(boxes[0], boxes[1], x, None, False, bounds)
+    box_distances(boxes[0], boxes[1], x, present, not euclidean, bounds)
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        chunk_head_distances(head, x, partial, start, stop)
+        _chunk_partials(head, x, present, euclidean, partial, start, stop)
         guess = start + argmin_first(partial[start:stop])
     else:
         start = guess - guess % PRUNE_CHUNK
-        chunk_head_distances(head, x, partial, start, min(start + PRUNE_CHUNK, n_cells))
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        _chunk_partials(head, x, present, euclidean, partial, start, stop)
     best_n = guess
-    best = partial[guess] + tail_distance(tail[guess], x_tail)
+    best = partial[guess] + _tail_cost(tail[guess], x_tail, present_tail, euclidean)
     visited = 0
     for c in range(bounds.size):
         if bounds[c] * margin > best + floor:
@@ -665,9 +722,27 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess):
         visited += 1
         start = c * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        chunk_head_distances(head, x, partial, start, stop)
-        best, best_n = _chunk_argmin(partial[start:stop], tail, x_tail, start, best, best_n)
+        _chunk_partials(head, x, present, euclidean, partial, start, stop)
+        best, best_n = _chunk_argmin(
+            partial[start:stop], tail, x_tail, start, best, best_n, present_tail, euclidean
+        )
     return best_n, visited
+
+
+def _chunk_partials(head, x, present, euclidean, out, start, stop):
+    """One chunk's partial distances in the boxed search: :func:`chunk_head_distances` when
+    ``present`` is None (the plain Euclidean step), else :func:`head_sums`."""
+
+
+@overload(_chunk_partials, inline="always")
+def _chunk_partials_jit(head, x, present, euclidean, out, start, stop):
+    if isinstance(present, types.NoneType):
+        return lambda head, x, present, euclidean, out, start, stop: chunk_head_distances(
+            head, x, out, start, stop
+        )
+    return lambda head, x, present, euclidean, out, start, stop: head_sums(
+        head, x, present, euclidean, out, start, stop
+    )
 
 
 #: Cosine steps' boxes: the absolute slack, per ``(dim + 4) eps`` of the codebook's dtype, in
@@ -685,29 +760,29 @@ def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bo
     ``norm_x``: :func:`sample_norm_sq` (cosine). ``bounds`` is scratch, one per chunk;
     ``distances`` and ``norms`` are :func:`chunk_distances`' for the chunks it visits.
 
-    Every cell lies in its chunk's box, so in exact arithmetic its distance over the present
-    features is at least the box's: for sums of squares or of absolute differences, as in
-    :func:`boxed_argmin` (a relative ``(dim + 4) eps`` for the rounding of each sum, and
-    ``dim`` smallest normals for underflow); for cosine distances, half the squared distance of
-    the unit vectors, ``1 - cos = |x/|x| - w/|w||^2 / 2``, with the rounding of the unit
-    vectors (two roundings a feature, :func:`_grow_boxes`) and of the cosine's sums (about
-    ``2 (dim + 4) eps``) in ``COSINE_BOX_SLACK (dim + 4) eps``. A chunk is skipped only when its
-    bound exceeds the best distance so far by more than that, so every skipped cell is strictly
-    farther than the best: the search is exact, and as :func:`metric_distances` computes every
-    distance with the same code on the same chunks, its BMU is the full scan's. The first
-    bound is the sample's last BMU ``guess`` or, when it is ``-1``, the nearest cell in the
-    nearest box. Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not rule
-    them out.
+    Sums of squares or of absolute differences over the present features take
+    :func:`boxed_argmin`, which also skips the tails of cells whose head is already too far.
+    Cosine distances are bounded by half the squared distance of the unit vectors, ``1 - cos =
+    |x/|x| - w/|w||^2 / 2``: every cell lies in its chunk's box, so in exact arithmetic that
+    bound holds; the rounding of the unit vectors (two roundings a feature,
+    :func:`_grow_boxes`) and of the cosine's sums (about ``2 (dim + 4) eps``) are in
+    ``COSINE_BOX_SLACK (dim + 4) eps``. A chunk is skipped only when its bound exceeds the best
+    distance so far by more than that, so every skipped cell is strictly farther than the best:
+    the search is exact, and as :func:`metric_distances` computes every distance with the same
+    code on the same chunks, its BMU is the full scan's. The first bound is the sample's last
+    BMU ``guess`` or, when it is ``-1``, the nearest cell in the nearest box. Returns ``(bmu,
+    visited)``, ``visited`` the chunks whose box did not rule them out.
     """
+    if metric != COSINE:
+        return boxed_argmin(
+            head, tail, x, boxes, bounds, distances, guess, present, metric == EUCLIDEAN
+        )
     n_cells = head.shape[1]
     dim = boxes.shape[1]
     info = np.finfo(distances.dtype)
     margin = distances.dtype.type(1.0 - 4.0 * (dim + 4) * info.eps)
-    if metric == COSINE:
-        scale, slack = 2.0, COSINE_BOX_SLACK * (dim + 4) * info.eps
-    else:
-        scale, slack = 1.0, dim * info.tiny
-    box_distances(boxes[0], boxes[1], x_box, present, metric == MANHATTAN, bounds)
+    slack = COSINE_BOX_SLACK * (dim + 4) * info.eps
+    box_distances(boxes[0], boxes[1], x_box, present, False, bounds)
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
@@ -720,7 +795,7 @@ def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bo
     best_n, best = guess, distances[guess]
     visited = 0
     for c in range(bounds.size):
-        if bounds[c] * margin > scale * best + slack:
+        if bounds[c] * margin > 2.0 * best + slack:
             continue
         visited += 1
         start = c * PRUNE_CHUNK
@@ -768,17 +843,33 @@ def sum_distances(head, tail, x, present, euclidean, out, start, stop):
     """``out[n]``, cells ``start`` to ``stop``: the squared Euclidean (``euclidean``) or the
     Manhattan distance of cell ``n`` to ``x`` over the features where ``present`` is 1.
 
-    The tail's sums are reassociated (``TAIL_FASTMATH``) so that they vectorise: a scan of the
-    large lattice took 0.98 ms before, 0.31 ms after (benchmarks/RESULTS.md). Indices are
-    unsigned from ``start``, as in :func:`cell_distances`.
+    The head's sums by :func:`head_sums`, the tail's by :func:`sum_tail_distance`, whose sums
+    are reassociated (``TAIL_FASTMATH``) so that they vectorise: a scan of the large lattice
+    took 0.98 ms before, 0.31 ms after (benchmarks/RESULTS.md). The partial distance searches
+    add the same two parts (:func:`pruned_argmin`). Indices are unsigned from ``start``, as in
+    :func:`cell_distances`.
     """
-    split = head.shape[0]
+    head_sums(head, x, present, euclidean, out, start, stop)
+    if tail.shape[1] > 0:
+        split = head.shape[0]
+        x_tail, present_tail = x[split:], present[split:]
+        base = np.uint64(start)
+        for n in range(stop - start):
+            i = base + np.uint64(n)
+            out[i] += sum_tail_distance(tail[i], x_tail, present_tail, euclidean)
+
+
+@njit(cache=True, fastmath=TAIL_FASTMATH)
+def head_sums(head, x, present, euclidean, out, start, stop):
+    """``out[n]``, cells ``start`` to ``stop``: :func:`sum_distances` over the ``head``
+    features only, a feature at a time across the cells (the partial distances of
+    :func:`pruned_argmin` off the plain Euclidean step)."""
     base = np.uint64(start)
     count = stop - start
     zero = out.dtype.type(0.0)
     for n in range(count):
         out[base + np.uint64(n)] = zero
-    for k in range(split):
+    for k in range(head.shape[0]):
         if present[k] == 0:
             continue
         xk = x[k]
@@ -791,20 +882,6 @@ def sum_distances(head, tail, x, present, euclidean, out, start, stop):
             for n in range(count):
                 i = base + np.uint64(n)
                 out[i] += abs(head[k, i] - xk)
-    if tail.shape[1] > 0:
-        x_tail, present_tail = x[split:], present[split:]
-        for n in range(count):
-            i = base + np.uint64(n)
-            cell = tail[i]
-            total = zero
-            if euclidean:
-                for k in range(cell.size):
-                    d = (cell[k] - x_tail[k]) * present_tail[k]
-                    total += d * d
-            else:
-                for k in range(cell.size):
-                    total += abs((cell[k] - x_tail[k]) * present_tail[k])
-            out[i] += total
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -1196,6 +1273,15 @@ def train_online(
                     distances, norms, guesses[sample],
                 )  # fmt: skip
                 boxes[2][2] += visited
+            elif metric != COSINE and tail.shape[1] > 0:
+                # sums of non-negative terms: the partial distance search, as on the plain step
+                head_sums(head, x, present, metric == EUCLIDEAN, distances, 0, n_cells)
+                guess = guesses[sample]
+                if guess < 0:
+                    guess = argmin_first(distances)
+                bmu = pruned_argmin(
+                    distances, tail, x[split:], guess, present[split:], metric == EUCLIDEAN
+                )
             else:
                 metric_distances(head, tail, x, present, metric, norms, distances)
                 bmu = argmin_first(distances)
@@ -1203,7 +1289,9 @@ def train_online(
         else:
             guess = guesses[sample]
             if boxes is not None and boxes[2][0] == 1:
-                bmu, visited = boxed_argmin(head, tail, x, boxes[0], chunk_gaps, distances, guess)
+                bmu, visited = boxed_argmin(
+                    head, tail, x, boxes[0], chunk_gaps, distances, guess, None, True
+                )
                 boxes[2][2] += visited
             elif tail.shape[1] == 0:
                 bmu = nearest_cell(head, x, distances)
@@ -1211,7 +1299,7 @@ def train_online(
                 head_distances(head, x, distances, 0, distances.size)
                 if guess < 0:
                     guess = argmin_first(distances)
-                bmu = pruned_argmin(distances, tail, x[split:], guess)
+                bmu = pruned_argmin(distances, tail, x[split:], guess, None, True)
             guesses[sample] = bmu
         bmus[t] = bmu
         update_window(
