@@ -38,7 +38,7 @@ def search_bytes(n_samples, n_cells, dim, k):
     return codebook + per_block + 16 * n_samples * k
 
 
-def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN):
+def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN, scores=None):
     """Exact ``k`` (1 or 2) best units of every sample under ``metric``.
 
     Parameters
@@ -56,6 +56,9 @@ def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN):
         cell ``j``, within ``tolerance[i] / 2`` of the exact value up to the row's constant.
     metric : int, default Euclidean
         A code of ``gpusom._math.METRICS``.
+    scores : callable, optional
+        ``scores(codebook, data, xp, missing)``, the per-block scores ``rerank`` takes; by
+        default the metric's own (:func:`euclidean_scores` for Euclidean distances).
 
     Returns
     -------
@@ -67,7 +70,7 @@ def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN):
     n_cells = codebook.shape[0]
     # one pass finds missing values; complete data then skips every masking step below
     missing = bool(xp.isnan(data).any())
-    scores = _SCORES[metric](codebook, data, xp, missing)
+    scores = (scores or _SCORES[metric])(codebook, data, xp, missing)
     out_index = xp.empty((n, k), dtype=np.int64)
     out_distance = xp.empty((n, k), dtype=np.float64)
     block = block_rows(n, n_cells)
@@ -156,12 +159,14 @@ class CentredProducts:
         return self.bound_scale * (x_norm + norm_max) ** 2
 
 
-def _euclidean_scores(codebook, data, xp, missing):
+def euclidean_scores(codebook, data, xp, missing):
     """Per-block scores for squared Euclidean distances: centred matrix products.
 
     A sample with missing features is compared on its present ones:
     ``sum_present (x - w)^2 = sum_present w^2 - 2 x.w + const``, the first term one more product
-    with the sample's mask; folded into ``dots`` so that the kernel's ``cb_sq`` is zero.
+    with the sample's mask; folded into ``dots`` so that the kernel's ``cb_sq`` is zero. The CPU
+    engine's Manhattan search bounds its distances by these too
+    (``gpusom.cpu.kernels.manhattan_rerank``).
     """
     products = CentredProducts(codebook, data, xp, missing)
     cb_sq_product = products.cb_sq.astype(products.dtype)
@@ -227,4 +232,4 @@ def _manhattan_scores(codebook, data, xp, missing):
     return scores
 
 
-_SCORES = {EUCLIDEAN: _euclidean_scores, COSINE: _cosine_scores, MANHATTAN: _manhattan_scores}
+_SCORES = {EUCLIDEAN: euclidean_scores, COSINE: _cosine_scores, MANHATTAN: _manhattan_scores}

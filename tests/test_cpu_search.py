@@ -101,6 +101,45 @@ def test_pruned_search_equals_the_full_product(case, k, metric, run_rows, block_
     assert_equals_full_product(found, data, codebook, k, metric)
 
 
+@given(
+    clustered_case(),
+    st.sampled_from([1, 2]),
+    st.sampled_from([0.0, 0.3]),
+    st.sampled_from([None, 2048]),
+    st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=300, deadline=None)
+def test_manhattan_search_equals_the_full_rerank(case, k, missing, block_bytes, seed):
+    """Manhattan distances bounded by Euclidean ones (``manhattan_rerank``): the indices and
+    distances of the re-rank that measures every cell, bit for bit, with ties, offsets, tiny
+    and huge values, missing values and one cell."""
+    data, codebook = case
+    if k == 2 and len(codebook) < 2:
+        codebook = np.concatenate([codebook, codebook])
+    if missing:
+        data = data.copy()
+        data[np.random.default_rng(seed).random(data.shape) < missing] = np.nan
+        data[np.isnan(data).all(axis=1), 0] = 1.0
+    with pytest.MonkeyPatch.context() as patch:
+        if block_bytes is not None:
+            patch.setattr(_config, "ANALYSIS_BLOCK_BYTES", block_bytes)
+        found = search.find_bmus(data, codebook, k, MANHATTAN)
+        assert_equals_full_product(found, data, codebook, k, MANHATTAN)
+
+
+def test_manhattan_search_on_a_clustered_map_equals_brute_force():
+    """Where the Euclidean bound leaves about a sample's own cluster: the two nearest cells
+    by numpy's sums of absolute differences."""
+    rng = np.random.default_rng(3)
+    centres = rng.random((10, 16)) * 4
+    data = centres[rng.integers(10, size=500)] + rng.normal(scale=0.05, size=(500, 16))
+    codebook = centres[rng.integers(10, size=2000)] + rng.normal(scale=0.05, size=(2000, 16))
+    index, distance = search.find_bmus(data, codebook, 2, MANHATTAN)
+    l1 = np.abs(data[:, None, :] - codebook[None]).sum(axis=2)
+    np.testing.assert_array_equal(index, np.argsort(l1, axis=1, kind="stable")[:, :2])
+    np.testing.assert_allclose(distance, np.sort(l1, axis=1)[:, :2], rtol=1e-12)
+
+
 def test_pruned_search_breaks_ties_to_the_lowest_index(monkeypatch):
     # Every cell is one of four points, each many times over: every sample has exact ties.
     rng = np.random.default_rng(0)
