@@ -704,7 +704,11 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
     dim = boxes.shape[1]
     margin = partial.dtype.type(1.0 - 4.0 * (dim + 4) * np.finfo(partial.dtype).eps)
     floor = partial.dtype.type(dim * np.finfo(partial.dtype).tiny)
-    box_distances(boxes[0], boxes[1], x, present, not euclidean, bounds)
+    if present is None:
+        # a literal False: numba compiles the Euclidean box pass without the Manhattan branch
+        box_distances(boxes[0], boxes[1], x, None, False, bounds)
+    else:
+        box_distances(boxes[0], boxes[1], x, present, not euclidean, bounds)
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
