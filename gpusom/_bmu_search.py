@@ -166,7 +166,7 @@ def euclidean_scores(codebook, data, xp, missing):
     ``sum_present (x - w)^2 = sum_present w^2 - 2 x.w + const``, the first term one more product
     with the sample's mask; folded into ``dots`` so that the kernel's ``cb_sq`` is zero. The CPU
     engine's Manhattan search bounds its distances by these too
-    (``gpusom.cpu.kernels.manhattan_rerank``).
+    (``gpusom.cpu.kernels.rerank``).
     """
     products = CentredProducts(codebook, data, xp, missing)
     cb_sq_product = products.cb_sq.astype(products.dtype)

@@ -110,9 +110,9 @@ def test_pruned_search_equals_the_full_product(case, k, metric, run_rows, block_
 )
 @settings(max_examples=300, deadline=None)
 def test_manhattan_search_equals_the_full_rerank(case, k, missing, block_bytes, seed):
-    """Manhattan distances bounded by Euclidean ones (``manhattan_rerank``): the indices and
-    distances of the re-rank that measures every cell, bit for bit, with ties, offsets, tiny
-    and huge values, missing values and one cell."""
+    """Manhattan distances bounded by Euclidean scores: the indices and distances of the
+    re-rank without scores (every cell a candidate), bit for bit, with ties, offsets, tiny and
+    huge values, missing values and one cell."""
     data, codebook = case
     if k == 2 and len(codebook) < 2:
         codebook = np.concatenate([codebook, codebook])

@@ -1397,53 +1397,6 @@ def _score_chunk_minima_jit(dots, cb_sq, out):
     return chunk_minima
 
 
-@njit(cache=True)
-def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance):
-    """Exact top-``k`` (1 or 2) BMUs from the centred dot products of a matrix product.
-
-    ``score[i, j] = cb_sq[j] - 2 * dots[i, j]`` approximates ``||data[i] - codebook[j]||^2`` up
-    to a per-row constant and an error below ``tolerance[i] / 2``. Every ``j`` whose score is
-    within ``tolerance[i]`` of the ``k``-th smallest score is a candidate (for ``k = 2`` the
-    second-smallest chunk minimum stands in for the second-smallest score: never smaller, so the
-    candidates can only be more); candidates are ranked by the squared distance computed in
-    float64 from direct differences, ties to the lowest index. Serial on purpose: the BLAS
-    threads of the product are still spinning on both cores when this runs, and a parallel
-    region here measured slower.
-    """
-    n_cells = dots.shape[1]
-    two = dots.dtype.type(2.0)
-    minima = np.empty(-(-n_cells // SCORE_CHUNK), dtype=dots.dtype)
-    for i in range(dots.shape[0]):
-        row = dots[i]
-        score_chunk_minima(row, cb_sq, minima)
-        first = second = np.inf
-        for c in range(minima.size):
-            m = minima[c]
-            if m < second:
-                if m < first:
-                    first, second = m, first
-                else:
-                    second = m
-        threshold = (first if k == 1 else second) + tolerance[i]
-        best_d, second_d = np.inf, np.inf
-        best_j, second_j = -1, -1
-        for c in range(minima.size):
-            if minima[c] > threshold:
-                continue
-            for j in range(c * SCORE_CHUNK, min((c + 1) * SCORE_CHUNK, n_cells)):
-                if cb_sq[j] - two * row[j] > threshold:
-                    continue
-                d = exact_distance(data, i, codebook, j, metric)
-                if d < best_d:
-                    second_d, second_j = best_d, best_j
-                    best_d, best_j = d, j
-                elif d < second_d:
-                    second_d, second_j = d, j
-        out_index[i, 0], out_distance[i, 0] = best_j, best_d
-        if k == 2:
-            out_index[i, 1], out_distance[i, 1] = second_j, second_d
-
-
 #: Relative slack on the Manhattan search's bounds, for the float64 rounding of the distances
 #: it compares (each within ``dim`` float64 eps of exact, far below this for any ``dim``).
 MANHATTAN_SLACK = 1e-9
@@ -1460,66 +1413,123 @@ def manhattan_estimate(x, present, cell):
 
 
 @njit(cache=True)
-def manhattan_rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance):
-    """Exact top-``k`` (1 or 2) Manhattan BMUs of a block, pruned by Euclidean distances.
+def _manhattan_bounds(row, cb_sq, minima, tolerance, data, i, codebook, k, x_row, present):
+    """``(upper, threshold)`` for :func:`rerank`'s Manhattan row ``i``, whose scores are
+    Euclidean (``gpusom._bmu_search.euclidean_scores``); fills ``x_row`` and ``present`` with
+    the sample (missing features 0) and its mask for :func:`manhattan_estimate`.
 
-    :func:`rerank`'s arguments, with the Euclidean scores (``metric`` is Manhattan): ``score =
-    cb_sq[j] - 2 dots[i, j]`` is the squared Euclidean distance of sample ``i`` and cell ``j``
-    up to the row's constant, within ``tolerance[i] / 2``. No cell's Euclidean distance
-    exceeds its Manhattan one. So the cell of the smallest score (and for ``k = 2`` another)
-    is measured first: the largest of their Manhattan distances, ``upper``, bounds the
-    ``k``-th smallest, and the first one's squared distance, measured too, gives the row's
-    constant (within ``tolerance[i] / 2``).
-    A cell whose score puts it farther than ``upper`` in Euclidean distance, rounding allowed
-    for, cannot be among the ``k``. The others are estimated (:func:`manhattan_estimate`,
-    vectorised) and, where the estimate is not above the ``k``-th best so far (rounding allowed
-    for), measured as ``exact_distance`` does (float64, features in order, NaN skipped), dropped
-    once the sum passes that best (a sum of non-negative terms never decreases); ties to the
-    lowest index. The result is the full re-rank's (every cell a candidate) bit for bit.
+    No cell's Euclidean distance exceeds its Manhattan one. The cell of the smallest score (and
+    for ``k = 2`` another) is measured: the largest of their Manhattan distances, ``upper``,
+    bounds the ``k``-th smallest, and the first one's squared distance gives the row's constant
+    (within ``tolerance / 2``, as is each score). A cell whose score is above ``threshold``
+    is farther than ``upper`` in Euclidean distance, rounding and underflow allowed for, and
+    cannot be among the ``k``. Without a bound (zero scores, infinite tolerance) every cell
+    stays a candidate.
+    """
+    n_cells = row.size
+    dim = data.shape[1]
+    two = row.dtype.type(2.0)
+    # the cell of the smallest score, in the chunk of the smallest minimum, and for k = 2 the
+    # next of that chunk (any other cell would do); scores may be negative, which
+    # argmin_first's bit patterns do not order
+    chunk = np.argmin(minima)
+    first_j, second_j = -1, -1
+    first_s, second_s = np.inf, np.inf
+    for j in range(chunk * SCORE_CHUNK, min((chunk + 1) * SCORE_CHUNK, n_cells)):
+        score = cb_sq[j] - two * row[j]
+        if score < first_s:
+            second_s, second_j = first_s, first_j
+            first_s, first_j = score, j
+        elif score < second_s:
+            second_s, second_j = score, j
+    if k == 2 and second_j < 0 and n_cells > 1:
+        second_j = 0 if first_j != 0 else 1
+    upper = exact_distance(data, i, codebook, first_j, MANHATTAN)
+    if k == 2:
+        # one cell: no second, every cell (the one) a candidate
+        upper = (
+            np.inf
+            if second_j < 0
+            else max(upper, exact_distance(data, i, codebook, second_j, MANHATTAN))
+        )
+    upper *= 1.0 + MANHATTAN_SLACK
+    constant = exact_distance(data, i, codebook, first_j, EUCLIDEAN) - first_s
+    threshold = upper * upper - constant + tolerance + _underflow(dim)
+    for f in range(dim):
+        x_row[f] = np.float64(data[i, f])
+        present[f] = 0.0 if x_row[f] != x_row[f] else 1.0
+        if present[f] == 0.0:
+            x_row[f] = 0.0
+    return upper, threshold
+
+
+@register_jitable
+def _underflow(dim):
+    """Absolute slack for float64 sums of ``dim`` terms that underflow (below the smallest
+    normal)."""
+    return 4.0 * (dim + 4) * np.finfo(np.float64).tiny
+
+
+@njit(cache=True)
+def _bounded_manhattan(x_row, present, data, i, codebook, j, limit):
+    """``exact_distance(data, i, codebook, j, MANHATTAN)`` where it is not above ``limit``,
+    else inf: first the vectorised :func:`manhattan_estimate` (rounding allowed for), then the
+    in-order sum, stopped once it passes ``limit`` (a sum of non-negative terms never
+    decreases)."""
+    estimate = manhattan_estimate(x_row, present, codebook[j])
+    if estimate > limit * (1.0 + MANHATTAN_SLACK) + _underflow(x_row.size):
+        return np.inf
+    d = 0.0
+    for f in range(x_row.size):
+        x = np.float64(data[i, f])
+        if x != x:
+            continue
+        d += abs(x - np.float64(codebook[j, f]))
+        if d > limit:
+            return np.inf
+    return d
+
+
+@njit(cache=True)
+def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance):
+    """Exact top-``k`` (1 or 2) BMUs from the centred dot products of a matrix product.
+
+    ``score[i, j] = cb_sq[j] - 2 * dots[i, j]`` approximates ``||data[i] - codebook[j]||^2`` up
+    to a per-row constant and an error below ``tolerance[i] / 2``. Every ``j`` whose score is
+    within ``tolerance[i]`` of the ``k``-th smallest score is a candidate (for ``k = 2`` the
+    second-smallest chunk minimum stands in for the second-smallest score: never smaller, so the
+    candidates can only be more); candidates are ranked by the squared distance computed in
+    float64 from direct differences, ties to the lowest index. Serial on purpose: the BLAS
+    threads of the product are still spinning on both cores when this runs, and a parallel
+    region here measured slower.
+
+    Manhattan distances take Euclidean scores (the CPU engine's ``find_bmus``) or none (zero
+    scores, infinite tolerance): the candidates are the cells :func:`_manhattan_bounds` keeps,
+    each measured by :func:`_bounded_manhattan` against the ``k``-th best so far. The result is
+    that of measuring every cell, bit for bit.
     """
     n_cells = dots.shape[1]
-    dim = data.shape[1]
     two = dots.dtype.type(2.0)
     minima = np.empty(-(-n_cells // SCORE_CHUNK), dtype=dots.dtype)
-    x_row, present = np.empty(dim), np.empty(dim)
-    # absolute slack for sums whose terms underflow (below the smallest normal)
-    underflow = 4.0 * (dim + 4) * np.finfo(np.float64).tiny
+    x_row, present = np.empty(data.shape[1]), np.empty(data.shape[1])
     for i in range(dots.shape[0]):
         row = dots[i]
         score_chunk_minima(row, cb_sq, minima)
-        # the cell of the smallest score, in the chunk of the smallest minimum, and for k = 2
-        # the next of that chunk (any other cell would do); scores may be negative, which
-        # argmin_first's bit patterns do not order
-        chunk = np.argmin(minima)
-        first_j, second_j = -1, -1
-        first_s, second_s = np.inf, np.inf
-        for j in range(chunk * SCORE_CHUNK, min((chunk + 1) * SCORE_CHUNK, n_cells)):
-            score = cb_sq[j] - two * row[j]
-            if score < first_s:
-                second_s, second_j = first_s, first_j
-                first_s, first_j = score, j
-            elif score < second_s:
-                second_s, second_j = score, j
-        if k == 2 and second_j < 0 and n_cells > 1:
-            second_j = 0 if first_j != 0 else 1
-        upper = exact_distance(data, i, codebook, first_j, MANHATTAN)
-        if k == 2:
-            # one cell: no second, every cell (the one) a candidate
-            upper = (
-                np.inf
-                if second_j < 0
-                else max(upper, exact_distance(data, i, codebook, second_j, MANHATTAN))
+        upper = np.inf
+        if metric == MANHATTAN:
+            upper, threshold = _manhattan_bounds(
+                row, cb_sq, minima, tolerance[i], data, i, codebook, k, x_row, present
             )
-        upper *= 1.0 + MANHATTAN_SLACK
-        # squared distance = score + constant: the constant from the first cell, within
-        # tolerance / 2, and each score within tolerance / 2
-        constant = exact_distance(data, i, codebook, first_j, EUCLIDEAN) - first_s
-        threshold = upper * upper - constant + tolerance[i] + underflow
-        for f in range(dim):
-            x_row[f] = np.float64(data[i, f])
-            present[f] = 0.0 if x_row[f] != x_row[f] else 1.0
-            if present[f] == 0.0:
-                x_row[f] = 0.0
+        else:
+            first = second = np.inf
+            for c in range(minima.size):
+                m = minima[c]
+                if m < second:
+                    if m < first:
+                        first, second = m, first
+                    else:
+                        second = m
+            threshold = (first if k == 1 else second) + tolerance[i]
         best_d, second_d = np.inf, np.inf
         best_j, second_j = -1, -1
         for c in range(minima.size):
@@ -1528,20 +1538,11 @@ def manhattan_rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_inde
             for j in range(c * SCORE_CHUNK, min((c + 1) * SCORE_CHUNK, n_cells)):
                 if cb_sq[j] - two * row[j] > threshold:
                     continue
-                limit = min(upper, best_d if k == 1 else second_d)
-                estimate = manhattan_estimate(x_row, present, codebook[j])
-                if estimate > limit * (1.0 + MANHATTAN_SLACK) + underflow:
-                    continue
-                d = 0.0
-                for f in range(dim):
-                    x = np.float64(data[i, f])
-                    if x != x:
-                        continue
-                    d += abs(x - np.float64(codebook[j, f]))
-                    if d > limit:
-                        break
-                if d > limit:
-                    continue
+                if metric == MANHATTAN:
+                    limit = min(upper, best_d if k == 1 else second_d)
+                    d = _bounded_manhattan(x_row, present, data, i, codebook, j, limit)
+                else:
+                    d = exact_distance(data, i, codebook, j, metric)
                 if d < best_d:
                     second_d, second_j = best_d, best_j
                     best_d, best_j = d, j

@@ -43,7 +43,7 @@ from numba import njit
 from .. import _config
 from .._bmu_search import CentredProducts, blocked_bmus, euclidean_scores
 from .._math import COSINE, EUCLIDEAN, MANHATTAN
-from .kernels import manhattan_rerank, rerank
+from .kernels import rerank
 
 #: Searches of fewer multiply-adds (samples x cells x features) take the full product: below
 #: this the bounds and the runs cost about as much as they save.
@@ -85,8 +85,8 @@ COSINE_SLACK = 16 * np.finfo(np.float64).eps
 def find_bmus(data, codebook, k, metric):
     """``blocked_bmus`` for the CPU engine, by the pruned products where they pay."""
     if metric == MANHATTAN:
-        # Euclidean distances bound Manhattan ones from below (manhattan_rerank)
-        return blocked_bmus(data, codebook, k, np, manhattan_rerank, metric, euclidean_scores)
+        # Euclidean distances bound Manhattan ones from below (kernels._manhattan_bounds)
+        return blocked_bmus(data, codebook, k, np, rerank, metric, euclidean_scores)
     n_samples, dim = data.shape
     n_cells = codebook.shape[0]
     n_groups = math.ceil(GROUPS_PER_ROOT * math.sqrt(n_cells))
