@@ -1471,20 +1471,20 @@ def _underflow(dim):
 
 
 @njit(cache=True)
-def _bounded_manhattan(x_row, present, data, i, codebook, j, limit):
-    """``exact_distance(data, i, codebook, j, MANHATTAN)`` where it is not above ``limit``,
-    else inf: first the vectorised :func:`manhattan_estimate` (rounding allowed for), then the
-    in-order sum, stopped once it passes ``limit`` (a sum of non-negative terms never
+def _bounded_manhattan(x_row, present, codebook, j, limit):
+    """``exact_distance`` (Manhattan) of the sample in ``x_row`` (float64, 0 where ``present``
+    is 0) and cell ``j`` where it is not above ``limit``, else inf: first the vectorised
+    :func:`manhattan_estimate` (rounding allowed for), then the in-order sum over the present
+    features, stopped once it passes ``limit`` (a sum of non-negative terms never
     decreases)."""
     estimate = manhattan_estimate(x_row, present, codebook[j])
     if estimate > limit * (1.0 + MANHATTAN_SLACK) + _underflow(x_row.size):
         return np.inf
     d = 0.0
     for f in range(x_row.size):
-        x = np.float64(data[i, f])
-        if x != x:
+        if present[f] == 0.0:
             continue
-        d += abs(x - np.float64(codebook[j, f]))
+        d += abs(x_row[f] - np.float64(codebook[j, f]))
         if d > limit:
             return np.inf
     return d
@@ -1540,7 +1540,7 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_dis
                     continue
                 if metric == MANHATTAN:
                     limit = min(upper, best_d if k == 1 else second_d)
-                    d = _bounded_manhattan(x_row, present, data, i, codebook, j, limit)
+                    d = _bounded_manhattan(x_row, present, codebook, j, limit)
                 else:
                     d = exact_distance(data, i, codebook, j, metric)
                 if d < best_d:
