@@ -112,6 +112,8 @@ class CentredProducts:
         The largest centred cell norm.
     bound_scale : float
         :meth:`tolerance` per squared norm.
+    underflow : float
+        :meth:`tolerance`'s absolute part, for terms below the smallest normal number.
     missing : bool
         Whether ``data`` has NaN features (masked to 0 by :meth:`samples`).
     """
@@ -143,6 +145,10 @@ class CentredProducts:
         # then a dot product of length dim), doubled because two scores are compared, safety
         # factor 2.
         self.bound_scale = 8.0 * (dim + 4) * np.finfo(self.dtype).eps / 2
+        # Products and sums below the smallest normal number lose relative precision (or are
+        # flushed to zero): each of the dim + 4 terms is then off by up to that much, whatever
+        # its size. Without this, data of about 1e-21 in float32 got wrong BMUs.
+        self.underflow = 4.0 * (dim + 4) * float(np.finfo(self.dtype).tiny)
 
     def samples(self, chunk):
         """The centred samples of ``chunk`` in ``dtype`` (missing features 0) and their float64
@@ -155,8 +161,8 @@ class CentredProducts:
 
     def tolerance(self, x_norm, norm_max):
         """Twice the rounding bound of the scores of samples of norm ``x_norm`` against
-        vectors of norm at most ``norm_max``."""
-        return self.bound_scale * (x_norm + norm_max) ** 2
+        vectors of norm at most ``norm_max``, underflow included."""
+        return self.bound_scale * (x_norm + norm_max) ** 2 + self.underflow
 
 
 def euclidean_scores(codebook, data, xp, missing):
@@ -182,7 +188,9 @@ def euclidean_scores(codebook, data, xp, missing):
             return dots, cb_sq_product, tolerance
         holes = xp.isnan(chunk)
         dots -= 0.5 * ((~holes).astype(products.dtype) @ cb_squares.T)
-        return dots, no_cb_sq, tolerance + products.bound_scale * products.cb_norm_max**2
+        # the rounding of the mask's product with the cells' squares (sums up to cb_norm_max**2)
+        extra = products.bound_scale * products.cb_norm_max**2 + products.underflow
+        return dots, no_cb_sq, tolerance + extra
 
     return scores
 

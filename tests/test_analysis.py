@@ -75,6 +75,19 @@ def test_find_bmus_is_exact_on_offset_float32_data(engine, rng):
     brute_force_is_argmin(data, lattice, flat)
 
 
+@pytest.mark.parametrize("scale", [1e-21, 1e-22, 1e-40])
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_find_bmus_is_exact_on_tiny_values(engine, rng, scale, metric):
+    # float32 products of such values fall below the smallest normal number and lose their
+    # relative precision: the re-rank's bound must allow for that (1e-21 and 1e-22 got wrong
+    # BMUs for 1 % and 70 % of the samples before it did).
+    lattice, data = rng.random((10, 12, 8)) * scale, rng.random((200, 8)) * scale
+    flat = to_numpy(find_bmus(*arrays_of(engine, data, lattice), metric=metric)) @ [12, 1]
+    cells = lattice.reshape(-1, 8)
+    want = [np.argmin(naive.distances(cells, x, metric)) for x in data]
+    np.testing.assert_array_equal(flat, want)
+
+
 def test_quantization_error_equals_brute_force(engine, rng):
     data, lattice = rng.random((40, 3)), rng.random((4, 5, 3))
     d2 = naive.all_distances_sq(data, lattice.reshape(20, 3))
