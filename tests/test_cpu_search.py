@@ -53,10 +53,10 @@ def count_calls(patch, owner, name):
 
 @st.composite
 def clustered_case(draw):
-    """Samples and cells around the same few centres: groups of cells then prune. Integer
-    values give exact ties, an offset of 100 tests the centring; centres around the origin
-    point every way (cosine), and cells that are multiples of samples have cosine 1 to them
-    up to rounding."""
+    """Samples and cells around the same few centres: groups of cells then prune; some cells
+    may be far from every centre. Integer values give exact ties, an offset of 100 tests the
+    centring; centres around the origin point every way (cosine), and cells that are multiples
+    of samples have cosine 1 to them up to rounding."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     dim = draw(st.integers(1, 5))
     centres = rng.random((draw(st.integers(1, 6)), dim)) * 10 - draw(st.sampled_from([0, 5]))
@@ -67,6 +67,10 @@ def clustered_case(draw):
         return points + rng.normal(scale=spread, size=points.shape)
 
     data, cells = around(draw(st.integers(1, 80))), around(draw(st.integers(2, 120)))
+    if draw(st.booleans()):
+        # cells far from the data, as a map leaves between clusters or never moves
+        step = draw(st.integers(2, 8))
+        cells[::step] = rng.random(cells[::step].shape) * 40 - 20
     if draw(st.booleans()):
         data, cells = np.round(data), np.round(cells)
     if draw(st.booleans()):
@@ -251,17 +255,43 @@ def test_the_memory_estimate_covers_the_pruned_search(monkeypatch):
 
 
 def test_bounds_allow_for_the_rounding_of_the_products():
-    # One sample, one group of radius 1. A computed squared distance to a centre may be off by
-    # up to the tolerance (0.5 here) either way; neither bound may then exclude the true BMU.
+    # One sample, one group: a computed squared distance to a centre may be off by up to the
+    # tolerance (0.5 here) either way; no bound may then exclude a cell that can be the BMU.
     one = np.ones(1)
-    tolerance, x_sq, radius = 0.5 * one, 0 * one, one
-    # True distance 4 to the centre, computed 0.4 low: every cell is within 4 + 1 = 5.
+    tolerance, x_sq, upper_reach = 0.5 * one, 0 * one, one
+    # True distance 4 to the centre, computed 0.4 low: the group's nearest cell (reach 1) is
+    # within 4 + 1 = 5.
     upper, nearest = np.empty(1), np.empty(1, dtype=np.int64)
-    search.group_bounds(np.array([[0.2]]), 16 * one, x_sq, tolerance, radius, one > 0, upper,
-                        nearest)  # fmt: skip
+    search.group_bounds(np.array([[0.2]]), 16 * one, x_sq, tolerance, upper_reach, upper, nearest)
     assert upper[0] >= 5
-    # True distance 6 to the centre, computed 0.4 high: a cell may be at 6 - 1 = 5 = upper.
-    kept = np.zeros((1, 1), dtype=np.bool_)
-    search.kept_groups(np.array([[-0.2]]), 36 * one, x_sq, tolerance, radius, 5 * one,
-                       np.zeros(1, dtype=np.int64), np.array([0, 1]), kept)  # fmt: skip
-    assert kept[0, 0]
+    # True distance 6 to the centre and upper 5: cells of reach 1 and 11 may be at 5. Computed
+    # 0.4 high, the first is at the low end of the range kept; computed 0.4 low, the second at
+    # the high end.
+    reach, firsts = np.array([0.5, 1.0, 11.0, 11.5]), np.array([0, 4])
+    kept = []
+    for dot in (-0.2, 0.2):
+        first, last = np.empty((1, 1), dtype=np.int64), np.empty((1, 1), dtype=np.int64)
+        search.kept_ranges(np.array([[dot]]), 36 * one, x_sq, tolerance, 5 * one,
+                           np.zeros(1, dtype=np.int64), np.array([0, 1]), reach, firsts, first,
+                           last)  # fmt: skip
+        kept.append(set(reach[first[0, 0] : last[0, 0]]))
+    assert {1.0, 11.0} <= kept[0] | kept[1]
+    assert 1.0 in kept[0] and 11.0 in kept[1]
+    assert 0.5 not in kept[0] and 11.5 not in kept[1]
+
+
+def test_cells_far_from_the_data_leave_the_rest_of_their_group_pruned(monkeypatch):
+    # Clusters of cells, and one cell in ten far from every cluster (as a map leaves between
+    # clusters or never moves): each far cell joins some group and widens its radius, but its
+    # reach is far from that of the cells a sample can have as its best.
+    rng = np.random.default_rng(9)
+    centres = rng.random((10, 16))
+    codebook = centres[rng.integers(10, size=2000)] + rng.normal(scale=0.03, size=(2000, 16))
+    codebook[::10] = rng.random((200, 16)) * 6 - 3
+    data = centres[rng.integers(10, size=3000)] + rng.normal(scale=0.03, size=(3000, 16))
+    monkeypatch.setattr(search, "MIN_CELLS", 1)
+    monkeypatch.setattr(search, "MIN_WORK", 0)
+    products = count_calls(monkeypatch, search, "rerank")
+    found = search.find_bmus(data, codebook, 2, EUCLIDEAN)
+    assert sum(call[0].size for call in products) < 0.2 * len(data) * len(codebook)
+    assert_equals_full_product(found, data, codebook, 2)

@@ -6,19 +6,26 @@ this search finds that region with bounds and multiplies only there:
 
 1. **Groups of cells.** ``n_groups`` pivot cells spread over the data (k-means++ seeding,
    :func:`_spread_pivots`); each cell joins its nearest pivot's group. Each group has a
-   centre (its mean, rounded to the product's precision) and a radius (its farthest cell from
-   the centre, float64). Any partition keeps the search exact; one compact in the data prunes
-   the most, and needs no lattice.
-2. **Bounds.** One product of the samples with the centres. By the triangle inequality every
-   cell of group ``g`` is within ``|x - c_g| + r_g`` of sample ``x``, so the ``k`` best cells
-   are within ``upper = min_g (|x - c_g| + r_g)`` over the groups of at least ``k`` cells, and
-   no cell of a group with ``|x - c_g| - r_g > upper`` can be one of them. The distances to
-   the centres are taken at the far ends of their rounding bound
+   centre (its mean, rounded to the product's precision), and each cell a reach (its float64
+   distance from the centre); a group's cells are kept sorted by reach. Any partition keeps
+   the search exact; one compact in the data prunes the most, and needs no lattice.
+2. **Bounds.** One product of the samples with the centres. By the triangle inequality the
+   cells of group ``g`` within reach ``r`` are within ``|x - c_g| + r`` of sample ``x``, so
+   the ``k`` best cells are within ``upper = min_g (|x - c_g| + r_g,k)``, ``r_g,k`` the
+   ``k``-th smallest reach in the group; and a cell of reach ``r`` is at least
+   ``| |x - c_g| - r |`` from ``x``, so only the cells whose reach is within ``upper`` of
+   ``|x - c_g|`` can be among the best: a contiguous range of the group's sorted cells. The
+   distances to the centres are taken at the far ends of their rounding bound
    (``_bmu_search.CentredProducts.tolerance``).
 3. **Products of runs.** The samples, sorted by their nearest centre, are cut into runs of at
-   least ``RUN_ROWS``; each run is multiplied with the cells of every group one of its samples
-   keeps, in index order, and :func:`gpusom.cpu.kernels.rerank` ranks them as in
-   ``blocked_bmus``. The BMUs and distances are the same, ties to the lowest index.
+   least ``RUN_ROWS``; each run is multiplied with the cells any of its samples keeps, in
+   index order, and :func:`gpusom.cpu.kernels.rerank` ranks them as in ``blocked_bmus``. The
+   BMUs and distances are the same, ties to the lowest index.
+
+The reach ranges matter on maps with cells far from the data (cells between clusters, or
+never moved): one such cell gave its whole group a large radius, and the triangle
+neighbourhood's map of the large lattice kept 70 % of the cells a sample with bounds by the
+groups' radii, against 8 % by reach ranges (benchmarks/RESULTS.md).
 
 Where the bounds of a probe of the samples keep too many cells (data spread evenly over the
 map, an unordered codebook), the search takes the full product, and so does a block of
@@ -106,10 +113,9 @@ def find_bmus(data, codebook, k, metric):
     groups = _CellGroups(cells, points, n_groups, k, codebook, metric)
     probe = points[:: max(1, n_samples // PROBE_ROWS)]
     bounds, _ = groups.bounds(probe)
-    kept = np.zeros((probe.shape[0], groups.count), dtype=np.bool_)
     each = np.arange(probe.shape[0] + 1, dtype=np.int64)
-    kept_groups(*bounds[2:], each[:-1], each, kept)
-    if (kept @ groups.size).sum() > PROBE_SHARE * probe.shape[0] * n_cells:
+    first, last = groups.kept(bounds[2:], each[:-1], each)
+    if (last - first).sum() > PROBE_SHARE * probe.shape[0] * n_cells:
         return blocked_bmus(data, codebook, k, np, rerank, metric)
     out_index = np.empty((n_samples, k), dtype=np.int64)
     out_distance = np.empty((n_samples, k), dtype=np.float64)
@@ -178,14 +184,17 @@ class _CellGroups:
             part = slice(start, start + step)
             offsets = space[part] - products.centre - self.centres[self.of_cell[part]]
             reach[part] = np.sqrt((offsets**2).sum(axis=1))
-        firsts = np.concatenate(([0], np.cumsum(self.size)[:-1]))
-        by_group = np.argsort(self.of_cell, kind="stable")
-        self.radius = np.maximum.reduceat(reach[by_group], firsts) * (1 + SLACK)
-        self.holds_k = self.size >= k
+        # the cells by group, then by reach: group g's are by_reach[firsts[g]:firsts[g + 1]]
+        self.by_reach = np.lexsort((reach, self.of_cell))
+        self.reach = reach[self.by_reach]
+        self.firsts = np.concatenate(([0], np.cumsum(self.size)))
+        # the k-th smallest reach of each group, infinite in groups of fewer cells
+        kth = np.minimum(self.firsts[:-1] + k - 1, n_cells - 1)
+        self.kth_reach = np.where(self.size >= k, self.reach[kth] * (1 + SLACK), np.inf)
 
     def bounds(self, data):
         """Step 2 for ``data``: its centred samples and norms, then the arguments of
-        :func:`kept_groups` up to ``order``."""
+        :func:`kept_ranges` up to ``order``."""
         products = self.products
         centred, x_norm = products.samples(data)
         tolerance = products.tolerance(x_norm, max(self.centre_norm_max, products.cb_norm_max))
@@ -193,11 +202,20 @@ class _CellGroups:
         x_sq = x_norm * x_norm
         upper = np.empty(data.shape[0])
         nearest = np.empty(data.shape[0], dtype=np.int64)
-        group_bounds(dots, self.centre_sq, x_sq, tolerance, self.radius, self.holds_k, upper,
-                     nearest)  # fmt: skip
+        group_bounds(dots, self.centre_sq, x_sq, tolerance, self.kth_reach, upper, nearest)
         if self.slack_sq:
             upper = np.sqrt(upper * upper + self.slack_sq)
-        return (centred, x_norm, dots, self.centre_sq, x_sq, tolerance, self.radius, upper), nearest
+        return (centred, x_norm, dots, self.centre_sq, x_sq, tolerance, upper), nearest
+
+    def kept(self, bounds, order, starts):
+        """Step 3's ranges for the runs of samples ``order[starts[r]:starts[r + 1]]``:
+        ``by_reach[first[r, g]:last[r, g]]`` are the cells of group ``g`` the run keeps
+        (:func:`kept_ranges`; ``bounds`` from :meth:`bounds`, less the centred samples and
+        norms)."""
+        first = np.empty((starts.size - 1, self.count), dtype=np.int64)
+        last = np.empty_like(first)
+        kept_ranges(*bounds, order, starts, self.reach, self.firsts, first, last)
+        return first, last
 
     def search(self, points, data, k, out_index, out_distance):
         """Steps 2 and 3 for one block of samples (``points`` as the bounds measure them,
@@ -208,13 +226,13 @@ class _CellGroups:
         centred, x_norm = bounds[:2]
         order = np.argsort(nearest, kind="stable")
         starts = _run_starts(np.bincount(nearest, minlength=self.count))
-        kept = np.zeros((starts.size - 1, self.count), dtype=np.bool_)
-        kept_groups(*bounds[2:], order, starts, kept)
-        if np.diff(starts) @ (kept @ self.size) > MAX_SHARE * data.shape[0] * self.of_cell.size:
+        first, last = self.kept(bounds[2:], order, starts)
+        multiplied = np.diff(starts) @ (last - first).sum(axis=1)
+        if multiplied > MAX_SHARE * data.shape[0] * self.of_cell.size:
             return False
         cell_tolerance = products.tolerance(x_norm, products.cb_norm_max) + 2 * self.slack_sq
         for run in range(starts.size - 1):
-            cells = np.flatnonzero(np.take(kept[run], self.of_cell))
+            cells = kept_cells(self.by_reach, first[run], last[run])
             # np.take, not fancy indexing: a third of the time for these row gathers
             run_cells = np.take(products.codebook, cells, axis=0)
             cb_sq = np.take(self.cb_sq, cells)
@@ -284,12 +302,12 @@ def _run_starts(counts):
 
 
 @njit(cache=True)
-def group_bounds(dots, centre_sq, x_sq, tolerance, radius, holds_k, upper, nearest):
+def group_bounds(dots, centre_sq, x_sq, tolerance, kth_reach, upper, nearest):
     """Step 2 per sample: ``upper`` bounds its ``k`` best distances, ``nearest`` is the group
     of the nearest centre.
 
     ``centre_sq[g] - 2 dots[i, g] + x_sq[i]`` is the squared distance to centre ``g`` within
-    ``tolerance[i]``.
+    ``tolerance[i]``; ``kth_reach[g]`` the ``k``-th smallest reach in group ``g``.
     """
     for i in range(dots.shape[0]):
         best = np.inf
@@ -300,23 +318,63 @@ def group_bounds(dots, centre_sq, x_sq, tolerance, radius, holds_k, upper, neare
             if score < best:
                 best = score
                 nearest[i] = g
-            if holds_k[g]:
-                bound = min(bound, math.sqrt(max(score + tolerance[i], 0.0)) + radius[g])
+            bound = min(bound, math.sqrt(max(score + tolerance[i], 0.0)) + kth_reach[g])
         upper[i] = bound * (1.0 + SLACK)
 
 
 @njit(cache=True)
-def kept_groups(dots, centre_sq, x_sq, tolerance, radius, upper, order, starts, kept):
-    """Step 3's union: ``kept[r, g]`` where some sample of run ``r`` may have a cell of group
-    ``g`` among its best, ``|x - c_g| - r_g <= upper`` (compared squared, both sides positive).
+def kept_ranges(dots, centre_sq, x_sq, tolerance, upper, order, starts, reach, firsts, first,
+                last):  # fmt: skip
+    """Step 3's union: the cells of group ``g`` some sample of run ``r`` may have among its
+    best are those whose reach is within ``upper`` of its distance to the centre,
+    ``reach[first[r, g]:last[r, g]]`` of the group's sorted ``reach[firsts[g]:firsts[g + 1]]``.
+
+    The distance to the centre is taken at both ends of its rounding bound, the reach range
+    widened by ``SLACK`` for the float64 rounding of the reaches and sums.
     """
+    n_groups = dots.shape[1]
+    radius = np.empty(n_groups)
+    for g in range(n_groups):
+        radius[g] = reach[firsts[g + 1] - 1] * (1.0 + SLACK)
+    low, high = np.empty(n_groups), np.empty(n_groups)
     for r in range(starts.size - 1):
+        low[:] = np.inf
+        high[:] = -np.inf
         for p in range(starts[r], starts[r + 1]):
             i = order[p]
-            for g in range(dots.shape[1]):
-                if kept[r, g]:
-                    continue
-                reach = upper[i] + radius[g]
+            for g in range(n_groups):
                 score = centre_sq[g] - 2.0 * dots[i, g] + x_sq[i]
-                if score - tolerance[i] <= reach * reach:
-                    kept[r, g] = True
+                # most samples are farther from most groups than their whole radius allows
+                # (compared squared, both sides positive): no square roots for those
+                outer = upper[i] + radius[g]
+                if score - tolerance[i] > outer * outer:
+                    continue
+                near = math.sqrt(max(score - tolerance[i], 0.0))
+                # the slack relative to the terms, not the difference, which may cancel
+                low[g] = min(low[g], near - upper[i] - SLACK * (near + upper[i]))
+                high[g] = max(high[g], math.sqrt(max(score + tolerance[i], 0.0)) + upper[i])
+        for g in range(n_groups):
+            cells = reach[firsts[g] : firsts[g + 1]]
+            # binary searches only where the range cuts the group (most runs keep none of it)
+            first[r, g], last[r, g] = firsts[g], firsts[g + 1]
+            if low[g] > high[g]:
+                last[r, g] = firsts[g]
+                continue
+            if low[g] > cells[0]:
+                first[r, g] += np.searchsorted(cells, low[g], "left")
+            if high[g] * (1.0 + SLACK) < cells[-1]:
+                last[r, g] = firsts[g] + np.searchsorted(cells, high[g] * (1.0 + SLACK), "right")
+            last[r, g] = max(last[r, g], first[r, g])
+
+
+@njit(cache=True)
+def kept_cells(by_reach, first, last):
+    """The cells ``by_reach[first[g]:last[g]]`` of every group, in index order (the groups'
+    ranges are disjoint: each cell is in one)."""
+    cells = np.empty((last - first).sum(), dtype=np.int64)
+    n = 0
+    for g in range(first.size):
+        for p in range(first[g], last[g]):
+            cells[n] = by_reach[p]
+            n += 1
+    return np.sort(cells)
