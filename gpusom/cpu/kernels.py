@@ -690,9 +690,8 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
     ``(dim + 4) eps`` of its exact value (plus underflow, below ``dim`` times the smallest
     normal), so a chunk is skipped only when its box distance exceeds ``best`` by more than
     that: the search stays exact. The first bound is the sample's last BMU ``guess`` or, when
-    it is ``-1``, the cell with the smallest partial distance in the nearest box, whose chunk
-    is searched first. Without a tail every feature is in the head: the partial distances are
-    the full ones.
+    it is ``-1``, the cell with the smallest partial distance in the nearest box. Without a
+    tail every feature is in the head: the partial distances are the full ones.
 
     ``present`` is None on the plain Euclidean step; otherwise the distances are
     :func:`sum_distances`' over the present features (Manhattan when not ``euclidean``), as in
@@ -710,27 +709,20 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
         box_distances(boxes[0], boxes[1], x, None, False, bounds)
     else:
         box_distances(boxes[0], boxes[1], x, present, not euclidean, bounds)
-    # The nearest box's chunk first: it most often holds the BMU, and the closer the first
-    # bounds, the fewer chunks and tails the pass reads (late steps on the large lattice 6-12 %
-    # faster than the chunks in index order from the sample's last BMU, benchmarks/RESULTS.md).
-    nearest = argmin_first(bounds)
-    first = nearest * PRUNE_CHUNK
-    last = min(first + PRUNE_CHUNK, n_cells)
-    _chunk_partials(head, x, present, euclidean, partial, first, last)
     if guess < 0:
-        guess = first + argmin_first(partial[first:last])
-    elif guess // PRUNE_CHUNK != nearest:
+        start = argmin_first(bounds) * PRUNE_CHUNK
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        _chunk_partials(head, x, present, euclidean, partial, start, stop)
+        guess = start + argmin_first(partial[start:stop])
+    else:
         start = guess - guess % PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
         _chunk_partials(head, x, present, euclidean, partial, start, stop)
     best_n = guess
     best = partial[guess] + _tail_cost(tail[guess], x_tail, present_tail, euclidean)
-    best, best_n = _chunk_argmin(
-        partial[first:last], tail, x_tail, first, best, best_n, present_tail, euclidean
-    )
-    visited = 1
+    visited = 0
     for c in range(bounds.size):
-        if c == nearest or bounds[c] * margin > best + floor:
+        if bounds[c] * margin > best + floor:
             continue
         visited += 1
         start = c * PRUNE_CHUNK
