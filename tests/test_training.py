@@ -750,7 +750,7 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     x[0] = -5.0  # a direction no cell has
     bmu = int(rng.integers(n_cells))
     nbh, lattice = NEIGHBORHOODS[neighborhood], TOPOLOGIES[topology]
-    scratch = [np.empty(max(rows, 2 * cols) + 1, np.float32), np.empty(cols, np.float32)]
+    scratch = [np.empty(max(rows, 2 * cols) + 1, np.float32), np.empty(2 * cols, np.float32)]
     scratch += [np.empty(cols, np.int64), np.empty(cols, np.float32)]
     args = (bmu, sigma, 1.0, rows, cols, is_torus, nbh, 2.0)
     update_lattice = None if topology == "rectangular" else lattice  # as the CPU engine passes it
