@@ -51,6 +51,18 @@ def count_calls(patch, owner, name):
     return calls
 
 
+def pruned_share(patch, data, codebook, k, metric=EUCLIDEAN):
+    """The share of the full product the pruned search multiplies (maps of any size and
+    searches of any work allowed to prune), its result checked against the full product."""
+    patch.setattr(search, "MIN_CELLS", 1)
+    patch.setattr(search, "MIN_WORK", 0)
+    products = count_calls(patch, search, "rerank")
+    found = search.find_bmus(data, codebook, k, metric)
+    share = sum(call[0].size for call in products) / (len(data) * len(codebook))
+    assert_equals_full_product(found, data, codebook, k, metric)
+    return share
+
+
 @st.composite
 def clustered_case(draw):
     """Samples and cells around the same few centres: groups of cells then prune; some cells
@@ -162,14 +174,7 @@ def test_pruned_search_multiplies_a_small_share_of_a_trained_map(monkeypatch):
     rng = np.random.default_rng(2)
     data = centres[rng.integers(6, size=3000)] + rng.normal(scale=0.03, size=(3000, 8))
     lattice = SOM((40, 40), seed=0, verbose=False, backend="cpu").train(data, 20_000)
-    codebook = lattice.reshape(-1, 8)
-    monkeypatch.setattr(search, "MIN_CELLS", 1)
-    monkeypatch.setattr(search, "MIN_WORK", 0)
-    products = count_calls(monkeypatch, search, "rerank")
-    found = search.find_bmus(data, codebook, 1, EUCLIDEAN)
-    share = sum(call[0].size for call in products) / (len(data) * len(codebook))
-    assert share < 0.25
-    assert_equals_full_product(found, data, codebook, 1)
+    assert pruned_share(monkeypatch, data, lattice.reshape(-1, 8), 1) < 0.25
 
 
 @pytest.mark.parametrize("metric", [EUCLIDEAN, COSINE])
@@ -182,12 +187,7 @@ def test_pruned_search_prunes_an_unordered_codebook_of_clusters(monkeypatch, met
     codebook = centres[rng.permutation(np.repeat(np.arange(20), 50))]
     codebook = codebook + rng.normal(scale=0.03, size=codebook.shape)
     data = centres[rng.integers(20, size=2000)] + rng.normal(scale=0.03, size=(2000, 16))
-    monkeypatch.setattr(search, "MIN_CELLS", 1)
-    monkeypatch.setattr(search, "MIN_WORK", 0)
-    products = count_calls(monkeypatch, search, "rerank")
-    found = search.find_bmus(data, codebook, 1, metric)
-    assert sum(call[0].size for call in products) < 0.15 * len(data) * len(codebook)
-    assert_equals_full_product(found, data, codebook, 1, metric)
+    assert pruned_share(monkeypatch, data, codebook, 1, metric) < 0.15
 
 
 def test_samples_spread_over_an_unordered_map_take_the_full_product(monkeypatch):
@@ -289,9 +289,4 @@ def test_cells_far_from_the_data_leave_the_rest_of_their_group_pruned(monkeypatc
     codebook = centres[rng.integers(10, size=2000)] + rng.normal(scale=0.03, size=(2000, 16))
     codebook[::10] = rng.random((200, 16)) * 6 - 3
     data = centres[rng.integers(10, size=3000)] + rng.normal(scale=0.03, size=(3000, 16))
-    monkeypatch.setattr(search, "MIN_CELLS", 1)
-    monkeypatch.setattr(search, "MIN_WORK", 0)
-    products = count_calls(monkeypatch, search, "rerank")
-    found = search.find_bmus(data, codebook, 2, EUCLIDEAN)
-    assert sum(call[0].size for call in products) < 0.2 * len(data) * len(codebook)
-    assert_equals_full_product(found, data, codebook, 2)
+    assert pruned_share(monkeypatch, data, codebook, 2) < 0.2
