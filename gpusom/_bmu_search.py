@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from . import _config
-from ._math import COSINE, EUCLIDEAN, MANHATTAN
+from ._math import COSINE, EUCLIDEAN, MANHATTAN, underflow_slack
 
 
 def block_rows(n_samples, n_cells):
@@ -145,10 +145,9 @@ class CentredProducts:
         # then a dot product of length dim), doubled because two scores are compared, safety
         # factor 2.
         self.bound_scale = 8.0 * (dim + 4) * np.finfo(self.dtype).eps / 2
-        # Products and sums below the smallest normal number lose relative precision (or are
-        # flushed to zero): each of the dim + 4 terms is then off by up to that much, whatever
-        # its size. Without this, data of about 1e-21 in float32 got wrong BMUs.
-        self.underflow = 4.0 * (dim + 4) * float(np.finfo(self.dtype).tiny)
+        # Products and sums below the smallest normal number lose relative precision: without
+        # this, data of about 1e-21 in float32 got wrong BMUs.
+        self.underflow = underflow_slack(dim, float(np.finfo(self.dtype).tiny))
 
     def samples(self, chunk):
         """The centred samples of ``chunk`` in ``dtype`` (missing features 0) and their float64

@@ -194,6 +194,14 @@ def cosine_distance(dot, norm_x_sq, norm_w_sq):
 
 
 @register_jitable
+def underflow_slack(dim, tiny):
+    """Absolute slack for comparing sums of about ``dim`` rounded terms whose values may fall
+    below the smallest normal number ``tiny`` (their relative precision lost, or flushed to
+    zero): each term off by up to ``tiny``, two sums compared, a safety factor 2."""
+    return 4.0 * (dim + 4) * tiny
+
+
+@register_jitable
 def exact_distance(data, i, codebook, j, metric):
     """The ranking distance of sample ``data[i]`` and codebook row ``codebook[j]`` in float64,
     by direct differences: squared Euclidean, Manhattan or cosine. NaN features of the sample

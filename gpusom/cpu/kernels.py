@@ -43,6 +43,7 @@ from .._math import (
     is_separable,
     quadrance,
     radial_weight,
+    underflow_slack,
     window_radius,
 )
 
@@ -1480,9 +1481,8 @@ def _manhattan_bounds(row, cb_sq, minima, tolerance, data, i, codebook, k, x_row
 
 @register_jitable
 def _underflow(dim):
-    """Absolute slack for float64 sums of ``dim`` terms that underflow (below the smallest
-    normal)."""
-    return 4.0 * (dim + 4) * np.finfo(np.float64).tiny
+    """:func:`gpusom._math.underflow_slack` of float64 sums of ``dim`` terms."""
+    return underflow_slack(dim, np.finfo(np.float64).tiny)
 
 
 @njit(cache=True)
