@@ -576,6 +576,137 @@ def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
         assert got == expected
 
 
+def cosine_cells(rng, n_cells, dim, dtype):
+    """Cells in runs of a few directions at several lengths (equal and nearly equal cosines),
+    a few zero, and a few whose squared norms lie outside ``kernels.unit_norms_sq``; with the
+    indices of ``centres`` they are near."""
+    from gpusom.cpu import kernels
+
+    centres = rng.integers(-3, 4, (4, dim))
+    runs = np.sort(rng.integers(0, 4, n_cells))
+    lengths = rng.choice([1, 2, 3], n_cells)[:, None]  # multiples: cosines equal up to rounding
+    cells = (centres[runs] * lengths + (rng.random((n_cells, dim)) < 0.05)).astype(dtype)
+    low, high = kernels.unit_norms_sq(np.dtype(dtype))
+    kind = rng.random(n_cells)
+    cells[kind < 0.04] = 0.0
+    cells[(0.04 <= kind) & (kind < 0.07)] *= dtype(np.sqrt(low) / 100)
+    cells[(0.07 <= kind) & (kind < 0.1)] *= dtype(np.sqrt(high) * 100)
+    return cells, centres
+
+
+@settings(deadline=None)  # the first example compiles the kernels it calls
+@given(
+    n_cells=st.integers(1, 150),
+    split_width=st.sampled_from([(8, 3), (8, 32), (1, 0), (3, 0), (8, 0), (31, 0)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_cpu_pruned_cosine_argmin_is_the_full_scans_lowest_index_argmin(
+    n_cells, split_width, dtype, seed, data
+):
+    """The cosine steps' bound (a head dot product, Cauchy-Schwarz on the tail, the cells'
+    norms) skips chunks and gives the lowest-index argmin of the full scan, bit for bit: equal
+    and nearly equal cosines, zero cells and cells of norms outside the bounded range (NaN
+    terms: always computed), any first guess; the norms are the cells' own."""
+    from gpusom.cpu import kernels
+
+    rng = np.random.default_rng(seed)
+    head_rows, width = split_width
+    dim = head_rows + width
+    cells, centres = cosine_cells(rng, n_cells, dim, dtype)
+    head, tail = np.ascontiguousarray(cells[:, :head_rows].T), cells[:, head_rows:].copy()
+    x = (centres[rng.integers(0, 4)] + rng.integers(0, 2, dim)).astype(dtype)
+    x[0] += not x.any()
+    present = np.ones(dim, dtype)
+    norms, full = np.empty(n_cells, dtype), np.empty(n_cells, dtype)
+    kernels.metric_distances(head, tail, x, present, METRICS["cosine"], norms, full)
+    cosine_norms = np.empty((2, n_cells), dtype)
+    kernels.refresh_cosine_norms(head, tail, 0, n_cells, cosine_norms)
+    norms_sq = (cells.astype(np.float64) ** 2).sum(axis=1)
+    low, high = kernels.unit_norms_sq(np.dtype(dtype))
+    bounded = (norms_sq >= low * (1 + 1e-6)) & (norms_sq <= high * (1 - 1e-6))
+    assert np.isnan(cosine_norms[:, ~((norms_sq >= low) & (norms_sq <= high))]).all()
+    np.testing.assert_allclose(cosine_norms[0, bounded], 1 / np.sqrt(norms_sq[bounded]), 1e-5)
+    tail_norms = np.sqrt((tail.astype(np.float64) ** 2).sum(axis=1))
+    np.testing.assert_allclose(cosine_norms[1, bounded], tail_norms[bounded], 1e-5, 1e-30)
+    guess = data.draw(st.integers(-1, n_cells - 1))
+    scores, distances = np.empty(n_cells, dtype), np.empty(n_cells, dtype)
+    bmu, visited = kernels.pruned_cosine_argmin(
+        head, tail, x, present, kernels.sample_norm_sq(x), cosine_norms, scores, distances,
+        norms, guess,
+    )  # fmt: skip
+    assert bmu == int(np.argmin(full))
+    assert 1 <= visited <= -(-n_cells // 32)
+
+
+def test_cpu_cosine_bound_skips_chunks_of_other_directions(rng):
+    """On a map whose chunks each hold one direction at many lengths, the cosine bound
+    computes only the chunk of the sample's direction, with a head of eight features and a
+    tail, or every feature in the head."""
+    from gpusom.cpu import Codebook, kernels
+
+    for dim in (40, 13):
+        n_chunks = 30
+        directions = rng.normal(size=(n_chunks, dim))
+        lengths = rng.uniform(0.1, 10.0, (n_chunks * 32, 1))
+        codebook = Codebook((np.repeat(directions, 32, axis=0) * lengths).astype(np.float32))
+        head, tail = codebook.head, codebook.tail
+        cosine_norms = codebook.cosine_norms(METRICS["cosine"])
+        kernels.refresh_cosine_norms(head, tail, 0, n_chunks * 32, cosine_norms)
+        x = np.zeros(head.shape[0] + tail.shape[1], np.float32)
+        x[:dim] = 3.0 * directions[7] + rng.normal(scale=0.01, size=dim)
+        present = (np.arange(x.size) < dim).astype(np.float32)
+        scratch = np.empty((3, n_chunks * 32), np.float32)
+        bmu, visited = kernels.pruned_cosine_argmin(
+            head, tail, x, present, kernels.sample_norm_sq(x), cosine_norms, *scratch, -1
+        )
+        assert bmu // 32 == 7
+        assert visited == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("topology", "is_torus", "missing"),
+    [("rectangular", False, False), ("rectangular", True, True), ("hexagonal", True, False)],
+)
+@pytest.mark.parametrize("dim", [40, 5])
+def test_cpu_cosine_bound_changes_no_bmu_and_no_bit(
+    monkeypatch, rng, dtype, topology, is_torus, missing, dim
+):
+    """Cosine training with the bound (its norms refreshed after every update; paused by its
+    trial while samples of no direction leave it every chunk to compute, then resumed) gives
+    the BMUs and the codebook of the full scan, bit for bit, on both lattices, the torus, and
+    with samples with missing values (which take the full scan)."""
+    from gpusom.cpu import Codebook, kernels
+
+    rows, cols = 16, 16  # 8 chunks
+    # First short samples spread every way: the bound computes every chunk, its trial pauses
+    # it, and the cells shrink while it is paused. Then samples of six directions: the bound
+    # serves again, from norms refreshed whole (kept ones would understate the scores).
+    noise = rng.normal(scale=0.01, size=(100, dim))
+    centres = rng.normal(size=(6, dim))
+    clustered = centres[rng.integers(0, 6, 200)] + rng.normal(scale=0.05, size=(200, dim))
+    data = np.concatenate([noise, clustered]).astype(dtype)
+    if missing:
+        data[rng.random(data.shape) < 0.01] = np.nan
+    pause_end = kernels.COSINE_TRIAL_STEPS + kernels.COSINE_PAUSE_STEPS
+    order = np.concatenate(
+        [rng.integers(0, 100, pause_end), rng.integers(100, 300, 3 * kernels.COSINE_TRIAL_STEPS)]
+    )
+    steps = order.size
+    lengths = rng.uniform(0.5, 2.0, (rows * cols, 1))
+    codebook = (centres[np.sort(rng.integers(0, 6, rows * cols))] * lengths).astype(dtype)
+    args = (order, exponential_decay(1.5, 1.0, np.arange(steps), steps), np.full(steps, 0.3))
+    args += (rows, cols, is_torus, "gaussian", 2.0, topology, "cosine")
+    engine = _backend.cpu_engine()
+    bounded, bounded_bmus = train_with(engine, codebook, data, *args)
+    monkeypatch.setattr(Codebook, "cosine_norms", lambda self, metric: None)
+    full, full_bmus = train_with(engine, codebook, data, *args)
+    np.testing.assert_array_equal(bounded_bmus, full_bmus)
+    np.testing.assert_array_equal(bounded, full)
+
+
 def test_cpu_unit_boxes_skip_chunks_of_other_directions(rng):
     """On a map whose chunks each hold one direction at many lengths (boxes of the cells
     themselves would be long and overlap), the cosine search visits only the chunk of the
@@ -733,10 +864,10 @@ def test_cpu_box_trial_pauses_boxes_that_do_not_prune(
 def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     rows, cols, sigma, neighborhood, topology, is_torus, dim, unit, seed
 ):
-    """grow_window_boxes covers the whole window of update_window, on both lattices and tori,
-    with a tail and with every feature in the head, for boxes of the cells and of their unit
-    vectors: with a rate of 1 every cell of the window jumps to a sample far outside every
-    box."""
+    """refresh_window covers the whole window of update_window, on both lattices and tori,
+    with a tail and with every feature in the head: it grows the boxes of the cells and of
+    their unit vectors to hold them, and refreshes the cosine bound's norms to the cells'. With
+    a rate of 1 every cell of the window jumps to a sample far outside every box."""
     from gpusom.cpu import kernels
 
     rng = np.random.default_rng(seed)
@@ -754,14 +885,18 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     scratch += [np.empty(cols, np.int64), np.empty(cols, np.float32)]
     args = (bmu, sigma, 1.0, rows, cols, is_torus, nbh, 2.0)
     update_lattice = None if topology == "rectangular" else lattice  # as the CPU engine passes it
+    cosine_norms = np.empty((2, n_cells), np.float32)
+    kernels.refresh_cosine_norms(head, tail, 0, n_cells, cosine_norms)
     kernels.update_window(head, tail, x, *args, *scratch, update_lattice, np.ones_like(x), False)
-    kernels.grow_window_boxes(
-        head, tail, bmu, sigma, rows, cols, is_torus, nbh, 2.0, lattice, boxes.bounds,
-        boxes.scratch, unit,
-    )  # fmt: skip
+    window = (bmu, sigma, rows, cols, is_torus, nbh, 2.0, lattice)
+    kernels.refresh_window(head, tail, *window, (boxes.bounds, boxes.scratch, unit), None)
+    kernels.refresh_window(head, tail, *window, None, cosine_norms)
     cells = np.concatenate([head.T, tail[:, : dim - head.shape[0]]], axis=1)
     assert (cells[:, 1:] == 5.0).any()  # the update moved some cells (at least the BMU)
     assert_boxes_hold(boxes, cells)
+    expected = np.empty_like(cosine_norms)
+    kernels.refresh_cosine_norms(head, tail, 0, n_cells, expected)
+    np.testing.assert_array_equal(cosine_norms, expected)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _checks
 from .._engine import Engine
-from .._math import EUCLIDEAN, RECTANGULAR
+from .._math import COSINE, EUCLIDEAN, RECTANGULAR
 from . import batch as batch_kernels
 from . import search
 from .kernels import TAIL_LANES, ChunkBoxes, split_dim
@@ -21,7 +21,8 @@ class Codebook:
     ``tail`` holds features ``split:dim`` followed by zero columns up to a multiple of
     ``kernels.TAIL_LANES``; see ``gpusom.cpu.kernels`` for why the features are split.
     ``boxes_for(metric)`` bound chunks of cells for the BMU search of steps under ``metric``
-    (``kernels.ChunkBoxes``), or are None where they do not pay.
+    (``kernels.ChunkBoxes``), or are None where they do not pay; ``cosine_norms(metric)`` is
+    the scratch of the cosine steps' bound.
     """
 
     def __init__(self, codebook):
@@ -41,6 +42,14 @@ class Codebook:
             boxes = ChunkBoxes.where_they_pay(self.head, self.tail, self.dim, metric)
             self.boxes[metric] = boxes
         return self.boxes[metric]
+
+    def cosine_norms(self, metric):
+        """Scratch for the bound of cosine steps (``kernels.pruned_cosine_argmin``) on maps
+        without boxes; None for other metrics and where boxes serve the search (keeping the
+        norms of the first, wide windows cost more than the bound saved there)."""
+        if metric != COSINE or self.boxes_for(metric) is not None:
+            return None
+        return np.empty((2, self.head.shape[1]), self.head.dtype)
 
 
 class Data:
@@ -120,6 +129,7 @@ class CPUEngine(Engine):
             missing,
             bmus,
             boxes,
+            codebook.cosine_norms(metric),
         )
         return bmus
 

@@ -483,7 +483,7 @@ class ChunkBoxes:
     costs in features read (``BOX_VISIT_COST`` plus a chunk's scan), how many features of each
     cell the plain search reads and the ``BOX_BUILD_SHARE`` or ``SCAN_BOX_BUILD_SHARE`` of the
     first build. While they hold, they grow after every update to take in the cells it moved
-    (:func:`grow_window_boxes`), so they keep holding but loosen, and :func:`build_boxes` makes
+    (:func:`refresh_window`), so they keep holding but loosen, and :func:`build_boxes` makes
     them exact again. ``scratch`` serves :func:`_grow_boxes`.
     """
 
@@ -507,7 +507,10 @@ class ChunkBoxes:
         """The boxes of a split codebook for steps under ``metric``; None where they do not pay
         (:func:`boxes_pay`)."""
         n_cells = head.shape[1]
-        if boxes_pay(n_cells, dim, head.itemsize, cls.scanned(dim, metric)):
+        # without boxes, a cosine step takes its bound: a pass over the head and two norms
+        # (pruned_cosine_argmin); with them, a pause or a sample they do not serve the full scan
+        scanned = split_dim(dim) + 2 if metric == COSINE else cls.scanned(dim, metric)
+        if boxes_pay(n_cells, dim, head.itemsize, scanned):
             return cls(n_cells, dim, head.dtype, metric)
         return None
 
@@ -787,7 +790,7 @@ def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bo
     dim = boxes.shape[1]
     info = np.finfo(distances.dtype)
     margin = distances.dtype.type(1.0 - 4.0 * (dim + 4) * info.eps)
-    slack = COSINE_BOX_SLACK * (dim + 4) * info.eps
+    slack = cosine_slack(dim, distances.dtype)
     box_distances(boxes[0], boxes[1], x_box, present, False, bounds)
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
@@ -957,6 +960,149 @@ def cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop):
         out[i] = cosine_distance(out[i], norm_x, norms[i])
 
 
+#: The cosine steps' bound (:func:`pruned_cosine_argmin`) is judged over trials of this many
+#: steps: where it left more than ``COSINE_MAX_SHARE`` of the chunks to compute, its pass and
+#: the upkeep of the norms cost more than it saves (on uniform 64-d data, 30x30, a run took
+#: 1.28x the full scan's), and the full scan serves the next ``COSINE_PAUSE_STEPS`` steps
+#: (benchmarks/RESULTS.md).
+COSINE_TRIAL_STEPS = 128
+COSINE_PAUSE_STEPS = 1024
+COSINE_MAX_SHARE = 0.75
+
+
+@njit(cache=True, fastmath=TAIL_FASTMATH)
+def refresh_cosine_norms(head, tail, first, stop, cosine_norms):
+    """``cosine_norms[0, n] = 1 / |w_n|`` and ``cosine_norms[1, n] = |tail_n|`` for the cells
+    ``first`` to ``stop``, the terms of :func:`cosine_scores`; NaN in both where ``|w_n|^2``
+    is outside :func:`unit_norms_sq`, where the cosine's sums can overflow or lose the cell to
+    underflow (:func:`unit_scales`): such a cell is always a candidate.
+
+    Sums of squares in the codebook's dtype, each within a relative ``(dim + 2) eps`` of its
+    exact value (reassociated, so that they vectorise): :func:`pruned_cosine_argmin` allows for
+    it.
+    """
+    scale, tail_norm = cosine_norms[0, first:stop], cosine_norms[1, first:stop]
+    zero = scale.dtype.type(0.0)
+    for n in range(scale.size):
+        scale[n] = zero
+    for k in range(head.shape[0]):
+        cells = head[k, first:stop]
+        for n in range(scale.size):
+            scale[n] += cells[n] * cells[n]
+    for n in range(scale.size):
+        row = tail[first + n]
+        tail_sq = zero
+        for k in range(row.size):
+            tail_sq += row[k] * row[k]
+        tail_norm[n] = tail_sq
+    # square roots and quotients in a loop of their own, where they vectorise
+    low, high = unit_norms_sq(head.dtype)
+    low, high = scale.dtype.type(low), scale.dtype.type(high)
+    nan, one = scale.dtype.type(np.nan), scale.dtype.type(1.0)
+    for n in range(scale.size):
+        norm_sq = scale[n] + tail_norm[n]
+        bounded = low <= norm_sq and norm_sq <= high
+        scale[n] = one / np.sqrt(norm_sq) if bounded else nan
+        tail_norm[n] = np.sqrt(tail_norm[n]) if bounded else nan
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def cosine_scores(head, x, x_tail_norm, cosine_norms, out, start, stop):
+    """``out[n]`` for the cells ``start`` to ``stop``: ``(sum_{k < split} w_k x_k + |x_tail|
+    |w_tail|) / |w|``, from the head and :func:`refresh_cosine_norms`' terms; NaN where those
+    are. By Cauchy-Schwarz on the tail it is at least ``x . w / |w|``, so ``1 - out[n] / |x|``
+    is at most the cell's cosine distance (:func:`pruned_cosine_argmin`)."""
+    scores = out[start:stop]
+    scale, tail_norm = cosine_norms[0, start:stop], cosine_norms[1, start:stop]
+    for n in range(scores.size):
+        scores[n] = x_tail_norm * tail_norm[n]
+    for k in range(head.shape[0]):
+        cells = head[k, start:stop]
+        xk = x[k]
+        for n in range(scores.size):
+            scores[n] += cells[n] * xk
+    for n in range(scores.size):
+        scores[n] *= scale[n]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sample_tail_norm(x, split):
+    """``|x_tail|``, the sample's norm over the features ``split`` on, for
+    :func:`cosine_scores`."""
+    tail_sq = 0.0
+    for k in range(split, x.size):
+        tail_sq += np.float64(x[k]) * np.float64(x[k])
+    return x.dtype.type(np.sqrt(tail_sq))
+
+
+@register_jitable
+def cosine_slack(dim, dtype):
+    """``COSINE_BOX_SLACK (dim + 4) eps`` of ``dtype``: the absolute slack of the cosine
+    searches over ``dim`` features (:func:`boxed_metric_argmin`,
+    :func:`pruned_cosine_argmin`)."""
+    return COSINE_BOX_SLACK * (dim + 4) * np.finfo(dtype).eps
+
+
+@register_jitable(inline="always")
+def cosine_floor(best, slack, x_norm, dtype):
+    """The :func:`cosine_scores` below which a cell is strictly farther than ``best`` from a
+    sample of norm ``x_norm`` (:func:`pruned_cosine_argmin`)."""
+    return dtype((1.0 - best - slack) * x_norm)
+
+
+@register_jitable(inline="always")
+def cosine_candidates(scores, floor):
+    """How many of ``scores`` are not below ``floor``: NaN (a cell of :func:`unit_norms_sq`'s
+    outside) counts."""
+    candidates = 0
+    for n in range(scores.size):
+        candidates += not scores[n] < floor
+    return candidates
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def pruned_cosine_argmin(head, tail, x, present, norm_x, cosine_norms, scores, distances,
+                         norms, guess):  # fmt: skip
+    """The lowest-index argmin of :func:`metric_distances`' cosine distances (a complete
+    sample whose squared norm ``norm_x``, :func:`sample_norm_sq`, is within
+    :func:`unit_norms_sq`), computing them only in chunks that hold a cell that can win.
+
+    A cell's cosine distance is at least ``1 - s_n / |x|``, ``s_n`` its :func:`cosine_scores`
+    (Cauchy-Schwarz on the tail). All the sums are of at most ``dim`` rounded terms whose
+    sizes are bounded by ``|x| |w|`` (Cauchy-Schwarz again): the bound and the distance
+    :func:`cosine_distances` computes are each within a few ``dim eps`` of their exact values,
+    well inside :func:`cosine_slack`. A chunk whose scores are all below
+    :func:`cosine_floor` of the best distance so far (its cells strictly farther) is skipped;
+    the others are computed by :func:`chunk_distances`, the full scan's code, so the BMU is
+    the full scan's bit for bit. The first bound is the sample's last BMU ``guess`` or, when
+    it is ``-1``, the cell with the highest score. ``scores``, ``distances`` and ``norms``
+    (``n_cells``) are scratch. Returns ``(bmu, visited)``, ``visited`` the chunks computed.
+    """
+    split, n_cells = head.shape
+    dtype = distances.dtype.type
+    slack, x_norm = cosine_slack(x.size, distances.dtype), np.sqrt(norm_x)
+    cosine_scores(head, x, sample_tail_norm(x, split), cosine_norms, scores, 0, n_cells)
+    if guess < 0:
+        guess = min(first_index_of(scores, np.nanmax(scores)), n_cells - 1)
+    start = guess - guess % PRUNE_CHUNK
+    stop = min(start + PRUNE_CHUNK, n_cells)
+    chunk_distances(head, tail, x, present, COSINE, norm_x, norms, distances, start, stop)
+    best_n, best = guess, distances[guess]
+    visited = 0
+    for start in range(0, n_cells, PRUNE_CHUNK):
+        floor = cosine_floor(best, slack, x_norm, dtype)
+        if cosine_candidates(scores[start : start + PRUNE_CHUNK], floor) == 0:
+            continue
+        visited += 1
+        stop = min(start + PRUNE_CHUNK, n_cells)
+        chunk_distances(head, tail, x, present, COSINE, norm_x, norms, distances, start, stop)
+        for n in range(start, stop):
+            d = distances[n]
+            if d < best or (d == best and n < best_n):
+                best, best_n = d, n
+    return best_n, visited
+
+
 # The runs come back as a tuple of integers: compiled apart and passed two arrays to fill, each
 # grid row of the window paid about 50 ns, and (a)'s whole-map update took 4.3 us a step instead
 # of 3.3 (benchmarks/RESULTS.md).
@@ -1014,10 +1160,12 @@ def _apply_run(head, tail, x, base, lo, g, present, masked):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood, truncate,
-                      topology, boxes, scratch, unit):  # fmt: skip
-    """Grow the ``ChunkBoxes`` of every cell a step's update can have moved (:func:`update_window`
-    at ``bmu`` and ``sigma``) to take in its vector (its unit vector with ``unit``).
+def refresh_window(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood, truncate,
+                   topology, boxes, cosine_norms):  # fmt: skip
+    """After a step's update (:func:`update_window` at ``bmu`` and ``sigma``), for every cell
+    it can have moved: grow the ``ChunkBoxes`` to take in its vector (``boxes``: ``(bounds,
+    scratch, unit)``, its unit vector with ``unit``; or None) and refresh its
+    :func:`refresh_cosine_norms` (``cosine_norms``, or None).
 
     Apart from the update, so that its loops stay as they were (growing inside them made maps
     without boxes 3-12 % slower, benchmarks/RESULTS.md). Each grid row of the window is taken
@@ -1041,7 +1189,11 @@ def grow_window_boxes(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood
             n_runs, runs = _axis_window(b_col, reach, cols, is_torus)
             for run in range(n_runs):
                 lo, hi = runs[run]
-                _grow_boxes(head, tail, r * cols + lo, r * cols + hi, boxes, scratch, unit)
+                first, stop = r * cols + lo, r * cols + hi
+                if boxes is not None:
+                    _grow_boxes(head, tail, first, stop, *boxes)
+                if cosine_norms is not None:
+                    refresh_cosine_norms(head, tail, first, stop, cosine_norms)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -1220,6 +1372,7 @@ def train_online(
     missing,
     bmus,
     boxes,
+    cosine_norms,
 ):
     """Run ``order.size`` online steps in place; record each step's BMU in ``bmus``.
 
@@ -1234,10 +1387,13 @@ def train_online(
     fast as cell 0 (benchmarks/RESULTS.md). A sample's first draw is a third of the steps when
     there are few steps per sample.
 
-    ``missing=None`` (Euclidean steps on complete data), ``boxes=None`` (no boxes; always so
-    for other metrics) and ``topology=None`` (the rectangular lattice) compile the other paths
-    out: numba prunes a branch on an argument that is None, and a first call compiles only what
-    the run uses (benchmarks/RESULTS.md).
+    ``cosine_norms`` (``(2, n_cells)`` scratch, or None) serves the cosine steps' bound
+    (:func:`pruned_cosine_argmin`): filled here, then refreshed after every update.
+
+    ``missing=None`` (Euclidean steps on complete data), ``boxes=None`` (no boxes),
+    ``cosine_norms=None`` (other metrics) and ``topology=None`` (the rectangular lattice)
+    compile the other paths out: numba prunes a branch on an argument that is None, and a first
+    call compiles only what the run uses (benchmarks/RESULTS.md).
     """
     # topology=None: the rectangular lattice, without the hexagonal update (update_window)
     lattice = RECTANGULAR if topology is None else topology
@@ -1265,6 +1421,15 @@ def train_online(
         chunk_gaps = np.empty(0, dtype)
     n_cells = head.shape[1]
     trial_steps = max(BOX_MIN_TRIAL_STEPS, n_cells // BOX_TRIAL_RATE)
+    # the cosine bound: whether it serves, the steps of its trial or pause so far, the steps it
+    # served and the chunks it computed in the trial (COSINE_TRIAL_STEPS)
+    bound_on, bound_steps, bound_served, bound_visits = cosine_norms is not None, 0, 0, 0
+    if cosine_norms is not None:
+        # the codebook may have changed since the last call (a batch step, a loaded model)
+        refresh_cosine_norms(head, tail, 0, n_cells, cosine_norms)
+        scores = np.empty(n_cells, dtype)
+    else:
+        scores = np.empty(0, dtype)
     for t in range(order.size):
         sample = order[t]
         # Element by element: an array slice assignment compiles numba's shape-mismatch error
@@ -1303,6 +1468,15 @@ def train_online(
                 bmu = pruned_argmin(
                     distances, tail, x[split:], guess, present[split:], metric == EUCLIDEAN
                 )
+            elif (
+                cosine_norms is not None and bound_on and not masked and unit_vector(x, dim, x_unit)
+            ):
+                bmu, visited = pruned_cosine_argmin(
+                    head, tail, x, present, sample_norm_sq(x), cosine_norms, scores,
+                    distances, norms, guesses[sample],
+                )  # fmt: skip
+                bound_served += 1
+                bound_visits += visited
             else:
                 metric_distances(head, tail, x, present, metric, norms, distances)
                 bmu = argmin_first(distances)
@@ -1346,6 +1520,7 @@ def train_online(
         if masked:
             for k in range(dim):
                 present[k] = 1.0
+        grow = False
         if boxes is not None:
             bounds, scratch, state = boxes[0], boxes[1], boxes[2]
             state[1] += 1
@@ -1362,10 +1537,25 @@ def train_online(
                 if state[1] == trial_steps and state[2] * state[3] > trial_steps * scan:
                     state[0] = 2  # paused: not grown, rebuilt before the next use
                 else:
-                    grow_window_boxes(
-                        head, tail, bmu, sigmas[t], rows, cols, is_torus, neighborhood,
-                        truncate, lattice, bounds, scratch, unit,
-                    )  # fmt: skip
+                    grow = True
+        # two calls, so that numba compiles each with its arguments typed None or not (cosine
+        # steps take their bound where no boxes serve them, Codebook.cosine_norms)
+        window = (bmu, sigmas[t], rows, cols, is_torus, neighborhood, truncate, lattice)
+        if cosine_norms is not None:
+            bound_steps += 1
+            if not bound_on:
+                if bound_steps == COSINE_PAUSE_STEPS:
+                    refresh_cosine_norms(head, tail, 0, n_cells, cosine_norms)
+                    bound_on, bound_steps, bound_served, bound_visits = True, 0, 0, 0
+            else:
+                refresh_window(head, tail, *window, None, cosine_norms)
+                if bound_steps == COSINE_TRIAL_STEPS:
+                    n_chunks = -(-n_cells // PRUNE_CHUNK)
+                    # paused: not kept, refreshed whole when the pause ends
+                    bound_on = bound_visits <= COSINE_MAX_SHARE * bound_served * n_chunks
+                    bound_steps, bound_served, bound_visits = 0, 0, 0
+        elif boxes is not None and grow:
+            refresh_window(head, tail, *window, (boxes[0], boxes[1], unit), None)
 
 
 #: Scores are scanned in chunks of this many cells: a chunk whose smallest score is above the
