@@ -962,9 +962,9 @@ def cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop):
 
 #: The cosine steps' bound (:func:`pruned_cosine_argmin`) is judged over trials of this many
 #: steps: where it left more than ``COSINE_MAX_SHARE`` of the chunks to compute, its pass and
-#: the upkeep of the norms cost more than it saves (on uniform 64-d data, 30x30, a run took
-#: 1.28x the full scan's), and the full scan serves the next ``COSINE_PAUSE_STEPS`` steps
-#: (benchmarks/RESULTS.md).
+#: the upkeep of the norms cost more than it saves (uniform 64-d data on 30x30 leaves every
+#: chunk: a search took 1.15x the full scan's, and a run without the trial 1.28x), and the full
+#: scan serves the next ``COSINE_PAUSE_STEPS`` steps (benchmarks/RESULTS.md).
 COSINE_TRIAL_STEPS = 128
 COSINE_PAUSE_STEPS = 1024
 COSINE_MAX_SHARE = 0.75
