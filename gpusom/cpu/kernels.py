@@ -807,14 +807,24 @@ def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bo
         if bounds[c] * margin > 2.0 * best + slack:
             continue
         visited += 1
-        start = c * PRUNE_CHUNK
-        stop = min(start + PRUNE_CHUNK, n_cells)
-        chunk_distances(head, tail, x, present, metric, norm_x, norms, distances, start, stop)
-        for n in range(start, stop):
-            d = distances[n]
-            if d < best or (d == best and n < best_n):
-                best, best_n = d, n
+        best, best_n = _visit_chunk(
+            head, tail, x, present, metric, norm_x, norms, distances, c * PRUNE_CHUNK, best,
+            best_n,
+        )  # fmt: skip
     return best_n, visited
+
+
+@njit(fastmath=FASTMATH, inline="always")
+def _visit_chunk(head, tail, x, present, metric, norm_x, norms, distances, start, best, best_n):
+    """``(best, best_n)`` after the chunk of cells from ``start``, whose distances it computes
+    (:func:`chunk_distances`): the lowest index among the smallest distances."""
+    stop = min(start + PRUNE_CHUNK, head.shape[1])
+    chunk_distances(head, tail, x, present, metric, norm_x, norms, distances, start, stop)
+    for n in range(start, stop):
+        d = distances[n]
+        if d < best or (d == best and n < best_n):
+            best, best_n = d, n
+    return best, best_n
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -1094,12 +1104,9 @@ def pruned_cosine_argmin(head, tail, x, present, norm_x, cosine_norms, scores, d
         if cosine_candidates(scores[start : start + PRUNE_CHUNK], floor) == 0:
             continue
         visited += 1
-        stop = min(start + PRUNE_CHUNK, n_cells)
-        chunk_distances(head, tail, x, present, COSINE, norm_x, norms, distances, start, stop)
-        for n in range(start, stop):
-            d = distances[n]
-            if d < best or (d == best and n < best_n):
-                best, best_n = d, n
+        best, best_n = _visit_chunk(
+            head, tail, x, present, COSINE, norm_x, norms, distances, start, best, best_n
+        )
     return best_n, visited
 
 
