@@ -494,6 +494,26 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
         assert kernels.pruned_argmin(partial, tail, x[head_rows:], first, None, True) == expected
 
 
+def direction_runs(rng, n_cells, dim, dtype, degenerate):
+    """``(cells, centres)``: cells in runs of four small-integer directions ``centres`` at
+    several lengths (equal and nearly equal distances and cosines), a few features moved; with
+    ``degenerate``, a few cells zero and a few whose squared norms lie outside
+    ``kernels.unit_norms_sq`` (where cosines are not resolved)."""
+    from gpusom.cpu import kernels
+
+    centres = rng.integers(-3, 4, (4, dim))
+    runs = np.sort(rng.integers(0, 4, n_cells))
+    lengths = rng.choice([1, 2, 3], n_cells)[:, None]  # multiples: cosines equal up to rounding
+    cells = (centres[runs] * lengths + (rng.random((n_cells, dim)) < 0.05)).astype(dtype)
+    if degenerate:
+        low, high = kernels.unit_norms_sq(np.dtype(dtype))
+        kind = rng.random(n_cells)
+        cells[kind < 0.04] = 0.0
+        cells[(0.04 <= kind) & (kind < 0.07)] *= dtype(np.sqrt(low) / 100)
+        cells[(0.07 <= kind) & (kind < 0.1)] *= dtype(np.sqrt(high) * 100)
+    return cells, centres
+
+
 @settings(deadline=None)  # the first example compiles the kernels it calls
 @given(
     n_cells=st.integers(1, 150),
@@ -518,16 +538,8 @@ def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
     head_rows, width = split_width
     dim = head_rows + width
     code = METRICS[metric]
-    centres = rng.integers(-3, 4, (4, dim))
-    runs = np.sort(rng.integers(0, 4, n_cells))
-    lengths = rng.choice([1, 2, 3], n_cells)[:, None]  # multiples: cosines equal up to rounding
-    cells = (centres[runs] * lengths + (rng.random((n_cells, dim)) < 0.05)).astype(dtype)
+    cells, centres = direction_runs(rng, n_cells, dim, dtype, metric == "cosine")
     low, high = kernels.unit_norms_sq(np.dtype(dtype))
-    if metric == "cosine":
-        kind = rng.random(n_cells)
-        cells[kind < 0.04] = 0.0
-        cells[(0.04 <= kind) & (kind < 0.07)] *= dtype(np.sqrt(low) / 100)
-        cells[(0.07 <= kind) & (kind < 0.1)] *= dtype(np.sqrt(high) * 100)
     head, tail = np.ascontiguousarray(cells[:, :head_rows].T), cells[:, head_rows:].copy()
     x = (centres[rng.integers(0, 4)] + rng.integers(0, 2, dim)).astype(dtype)
     x[0] += not x.any()
@@ -576,24 +588,6 @@ def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
         assert got == expected
 
 
-def cosine_cells(rng, n_cells, dim, dtype):
-    """Cells in runs of a few directions at several lengths (equal and nearly equal cosines),
-    a few zero, and a few whose squared norms lie outside ``kernels.unit_norms_sq``; with the
-    indices of ``centres`` they are near."""
-    from gpusom.cpu import kernels
-
-    centres = rng.integers(-3, 4, (4, dim))
-    runs = np.sort(rng.integers(0, 4, n_cells))
-    lengths = rng.choice([1, 2, 3], n_cells)[:, None]  # multiples: cosines equal up to rounding
-    cells = (centres[runs] * lengths + (rng.random((n_cells, dim)) < 0.05)).astype(dtype)
-    low, high = kernels.unit_norms_sq(np.dtype(dtype))
-    kind = rng.random(n_cells)
-    cells[kind < 0.04] = 0.0
-    cells[(0.04 <= kind) & (kind < 0.07)] *= dtype(np.sqrt(low) / 100)
-    cells[(0.07 <= kind) & (kind < 0.1)] *= dtype(np.sqrt(high) * 100)
-    return cells, centres
-
-
 @settings(deadline=None)  # the first example compiles the kernels it calls
 @given(
     n_cells=st.integers(1, 150),
@@ -614,7 +608,7 @@ def test_cpu_pruned_cosine_argmin_is_the_full_scans_lowest_index_argmin(
     rng = np.random.default_rng(seed)
     head_rows, width = split_width
     dim = head_rows + width
-    cells, centres = cosine_cells(rng, n_cells, dim, dtype)
+    cells, centres = direction_runs(rng, n_cells, dim, dtype, True)
     head, tail = np.ascontiguousarray(cells[:, :head_rows].T), cells[:, head_rows:].copy()
     x = (centres[rng.integers(0, 4)] + rng.integers(0, 2, dim)).astype(dtype)
     x[0] += not x.any()
