@@ -894,15 +894,17 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
 
 
 @pytest.mark.parametrize(
-    ("options", "pruned"),
+    ("options", "dim", "pruned"),
     [
-        ({}, {"topology", "missing", "boxes"}),
-        ({"topology": "hexagonal"}, {"missing", "boxes"}),
-        ({"metric": "cosine"}, {"topology", "boxes"}),
-        ({"nan_policy": "ignore", "missing": True}, {"topology", "boxes"}),
+        ({}, 3, {"topology", "missing", "boxes", "pruned"}),
+        ({}, 40, {"topology", "missing", "boxes", "nearest"}),
+        ({"topology": "hexagonal"}, 3, {"missing", "boxes", "pruned"}),
+        ({"metric": "cosine"}, 3, {"topology", "boxes", "nearest", "pruned"}),
+        ({"metric": "manhattan"}, 40, {"topology", "boxes", "nearest", "pruned"}),
+        ({"nan_policy": "ignore", "missing": True}, 3, {"topology", "boxes", "pruned"}),
     ],
 )
-def test_cpu_online_run_passes_none_for_the_paths_it_does_not_take(rng, options, pruned):
+def test_cpu_online_run_passes_none_for_the_paths_it_does_not_take(rng, options, dim, pruned):
     """The CPU engine passes None for the kernel paths a run does not take, so that numba
     compiles only the others (a first call's compile time, benchmarks/RESULTS.md)."""
     import inspect
@@ -910,11 +912,34 @@ def test_cpu_online_run_passes_none_for_the_paths_it_does_not_take(rng, options,
     from gpusom.cpu import kernels
 
     options = dict(options)
-    data = rng.random((40, 3))
+    data = rng.random((40, dim))
     if options.pop("missing", False):
         data[0, 1] = np.nan
     arguments = list(inspect.signature(kernels.train_online.py_func).parameters)
     with mock.patch("gpusom.cpu._train_online", wraps=kernels.train_online) as kernel:
         SOM((4, 5), seed=0, verbose=False, **options).train(data, 30)
     passed = dict(zip(arguments, kernel.call_args.args, strict=True))
-    assert {name for name in ("topology", "missing", "boxes") if passed[name] is None} == pruned
+    names = ("topology", "missing", "boxes", "nearest", "pruned")
+    assert {name for name in names if passed[name] is None} == pruned
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan"])
+def test_cpu_rerank_passes_manhattan_scratch_only_for_manhattan(rng, metric):
+    """The CPU re-rank compiles its Manhattan bounds only for Manhattan searches (None
+    otherwise), and its result is the same through either path's entry."""
+    from gpusom._bmu_search import blocked_bmus
+    from gpusom._math import METRICS
+    from gpusom.cpu import kernels
+
+    data, codebook = rng.random((30, 5)), rng.random((12, 5))
+    with mock.patch("gpusom.cpu.kernels._rerank", wraps=kernels._rerank) as kernel:
+        index, _ = blocked_bmus(data, codebook, 1, np, kernels.rerank, METRICS[metric])
+    scratch = kernel.call_args.args[-1]
+    assert (scratch is None) == (metric != "manhattan")
+    distance = {
+        "euclidean": lambda d: (d**2).sum(-1),
+        "manhattan": lambda d: np.abs(d).sum(-1),
+    }
+    if metric in distance:
+        brute = distance[metric](data[:, None] - codebook[None]).argmin(axis=1)
+        np.testing.assert_array_equal(index[:, 0], brute)

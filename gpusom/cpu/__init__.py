@@ -106,9 +106,13 @@ class CPUEngine(Engine):
     ):
         bmus = np.empty(order.size, dtype=np.int64)
         # None compiles a path out of the kernel (kernels.train_online): the metric path for
-        # Euclidean steps on complete data, the boxes where there are none, the hexagonal
-        # update on the rectangular lattice.
+        # Euclidean steps on complete data, the plain step's searches but the map's own (all of
+        # them for other metrics), the boxes where there are none, the hexagonal update on the
+        # rectangular lattice.
         missing = None if metric == EUCLIDEAN and data.complete else data.missing
+        whole_head = codebook.tail.shape[1] == 0
+        nearest = True if metric == EUCLIDEAN and whole_head else None
+        pruned = True if metric == EUCLIDEAN and not whole_head else None
         boxes = codebook.boxes_for(metric)
         boxes = None if boxes is None else boxes.arrays()
         _train_online(
@@ -130,6 +134,8 @@ class CPUEngine(Engine):
             bmus,
             boxes,
             codebook.cosine_norms(metric),
+            nearest,
+            pruned,
         )
         return bmus
 

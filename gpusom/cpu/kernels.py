@@ -1113,6 +1113,53 @@ def pruned_cosine_argmin(head, tail, x, present, norm_x, cosine_norms, scores, d
 # The runs come back as a tuple of integers: compiled apart and passed two arrays to fill, each
 # grid row of the window paid about 50 ns, and (a)'s whole-map update took 4.3 us a step instead
 # of 3.3 (benchmarks/RESULTS.md).
+def plain_argmin(head, tail, x, boxes, bounds, distances, guess, nearest, pruned):
+    """The BMU of a plain step (Euclidean, a complete sample ``x``, zero-padded) from the
+    sample's last BMU ``guess``: :func:`boxed_argmin` while the boxes (``ChunkBoxes.arrays()``,
+    or None) hold, else :func:`nearest_cell` where ``nearest`` is not None (a head of every
+    feature) or the partial distance search (:func:`pruned_argmin`) where ``pruned`` is not None
+    (a head and a tail). Both None: ``guess`` (never taken: runs of other metrics make no plain
+    step). ``bounds`` and ``distances`` are the searches' scratch."""
+
+
+@overload(plain_argmin, inline="always")
+def _plain_argmin_jit(head, tail, x, boxes, bounds, distances, guess, nearest, pruned):
+    # Chosen when train_online is typed, so that a run compiles only its own search: every run
+    # compiled both nearest_cell and the partial distance search, and runs of other metrics the
+    # plain step's too, 1-4 s of a first call (benchmarks/RESULTS.md).
+    if isinstance(nearest, types.NoneType) and isinstance(pruned, types.NoneType):
+        return lambda head, tail, x, boxes, bounds, distances, guess, nearest, pruned: guess
+    search = _partial_argmin if isinstance(nearest, types.NoneType) else _nearest_argmin
+    if isinstance(boxes, types.NoneType):
+        return lambda head, tail, x, boxes, bounds, distances, guess, nearest, pruned: search(
+            head, tail, x, distances, guess
+        )
+
+    def argmin(head, tail, x, boxes, bounds, distances, guess, nearest, pruned):
+        if boxes[2][0] != 1:
+            return search(head, tail, x, distances, guess)
+        bmu, visited = boxed_argmin(head, tail, x, boxes[0], bounds, distances, guess, None, True)
+        boxes[2][2] += visited
+        return bmu
+
+    return argmin
+
+
+@register_jitable(inline="always")
+def _nearest_argmin(head, tail, x, distances, guess):
+    """:func:`plain_argmin`'s search of a head of every feature."""
+    return nearest_cell(head, x, distances)
+
+
+@register_jitable(inline="always")
+def _partial_argmin(head, tail, x, distances, guess):
+    """:func:`plain_argmin`'s search of a head and a tail: the partial distance search."""
+    head_distances(head, x, distances, 0, distances.size)
+    if guess < 0:
+        guess = argmin_first(distances)
+    return pruned_argmin(distances, tail, x[head.shape[0] :], guess, None, True)
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _offset_runs(centre, first, last, size, is_torus):
     """Runs of positions ``centre + first`` to ``centre + last`` on one axis (wrapped on a
@@ -1380,6 +1427,8 @@ def train_online(
     bmus,
     boxes,
     cosine_norms,
+    nearest,
+    pruned,
 ):
     """Run ``order.size`` online steps in place; record each step's BMU in ``bmus``.
 
@@ -1397,10 +1446,15 @@ def train_online(
     ``cosine_norms`` (``(2, n_cells)`` scratch, or None) serves the cosine steps' bound
     (:func:`pruned_cosine_argmin`): filled here, then refreshed after every update.
 
+    ``nearest`` and ``pruned`` (True or None) choose the search of a plain step, Euclidean on a
+    complete sample (:func:`plain_argmin`): one of them is True on Euclidean runs, both are None
+    on runs of other metrics, whose steps all take the metric path.
+
     ``missing=None`` (Euclidean steps on complete data), ``boxes=None`` (no boxes),
-    ``cosine_norms=None`` (other metrics) and ``topology=None`` (the rectangular lattice)
-    compile the other paths out: numba prunes a branch on an argument that is None, and a first
-    call compiles only what the run uses (benchmarks/RESULTS.md).
+    ``cosine_norms=None`` (other metrics), ``topology=None`` (the rectangular lattice) and
+    ``nearest`` or ``pruned`` None compile the other paths out: numba prunes a branch on an
+    argument that is None, and a first call compiles only what the run uses
+    (benchmarks/RESULTS.md).
     """
     # topology=None: the rectangular lattice, without the hexagonal update (update_window)
     lattice = RECTANGULAR if topology is None else topology
@@ -1489,19 +1543,9 @@ def train_online(
                 bmu = argmin_first(distances)
             guesses[sample] = bmu
         else:
-            guess = guesses[sample]
-            if boxes is not None and boxes[2][0] == 1:
-                bmu, visited = boxed_argmin(
-                    head, tail, x, boxes[0], chunk_gaps, distances, guess, None, True
-                )
-                boxes[2][2] += visited
-            elif tail.shape[1] == 0:
-                bmu = nearest_cell(head, x, distances)
-            else:
-                head_distances(head, x, distances, 0, distances.size)
-                if guess < 0:
-                    guess = argmin_first(distances)
-                bmu = pruned_argmin(distances, tail, x[split:], guess, None, True)
+            bmu = plain_argmin(
+                head, tail, x, boxes, chunk_gaps, distances, guesses[sample], nearest, pruned
+            )
             guesses[sample] = bmu
         bmus[t] = bmu
         update_window(
@@ -1702,7 +1746,6 @@ def _bounded_manhattan(x_row, present, codebook, j, limit):
     return d
 
 
-@njit(cache=True)
 def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance):
     """Exact top-``k`` (1 or 2) BMUs from the centred dot products of a matrix product.
 
@@ -1720,17 +1763,28 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_dis
     each measured by :func:`_bounded_manhattan` against the ``k``-th best so far. The result is
     that of measuring every cell, bit for bit.
     """
+    manhattan = None
+    if metric == MANHATTAN:
+        manhattan = np.empty(data.shape[1]), np.empty(data.shape[1])
+    _rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance, manhattan)
+
+
+@njit(cache=True)
+def _rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance,
+            manhattan):  # fmt: skip
+    """:func:`rerank`; ``manhattan`` is the scratch of the Manhattan bounds (the sample's
+    float64 row and mask), None for other metrics: numba then compiles no Manhattan code (1.1-1.4
+    s of a first call, benchmarks/RESULTS.md)."""
     n_cells = dots.shape[1]
     two = dots.dtype.type(2.0)
     minima = np.empty(-(-n_cells // SCORE_CHUNK), dtype=dots.dtype)
-    x_row, present = np.empty(data.shape[1]), np.empty(data.shape[1])
     for i in range(dots.shape[0]):
         row = dots[i]
         score_chunk_minima(row, cb_sq, minima)
         upper = np.inf
-        if metric == MANHATTAN:
+        if manhattan is not None:
             upper, threshold = _manhattan_bounds(
-                row, cb_sq, minima, tolerance[i], data, i, codebook, k, x_row, present
+                row, cb_sq, minima, tolerance[i], data, i, codebook, k, *manhattan
             )
         else:
             first = second = np.inf
@@ -1750,9 +1804,9 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_dis
             for j in range(c * SCORE_CHUNK, min((c + 1) * SCORE_CHUNK, n_cells)):
                 if cb_sq[j] - two * row[j] > threshold:
                     continue
-                if metric == MANHATTAN:
+                if manhattan is not None:
                     limit = min(upper, best_d if k == 1 else second_d)
-                    d = _bounded_manhattan(x_row, present, codebook, j, limit)
+                    d = _bounded_manhattan(*manhattan, codebook, j, limit)
                 else:
                     d = exact_distance(data, i, codebook, j, metric)
                 if d < best_d:
