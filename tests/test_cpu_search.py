@@ -290,3 +290,19 @@ def test_cells_far_from_the_data_leave_the_rest_of_their_group_pruned(monkeypatc
     codebook[::10] = rng.random((200, 16)) * 6 - 3
     data = centres[rng.integers(10, size=3000)] + rng.normal(scale=0.03, size=(3000, 16))
     assert pruned_share(monkeypatch, data, codebook, 2) < 0.2
+
+
+@given(
+    values=st.lists(st.integers(-5, 5), max_size=20),
+    value=st.integers(-6, 6),
+    inclusive=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_count_below_is_numpys_searchsorted(values, value, inclusive):
+    """The reach ranges' binary search counts as ``np.searchsorted`` does, duplicates and values
+    equal to an element included."""
+    values = np.sort(np.array(values, dtype=np.float64)) * 0.5
+    side = "right" if inclusive else "left"
+    assert search.count_below(values, value * 0.5, inclusive) == np.searchsorted(
+        values, value * 0.5, side
+    )

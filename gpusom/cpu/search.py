@@ -232,7 +232,7 @@ class _CellGroups:
             return False
         cell_tolerance = products.tolerance(x_norm, products.cb_norm_max) + 2 * self.slack_sq
         for run in range(starts.size - 1):
-            cells = kept_cells(self.by_reach, first[run], last[run])
+            cells = np.sort(kept_cells(self.by_reach, first[run], last[run]))
             # np.take, not fancy indexing: a third of the time for these row gathers
             run_cells = np.take(products.codebook, cells, axis=0)
             cb_sq = np.take(self.cb_sq, cells)
@@ -361,20 +361,36 @@ def kept_ranges(dots, centre_sq, x_sq, tolerance, upper, order, starts, reach, f
                 last[r, g] = firsts[g]
                 continue
             if low[g] > cells[0]:
-                first[r, g] += np.searchsorted(cells, low[g], "left")
+                first[r, g] += count_below(cells, low[g], False)
             if high[g] * (1.0 + SLACK) < cells[-1]:
-                last[r, g] = firsts[g] + np.searchsorted(cells, high[g] * (1.0 + SLACK), "right")
+                last[r, g] = firsts[g] + count_below(cells, high[g] * (1.0 + SLACK), True)
             last[r, g] = max(last[r, g], first[r, g])
 
 
 @njit(cache=True)
+def count_below(values, value, inclusive):
+    """How many of the sorted ``values`` are below ``value`` (at most ``value`` with
+    ``inclusive``): numpy's ``searchsorted`` on the left (right) side, written out because
+    numba's took about 1 s of a first call (benchmarks/RESULTS.md)."""
+    low, high = 0, values.size
+    while low < high:
+        middle = (low + high) // 2
+        if values[middle] < value or (inclusive and values[middle] == value):
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+@njit(cache=True)
 def kept_cells(by_reach, first, last):
-    """The cells ``by_reach[first[g]:last[g]]`` of every group, in index order (the groups'
-    ranges are disjoint: each cell is in one)."""
+    """The cells ``by_reach[first[g]:last[g]]`` of every group, group after group (the groups'
+    ranges are disjoint: each cell is in one). Sorted by the caller, with numpy's sort: numba's
+    took 1.2-1.4 s of a first call (benchmarks/RESULTS.md)."""
     cells = np.empty((last - first).sum(), dtype=np.int64)
     n = 0
     for g in range(first.size):
         for p in range(first[g], last[g]):
             cells[n] = by_reach[p]
             n += 1
-    return np.sort(cells)
+    return cells
