@@ -269,6 +269,11 @@ class _DeferredInterrupt:
         return False
 
 
+#: Values per cell of an online run's scratch, in the codebook's dtype: the CPU kernel's
+#: distances and norms, and the cosine bound's two norms and scores (``gpusom.cpu``).
+ONLINE_CELL_SCRATCH = 5
+
+
 def peak_bytes(n_cells, dim, itemsize, settings, n_samples):
     """Host memory a run of ``settings`` takes at its peak, for ``_checks.check_memory``.
 
@@ -282,6 +287,10 @@ def peak_bytes(n_cells, dim, itemsize, settings, n_samples):
     with the closing batch step (``finish="batch"``) counts as batch, the larger bound: that
     step is one batch epoch, run after the online state is freed. ``n_samples`` rows of data
     held in memory (0 for Dask) add the engine's copy, and the PCA start's float64 centred copy.
+    Online steps also hold ``ONLINE_CELL_SCRATCH`` values per cell (numba's allocations, which
+    tracemalloc does not see), counted apart: below 3 features (5 in float64) the rest of the
+    bound would not cover them. The CPU engine's padding of the tail (from 32 features on) is
+    within it.
     """
     per_sample = (itemsize + (16 if settings["init"] == "pca" else 0)) * dim
     if settings["algorithm"] == "batch" or settings["finish"] == "batch":
@@ -289,4 +298,5 @@ def peak_bytes(n_cells, dim, itemsize, settings, n_samples):
             _bmu_search.search_bytes(n_samples, n_cells, dim, 1), 48 * (dim + 1) * n_cells
         )
         return n_cells * 4 * itemsize * dim + buffers + n_samples * per_sample
-    return n_cells * (8 + 2 * itemsize) * dim + n_samples * per_sample
+    scratch = ONLINE_CELL_SCRATCH * itemsize
+    return n_cells * ((8 + 2 * itemsize) * dim + scratch) + n_samples * per_sample

@@ -318,7 +318,10 @@ def test_the_memory_estimate_covers_the_measured_peak(dtype, algorithm, init, fi
         tracemalloc.stop()
     itemsize = np.dtype(dtype).itemsize
     estimate = _training.peak_bytes(400 * 300, 3, itemsize, som.settings_, 500)
-    assert peak <= estimate <= 2 * peak
+    # numba's allocations (the online kernel's scratch) are not traced
+    online_only = algorithm == "online" and finish == "none"
+    untraced = _training.ONLINE_CELL_SCRATCH * itemsize * 400 * 300 if online_only else 0
+    assert peak <= estimate <= 2 * peak + untraced
 
 
 def test_lattice_too_large_for_memory_is_refused_up_front():
