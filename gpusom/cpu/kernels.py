@@ -1110,9 +1110,6 @@ def pruned_cosine_argmin(head, tail, x, present, norm_x, cosine_norms, scores, d
     return best_n, visited
 
 
-# The runs come back as a tuple of integers: compiled apart and passed two arrays to fill, each
-# grid row of the window paid about 50 ns, and (a)'s whole-map update took 4.3 us a step instead
-# of 3.3 (benchmarks/RESULTS.md).
 def plain_argmin(head, tail, x, boxes, bounds, distances, guess, nearest, pruned):
     """The BMU of a plain step (Euclidean, a complete sample ``x``, zero-padded) from the
     sample's last BMU ``guess``: :func:`boxed_argmin` while the boxes (``ChunkBoxes.arrays()``,
@@ -1160,6 +1157,9 @@ def _partial_argmin(head, tail, x, distances, guess):
     return pruned_argmin(distances, tail, x[head.shape[0] :], guess, None, True)
 
 
+# The runs come back as a tuple of integers: compiled apart and passed two arrays to fill, each
+# grid row of the window paid about 50 ns, and (a)'s whole-map update took 4.3 us a step instead
+# of 3.3 (benchmarks/RESULTS.md).
 @njit(cache=True, fastmath=FASTMATH)
 def _offset_runs(centre, first, last, size, is_torus):
     """Runs of positions ``centre + first`` to ``centre + last`` on one axis (wrapped on a
@@ -1773,7 +1773,7 @@ def rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_dis
 def _rerank(dots, cb_sq, tolerance, data, codebook, k, metric, out_index, out_distance,
             manhattan):  # fmt: skip
     """:func:`rerank`; ``manhattan`` is the scratch of the Manhattan bounds (the sample's
-    float64 row and mask), None for other metrics: numba then compiles no Manhattan code (1.1-1.4
+    float64 row and mask), None for other metrics: numba then compiles no Manhattan code (1.0-1.4
     s of a first call, benchmarks/RESULTS.md)."""
     n_cells = dots.shape[1]
     two = dots.dtype.type(2.0)
