@@ -306,3 +306,30 @@ def test_count_below_is_numpys_searchsorted(values, value, inclusive):
     assert search.count_below(values, value * 0.5, inclusive) == np.searchsorted(
         values, value * 0.5, side
     )
+
+
+@pytest.mark.parametrize("metric", [EUCLIDEAN, COSINE, MANHATTAN])
+@pytest.mark.parametrize("swap", [False, True])
+def test_mixed_dtypes_meet_the_rerank_as_one(monkeypatch, metric, swap):
+    """float64 samples on a float32 map (or the roles swapped, as the closest vectors search
+    them) reach the compiled re-rank in one dtype, with the BMUs and distances of the search
+    in the given dtypes, bit for bit."""
+    from gpusom.cpu import kernels
+
+    rng = np.random.default_rng(3)
+    data, codebook = rng.random((300, 6)), rng.random((40, 6)).astype(np.float32)
+    if swap:
+        data, codebook = codebook, data
+    want = _bmu_search.blocked_bmus(data, codebook, 2, np, rerank, metric)
+    seen = []
+    wrapped = kernels._rerank
+
+    def spy(dots, cb_sq, tolerance, chunk, cells, *rest):
+        seen.append((chunk.dtype, cells.dtype))
+        return wrapped(dots, cb_sq, tolerance, chunk, cells, *rest)
+
+    monkeypatch.setattr(kernels, "_rerank", spy)
+    found = search.find_bmus(data, codebook, 2, metric)
+    assert seen and all(pair == (np.float64, np.float64) for pair in seen)
+    np.testing.assert_array_equal(found[0], want[0])
+    np.testing.assert_array_equal(found[1], want[1])

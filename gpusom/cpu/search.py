@@ -91,6 +91,7 @@ COSINE_SLACK = 16 * np.finfo(np.float64).eps
 
 def find_bmus(data, codebook, k, metric):
     """``blocked_bmus`` for the CPU engine, by the pruned products where they pay."""
+    data, codebook = _one_dtype(data, codebook)
     if metric == MANHATTAN:
         # Euclidean distances bound Manhattan ones from below (kernels._manhattan_bounds)
         return blocked_bmus(data, codebook, k, np, rerank, metric, euclidean_scores)
@@ -127,6 +128,22 @@ def find_bmus(data, codebook, k, metric):
                 data[rows], codebook, k, np, rerank, metric
             )
     return out_index, out_distance
+
+
+def _one_dtype(data, codebook):
+    """``data`` and ``codebook`` in one dtype where they differ: the float32 one as float64,
+    if it is not the larger (else as they are). The scores and the re-rank's distances are
+    float64 of the values either way, so the BMUs and distances are the same bit for bit; and
+    numba compiles the re-rank once for each pair of dtypes it meets, 0.6-1.5 s each: the
+    walk-through's errors and closest vectors (float64 data, a float32 map, either way round)
+    compiled two (benchmarks/RESULTS.md)."""
+    if data.dtype == codebook.dtype:
+        return data, codebook
+    if data.dtype == np.float32 and data.size <= codebook.size:
+        return data.astype(np.float64), codebook
+    if codebook.dtype == np.float32 and codebook.size <= data.size:
+        return data, codebook.astype(np.float64)
+    return data, codebook
 
 
 def _unit_rows(vectors):
