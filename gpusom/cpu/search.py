@@ -131,17 +131,18 @@ def find_bmus(data, codebook, k, metric):
 
 
 def _one_dtype(data, codebook):
-    """``data`` and ``codebook`` in one dtype where they differ: the float32 one as float64,
-    if it is not the larger (else as they are). The scores and the re-rank's distances are
-    float64 of the values either way, so the BMUs and distances are the same bit for bit; and
-    numba compiles the re-rank once for each pair of dtypes it meets, 0.6-1.5 s each: the
-    walk-through's errors and closest vectors (float64 data, a float32 map, either way round)
-    compiled two (benchmarks/RESULTS.md)."""
+    """``data`` and ``codebook`` in one dtype where one is float32 and the other float64: the
+    float32 one as float64, where that copy is at most ``_config.ANALYSIS_BLOCK_BYTES`` (the
+    memory a block of the search takes anyway; else both as they are). The scores and the
+    re-rank's distances are float64 of the values either way, so the BMUs and distances are the
+    same bit for bit; and numba compiles the re-rank once for each pair of dtypes it meets,
+    0.6-1.5 s each: the walk-through's errors and closest vectors (float64 data and a float32
+    map, either way round) compiled two more (benchmarks/RESULTS.md)."""
     if data.dtype == codebook.dtype:
         return data, codebook
-    if data.dtype == np.float32 and data.size <= codebook.size:
+    if data.dtype == np.float32 and 8 * data.size <= _config.ANALYSIS_BLOCK_BYTES:
         return data.astype(np.float64), codebook
-    if codebook.dtype == np.float32 and codebook.size <= data.size:
+    if codebook.dtype == np.float32 and 8 * codebook.size <= _config.ANALYSIS_BLOCK_BYTES:
         return data, codebook.astype(np.float64)
     return data, codebook
 
