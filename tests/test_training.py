@@ -926,7 +926,7 @@ def test_cpu_online_run_passes_none_for_the_paths_it_does_not_take(rng, options,
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan"])
 def test_cpu_rerank_passes_manhattan_scratch_only_for_manhattan(rng, metric):
     """The CPU re-rank compiles its Manhattan bounds only for Manhattan searches (None
-    otherwise), and its result is the same through either path's entry."""
+    otherwise), and either way its BMUs are the brute force's."""
     from gpusom._bmu_search import blocked_bmus
     from gpusom._math import METRICS
     from gpusom.cpu import kernels
@@ -936,10 +936,11 @@ def test_cpu_rerank_passes_manhattan_scratch_only_for_manhattan(rng, metric):
         index, _ = blocked_bmus(data, codebook, 1, np, kernels.rerank, METRICS[metric])
     scratch = kernel.call_args.args[-1]
     assert (scratch is None) == (metric != "manhattan")
-    distance = {
-        "euclidean": lambda d: (d**2).sum(-1),
-        "manhattan": lambda d: np.abs(d).sum(-1),
-    }
-    if metric in distance:
-        brute = distance[metric](data[:, None] - codebook[None]).argmin(axis=1)
-        np.testing.assert_array_equal(index[:, 0], brute)
+    difference = data[:, None] - codebook[None]
+    norms = np.linalg.norm(data, axis=1)[:, None] * np.linalg.norm(codebook, axis=1)[None]
+    brute = {
+        "euclidean": (difference**2).sum(-1),
+        "manhattan": np.abs(difference).sum(-1),
+        "cosine": 1.0 - data @ codebook.T / norms,
+    }[metric]
+    np.testing.assert_array_equal(index[:, 0], brute.argmin(axis=1))
