@@ -365,10 +365,20 @@ def test_init_pca_keeps_constant_features_exactly(rng):
 def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim, n_cells):
     """The CPU kernel's small-map search (chunk minima, then the first chunk with the smallest
     computed again) against the argmin of the whole map's distances, ties across and within
-    chunks (of SEARCH_CHUNK cells) included."""
-    from gpusom.cpu.kernels import SEARCH_CHUNK, nearest_cell, squared_distances
+    chunks (of SEARCH_CHUNK cells) included. It compiles for the head's rows, a constant
+    (``head_rows``: 1-4, or 5 for more)."""
+    from numba import typeof, types
 
-    nearest = njit(lambda head, x, out: nearest_cell(head, x, out))  # the jitted overload
+    from gpusom.cpu.kernels import SEARCH_CHUNK, head_rows, nearest_cell, squared_distances
+
+    rows = head_rows(dim)
+    assert rows == min(dim, 5)
+    assert typeof(rows) == types.IntegerLiteral(min(dim, 5))
+    search = njit(lambda head, x, out, rows: nearest_cell(head, x, out, rows))  # the overload
+
+    def nearest(head, x, out):
+        return search(head, x, out, rows)
+
     rng = np.random.default_rng(dim)
     head = rng.random((dim, n_cells)).astype(dtype)
     last = n_cells - 1

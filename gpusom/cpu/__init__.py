@@ -11,7 +11,7 @@ from .._engine import Engine
 from .._math import COSINE, EUCLIDEAN, RECTANGULAR
 from . import batch as batch_kernels
 from . import search
-from .kernels import TAIL_LANES, ChunkBoxes, split_dim
+from .kernels import TAIL_LANES, ChunkBoxes, head_rows, split_dim
 from .kernels import train_online as _train_online
 
 
@@ -111,7 +111,7 @@ class CPUEngine(Engine):
         # rectangular lattice.
         missing = None if metric == EUCLIDEAN and data.complete else data.missing
         whole_head = codebook.tail.shape[1] == 0
-        nearest = True if metric == EUCLIDEAN and whole_head else None
+        nearest = head_rows(codebook.head.shape[0]) if metric == EUCLIDEAN and whole_head else None
         pruned = True if metric == EUCLIDEAN and not whole_head else None
         boxes = codebook.boxes_for(metric)
         boxes = None if boxes is None else boxes.arrays()

@@ -23,7 +23,7 @@ head is read (:func:`boxed_argmin`), with a tail or with every feature in the he
 import numpy as np
 from numba import njit
 from numba.core import types
-from numba.extending import intrinsic, overload, register_jitable
+from numba.extending import intrinsic, overload, register_jitable, typeof_impl
 
 from .._config import FASTMATH, FINITE_FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
 from .._math import (
@@ -234,8 +234,30 @@ def float_bits(typingctx, value):
 SEARCH_CHUNK = 256
 
 
-def nearest_cell(head, x, out):
-    """The lowest-index argmin of :func:`squared_distances` of ``head``; ``out`` is scratch.
+class CompiledInt(int):
+    """An ``int`` that numba types as its value (an ``IntegerLiteral``): a kernel taking one
+    compiles once per value, and an overload chooses its loops by it (:func:`head_rows`)."""
+
+
+@typeof_impl.register(CompiledInt)
+def _typeof_compiled_int(value, context):
+    return types.IntegerLiteral(int(value))
+
+
+def head_rows(split):
+    """:func:`train_online`'s ``nearest`` for a head of every feature, ``split`` rows: the rows
+    as :func:`nearest_cell` compiles them, 1-4 or 5 for more than four.
+
+    A constant of the compiled kernel, so that a run compiles only its own width's loops: with
+    the width a run-time value, every map compiled all five, about 3 s of the walk-through's
+    first training (benchmarks/RESULTS.md).
+    """
+    return CompiledInt(min(split, LANES + 1))
+
+
+def nearest_cell(head, x, out, rows):
+    """The lowest-index argmin of :func:`squared_distances` of ``head``; ``out`` is scratch,
+    ``rows`` the head's :func:`head_rows`.
 
     The passes of :func:`cell_distances` but the last write their sums to ``out``; the last
     one, the same sums (``_sum1`` to ``_sum4``), keeps only each chunk's minimum (as
@@ -248,14 +270,18 @@ def nearest_cell(head, x, out):
     return int(np.argmin(out))
 
 
-@overload(nearest_cell, jit_options={"cache": True, "fastmath": FASTMATH})
-def _nearest_cell_jit(head, x, out):
+@overload(nearest_cell, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
+def _nearest_cell_jit(head, x, out, rows):
+    if not isinstance(rows, types.IntegerLiteral):
+        return None  # head_rows gives a constant
     top = KEY32_MAX if out.dtype == types.float32 else np.int64(np.iinfo(np.int64).max)
+    last_sum = _LAST_SUMS[rows.literal_value]
+    leading = rows.literal_value > LANES  # passes before the last, into ``out``
 
-    def nearest(head, x, out):
+    def nearest(head, x, out, rows):
         n_rows, count = head.shape
         k = max(n_rows - LANES, 0)  # the last pass's first feature, of four or of n_rows
-        if k > 0:
+        if leading:
             cell_distances(head[:k], x, out, None, count)
         # heads of 1-3 features: the rows past the last are not read
         r1, r2, r3 = min(k + 1, n_rows - 1), min(k + 2, n_rows - 1), min(k + 3, n_rows - 1)
@@ -265,48 +291,52 @@ def _nearest_cell_jit(head, x, out):
         for start in range(0, count, SEARCH_CHUNK):
             base, size = np.uint64(start), min(SEARCH_CHUNK, count - start)
             low = top
-            # One loop per case of cell_distances' last pass, each its sum.
-            if n_rows >= LANES:
-                for n in range(size):
-                    i = base + np.uint64(n)
-                    distance = _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i)
-                    low = min(low, float_bits(out[i] + distance if k > 0 else distance))
-            elif n_rows == 3:
-                for n in range(size):
-                    low = min(low, float_bits(_sum3(w0, w1, w2, x0, x1, x2, base + np.uint64(n))))
-            elif n_rows == 2:
-                for n in range(size):
-                    low = min(low, float_bits(_sum2(w0, w1, x0, x1, base + np.uint64(n))))
-            else:
-                for n in range(size):
-                    low = min(low, float_bits(_sum1(w0, x0, base + np.uint64(n))))
+            for n in range(size):
+                i = base + np.uint64(n)
+                low = min(low, float_bits(last_sum(w0, w1, w2, w3, x0, x1, x2, x3, out, i)))
             if low < best:
                 best, best_start = low, start
         # The same sums again in that chunk, for the first cell that holds the minimum.
         base, size = np.uint64(best_start), min(SEARCH_CHUNK, count - best_start)
         none = np.int32(size)
         found = none
-        if n_rows >= LANES:
-            for n in range(size):
-                i = base + np.uint64(n)
-                distance = _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i)
-                bits = float_bits(out[i] + distance if k > 0 else distance)
-                found = min(found, np.int32(n) if bits == best else none)
-        elif n_rows == 3:
-            for n in range(size):
-                bits = float_bits(_sum3(w0, w1, w2, x0, x1, x2, base + np.uint64(n)))
-                found = min(found, np.int32(n) if bits == best else none)
-        elif n_rows == 2:
-            for n in range(size):
-                bits = float_bits(_sum2(w0, w1, x0, x1, base + np.uint64(n)))
-                found = min(found, np.int32(n) if bits == best else none)
-        else:
-            for n in range(size):
-                bits = float_bits(_sum1(w0, x0, base + np.uint64(n)))
-                found = min(found, np.int32(n) if bits == best else none)
+        for n in range(size):
+            i = base + np.uint64(n)
+            bits = float_bits(last_sum(w0, w1, w2, w3, x0, x1, x2, x3, out, i))
+            found = min(found, np.int32(n) if bits == best else none)
         return best_start + np.int64(found)
 
     return nearest
+
+
+# nearest_cell's last pass by head_rows: cell_distances' last sums, added to the earlier
+# passes' in ``out`` for more than four rows.
+@register_jitable(inline="always")
+def _last_sum1(w0, w1, w2, w3, x0, x1, x2, x3, out, i):
+    return _sum1(w0, x0, i)
+
+
+@register_jitable(inline="always")
+def _last_sum2(w0, w1, w2, w3, x0, x1, x2, x3, out, i):
+    return _sum2(w0, w1, x0, x1, i)
+
+
+@register_jitable(inline="always")
+def _last_sum3(w0, w1, w2, w3, x0, x1, x2, x3, out, i):
+    return _sum3(w0, w1, w2, x0, x1, x2, i)
+
+
+@register_jitable(inline="always")
+def _last_sum4(w0, w1, w2, w3, x0, x1, x2, x3, out, i):
+    return _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i)
+
+
+@register_jitable(inline="always")
+def _last_sum_after(w0, w1, w2, w3, x0, x1, x2, x3, out, i):
+    return out[i] + _sum4(w0, w1, w2, w3, x0, x1, x2, x3, i)
+
+
+_LAST_SUMS = {1: _last_sum1, 2: _last_sum2, 3: _last_sum3, 4: _last_sum4, 5: _last_sum_after}
 
 
 def argmin_first(distances):
@@ -1114,27 +1144,28 @@ def plain_argmin(head, tail, x, boxes, bounds, distances, guess, nearest, pruned
     """The BMU of a plain step (Euclidean, a complete sample ``x``, zero-padded) from the
     sample's last BMU ``guess``: :func:`boxed_argmin` while the boxes (``ChunkBoxes.arrays()``,
     or None) hold, else :func:`nearest_cell` where ``nearest`` is not None (a head of every
-    feature) or the partial distance search (:func:`pruned_argmin`) where ``pruned`` is not None
-    (a head and a tail). Both None: ``guess`` (never taken: runs of other metrics make no plain
-    step). ``bounds`` and ``distances`` are the searches' scratch."""
+    feature, its :func:`head_rows`) or the partial distance search (:func:`pruned_argmin`)
+    where ``pruned`` is not None (a head and a tail). Both None: ``guess`` (never taken: runs of
+    other metrics make no plain step). ``bounds`` and ``distances`` are the searches'
+    scratch."""
 
 
-@overload(plain_argmin, inline="always")
+# prefer_literal: typed with ``nearest``'s value (head_rows), which _unboxed_argmin passes on
+@overload(plain_argmin, inline="always", prefer_literal=True)
 def _plain_argmin_jit(head, tail, x, boxes, bounds, distances, guess, nearest, pruned):
     # Chosen when train_online is typed, so that a run compiles only its own search: every run
     # compiled both nearest_cell and the partial distance search, and runs of other metrics the
     # plain step's too, 1-4 s of a first call (benchmarks/RESULTS.md).
     if isinstance(nearest, types.NoneType) and isinstance(pruned, types.NoneType):
         return lambda head, tail, x, boxes, bounds, distances, guess, nearest, pruned: guess
-    search = _partial_argmin if isinstance(nearest, types.NoneType) else _nearest_argmin
     if isinstance(boxes, types.NoneType):
-        return lambda head, tail, x, boxes, bounds, distances, guess, nearest, pruned: search(
-            head, tail, x, distances, guess
+        return lambda head, tail, x, boxes, bounds, distances, guess, nearest, pruned: (
+            _unboxed_argmin(head, tail, x, distances, guess, nearest)
         )
 
     def argmin(head, tail, x, boxes, bounds, distances, guess, nearest, pruned):
         if boxes[2][0] != 1:
-            return search(head, tail, x, distances, guess)
+            return _unboxed_argmin(head, tail, x, distances, guess, nearest)
         bmu, visited = boxed_argmin(head, tail, x, boxes[0], bounds, distances, guess, None, True)
         boxes[2][2] += visited
         return bmu
@@ -1142,19 +1173,25 @@ def _plain_argmin_jit(head, tail, x, boxes, bounds, distances, guess, nearest, p
     return argmin
 
 
-@register_jitable(inline="always")
-def _nearest_argmin(head, tail, x, distances, guess):
-    """:func:`plain_argmin`'s search of a head of every feature."""
-    return nearest_cell(head, x, distances)
+def _unboxed_argmin(head, tail, x, distances, guess, nearest):
+    """:func:`plain_argmin`'s search where no boxes serve: :func:`nearest_cell` where
+    ``nearest`` is not None, else the partial distance search."""
 
 
-@register_jitable(inline="always")
-def _partial_argmin(head, tail, x, distances, guess):
-    """:func:`plain_argmin`'s search of a head and a tail: the partial distance search."""
-    head_distances(head, x, distances, 0, distances.size)
-    if guess < 0:
-        guess = argmin_first(distances)
-    return pruned_argmin(distances, tail, x[head.shape[0] :], guess, None, True)
+@overload(_unboxed_argmin, inline="always", prefer_literal=True)
+def _unboxed_argmin_jit(head, tail, x, distances, guess, nearest):
+    if not isinstance(nearest, types.NoneType):
+        return lambda head, tail, x, distances, guess, nearest: nearest_cell(
+            head, x, distances, nearest
+        )
+
+    def partial(head, tail, x, distances, guess, nearest):
+        head_distances(head, x, distances, 0, distances.size)
+        if guess < 0:
+            guess = argmin_first(distances)
+        return pruned_argmin(distances, tail, x[head.shape[0] :], guess, None, True)
+
+    return partial
 
 
 # The runs come back as a tuple of integers: compiled apart and passed two arrays to fill, each
@@ -1446,9 +1483,10 @@ def train_online(
     ``cosine_norms`` (``(2, n_cells)`` scratch, or None) serves the cosine steps' bound
     (:func:`pruned_cosine_argmin`): filled here, then refreshed after every update.
 
-    ``nearest`` and ``pruned`` (True or None) choose the search of a plain step, Euclidean on a
-    complete sample (:func:`plain_argmin`): one of them is True on Euclidean runs, both are None
-    on runs of other metrics, whose steps all take the metric path.
+    ``nearest`` (a head of every feature: its :func:`head_rows`, or None) and ``pruned`` (True
+    or None) choose the search of a plain step, Euclidean on a complete sample
+    (:func:`plain_argmin`): one of them is not None on Euclidean runs, both are None on runs of
+    other metrics, whose steps all take the metric path.
 
     ``missing=None`` (Euclidean steps on complete data), ``boxes=None`` (no boxes),
     ``cosine_norms=None`` (other metrics), ``topology=None`` (the rectangular lattice) and
