@@ -29,13 +29,16 @@ def search_bytes(n_samples, n_cells, dim, k):
 
     Per codebook element: the float64 centred copy, its squares and their float64 copy, and the
     product-precision copies of the vectors and squares (8 + 8 + 8 + 8 + 8); per block row, the
-    same for the centred samples plus one row of products; per sample, the results. The CPU
-    engine's pruned search (``gpusom.cpu.search``) stays within it (``tests/test_cpu_search.py``).
+    same for the centred samples plus one row of products; per sample, the results; and the
+    float64 copies of float32 inputs the CPU engine searches as float64 (at most
+    ``_config.ONE_DTYPE_BYTES``). The CPU engine's pruned search (``gpusom.cpu.search``) stays
+    within it (``tests/test_cpu_search.py``).
     """
     block = block_rows(n_samples, n_cells)
     codebook = 40 * n_cells * dim + 24 * n_cells
     per_block = block * (32 * dim + 8 * n_cells + 24)
-    return codebook + per_block + 16 * n_samples * k
+    copies = min(8 * (n_samples + n_cells) * dim, _config.ONE_DTYPE_BYTES)
+    return codebook + per_block + 16 * n_samples * k + copies
 
 
 def blocked_bmus(data, codebook, k, xp, rerank, metric=EUCLIDEAN, scores=None):

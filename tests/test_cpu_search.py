@@ -309,17 +309,19 @@ def test_count_below_is_numpys_searchsorted(values, value, inclusive):
 
 
 @pytest.mark.parametrize("metric", [EUCLIDEAN, COSINE, MANHATTAN])
-@pytest.mark.parametrize("swap", [False, True])
-def test_mixed_dtypes_meet_the_rerank_as_one(monkeypatch, metric, swap):
+@pytest.mark.parametrize("dtypes", ["mixed", "swapped", "float32"])
+def test_small_float32_inputs_meet_the_rerank_as_float64(monkeypatch, metric, dtypes):
     """float64 samples on a float32 map (or the roles swapped, as the closest vectors search
-    them) reach the compiled re-rank in one dtype, with the BMUs and distances of the search
-    in the given dtypes, bit for bit."""
+    them, or both float32, as the closing step's) reach the compiled re-rank as float64, with
+    the BMUs and distances of the search in the given dtypes, bit for bit."""
     from gpusom.cpu import kernels
 
     rng = np.random.default_rng(3)
     data, codebook = rng.random((300, 6)), rng.random((40, 6)).astype(np.float32)
-    if swap:
+    if dtypes == "swapped":
         data, codebook = codebook, data
+    elif dtypes == "float32":
+        data = data.astype(np.float32)
     want = _bmu_search.blocked_bmus(data, codebook, 2, np, rerank, metric)
     seen = []
     wrapped = kernels._rerank

@@ -131,20 +131,18 @@ def find_bmus(data, codebook, k, metric):
 
 
 def _one_dtype(data, codebook):
-    """``data`` and ``codebook`` in one dtype where one is float32 and the other float64: the
-    float32 one as float64, where that copy is at most ``_config.ANALYSIS_BLOCK_BYTES`` (the
-    memory a block of the search takes anyway; else both as they are). The scores and the
-    re-rank's distances are float64 of the values either way, so the BMUs and distances are the
-    same bit for bit; and numba compiles the re-rank once for each pair of dtypes it meets,
-    0.6-1.5 s each: the walk-through's errors and closest vectors (float64 data and a float32
-    map, either way round) compiled two more (benchmarks/RESULTS.md)."""
-    if data.dtype == codebook.dtype:
+    """``data`` and ``codebook`` with their float32 ones as float64 where those copies take at
+    most ``_config.ONE_DTYPE_BYTES`` together, else as they are.
+
+    The scores centre both in float64 and the re-rank measures float64 of the values, so the
+    BMUs and distances are the same bit for bit; numba compiles the re-rank once for each pair
+    of dtypes it meets, 0.6-1.5 s each: the walk-through's closing step (its float32 samples on
+    the float32 map), errors and closest vectors (float64 data and the map, either way round)
+    compiled three (benchmarks/RESULTS.md)."""
+    copies = sum(8 * a.size for a in (data, codebook) if a.dtype == np.float32)
+    if copies == 0 or copies > _config.ONE_DTYPE_BYTES:
         return data, codebook
-    if data.dtype == np.float32 and 8 * data.size <= _config.ANALYSIS_BLOCK_BYTES:
-        return data.astype(np.float64), codebook
-    if codebook.dtype == np.float32 and 8 * codebook.size <= _config.ANALYSIS_BLOCK_BYTES:
-        return data, codebook.astype(np.float64)
-    return data, codebook
+    return data.astype(np.float64, copy=False), codebook.astype(np.float64, copy=False)
 
 
 def _unit_rows(vectors):
