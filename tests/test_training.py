@@ -722,7 +722,7 @@ def test_cpu_unit_boxes_skip_chunks_of_other_directions(rng):
     lengths = rng.uniform(0.1, 10.0, (n_chunks * 32, 1))
     cells = (np.repeat(directions, 32, axis=0) * lengths).astype(np.float32)
     codebook, boxes = codebook_with_boxes(cells, "cosine")
-    kernels.build_boxes(codebook.head, codebook.tail, *boxes.arrays(), True)
+    kernels.build_boxes(codebook.head, codebook.tail, *boxes.arrays())
     x = np.zeros(codebook.head.shape[0] + codebook.tail.shape[1], np.float32)
     x[:dim] = 3.0 * directions[7] + rng.normal(scale=0.01, size=dim)
     x_unit, present = np.empty(dim, np.float32), (np.arange(x.size) < dim).astype(np.float32)
@@ -879,7 +879,7 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     cells = rng.random((n_cells, dim)).astype(np.float32)
     codebook, boxes = codebook_with_boxes(cells, "cosine" if unit else "euclidean")
     head, tail = codebook.head, codebook.tail
-    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, unit)
+    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, boxes.unit)
     x = np.zeros(head.shape[0] + tail.shape[1], np.float32)
     x[:dim] = 5.0
     x[0] = -5.0  # a direction no cell has
@@ -893,7 +893,7 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     kernels.refresh_cosine_norms(head, tail, 0, n_cells, cosine_norms)
     kernels.update_window(head, tail, x, *args, *scratch, update_lattice, np.ones_like(x), False)
     window = (bmu, sigma, rows, cols, is_torus, nbh, 2.0, lattice)
-    kernels.refresh_window(head, tail, *window, (boxes.bounds, boxes.scratch, unit), None)
+    kernels.refresh_window(head, tail, *window, (boxes.bounds, boxes.scratch, boxes.unit), None)
     kernels.refresh_window(head, tail, *window, None, cosine_norms)
     cells = np.concatenate([head.T, tail[:, : dim - head.shape[0]]], axis=1)
     assert (cells[:, 1:] == 5.0).any()  # the update moved some cells (at least the BMU)

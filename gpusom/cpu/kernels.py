@@ -506,22 +506,24 @@ class ChunkBoxes:
     ``bounds[0, k, c]``/``bounds[1, k, c]``: the smallest and largest feature ``k`` over the
     cells of chunk ``c`` (cells ``c * PRUNE_CHUNK`` on), ``dim`` features by ``n_chunks``, so a
     sample's distance to every box is a pass vectorised across chunks. Each metric has its own
-    (``metric``): the boxes of cosine steps (``unit``) bound the cells' unit vectors
-    (:func:`_grow_boxes`). ``state``: whether the boxes serve the search (``state[0]``: 0 until
-    first built, 1 while they hold, 2 while a trial has paused them, ``BOX_TRIAL_RATE``), the
-    steps since they were last built, the chunks the search has visited since, what a visit
-    costs in features read (``BOX_VISIT_COST`` plus a chunk's scan), how many features of each
-    cell the plain search reads and the ``BOX_BUILD_SHARE`` or ``SCAN_BOX_BUILD_SHARE`` of the
-    first build. While they hold, they grow after every update to take in the cells it moved
-    (:func:`refresh_window`), so they keep holding but loosen, and :func:`build_boxes` makes
-    them exact again. ``scratch`` serves :func:`_grow_boxes`.
+    (``metric``): the boxes of cosine steps (``unit`` True, else None) bound the cells' unit
+    vectors (:func:`_grow_boxes`). ``state``: whether the boxes serve the search
+    (``state[0]``: 0 until first built, 1 while they hold, 2 while a trial has paused them,
+    ``BOX_TRIAL_RATE``), the steps since they were last built, the chunks the search has
+    visited since, what a visit costs in features read (``BOX_VISIT_COST`` plus a chunk's
+    scan), how many features of each cell the plain search reads and the ``BOX_BUILD_SHARE``
+    or ``SCAN_BOX_BUILD_SHARE`` of the first build. While they hold, they grow after every
+    update to take in the cells it moved (:func:`refresh_window`), so they keep holding but
+    loosen, and :func:`build_boxes` makes them exact again. ``scratch`` serves
+    :func:`_grow_boxes`.
     """
 
     def __init__(self, n_cells, dim, dtype, metric=EUCLIDEAN):
         n_chunks = -(-n_cells // PRUNE_CHUNK)
         self.bounds = np.empty((2, dim, n_chunks), dtype)
         self.scratch = np.empty((3, max(dim, PRUNE_CHUNK)), dtype)
-        self.unit = metric == COSINE
+        # None: numba compiles no unit-vector code for the other metrics' boxes
+        self.unit = True if metric == COSINE else None
         scanned = self.scanned(dim, metric)
         visit_cost = BOX_VISIT_COST + PRUNE_CHUNK * scanned
         share = BOX_BUILD_SHARE if metric == EUCLIDEAN else SCAN_BOX_BUILD_SHARE
@@ -545,8 +547,8 @@ class ChunkBoxes:
         return None
 
     def arrays(self):
-        """``(bounds, scratch, state)``, as :func:`train_online` takes the boxes."""
-        return self.bounds, self.scratch, self.state
+        """``(bounds, scratch, state, unit)``, as :func:`train_online` takes the boxes."""
+        return self.bounds, self.scratch, self.state, self.unit
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -571,8 +573,8 @@ def box_distances(low, high, x, present, manhattan, out):
 
 @njit(cache=True, fastmath=FASTMATH)
 def build_boxes(head, tail, boxes, scratch, state, unit):
-    """Every chunk's exact box (``ChunkBoxes``, of unit vectors with ``unit``); they hold from
-    here on."""
+    """Every chunk's exact box (``ChunkBoxes``, of unit vectors where ``unit`` is not None);
+    they hold from here on."""
     inf = boxes.dtype.type(np.inf)
     for c in range(boxes.shape[2]):
         start, stop = c * PRUNE_CHUNK, min((c + 1) * PRUNE_CHUNK, head.shape[1])
@@ -620,9 +622,11 @@ def unit_norms_sq(dtype):
 # each, benchmarks/RESULTS.md).
 @njit(cache=True, fastmath=FASTMATH)
 def _grow_boxes(head, tail, first, stop, boxes, scratch, unit):
-    """Grow the boxes of cells ``first`` to ``stop`` to take in their vectors, or with
-    ``unit`` their unit vectors (``scratch``: ``(3, max(dim, PRUNE_CHUNK))``, the tail's
-    minima and maxima of one chunk and its cells' ``unit_scales``).
+    """Grow the boxes of cells ``first`` to ``stop`` to take in their vectors, or where
+    ``unit`` is not None (True) their unit vectors (``scratch``: ``(3, max(dim,
+    PRUNE_CHUNK))``, the tail's minima and maxima of one chunk and its cells' ``unit_scales``).
+    With ``unit`` None numba compiles none of the unit vectors' code: 1-1.5 s of a first call
+    with boxes (benchmarks/RESULTS.md).
 
     A unit vector's features are rounded products ``w_k * s``, ``s`` the rounded ``1 / |w|``:
     each within two roundings of the exact one (:func:`boxed_metric_argmin` allows for it).
@@ -637,7 +641,7 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch, unit):
         start, c = end, end // PRUNE_CHUNK
         end = min(stop, (c + 1) * PRUNE_CHUNK)
         scales = scratch[2, : end - start]
-        if unit and not unit_scales(head, tail, start, end, scales):
+        if unit is not None and not unit_scales(head, tail, start, end, scales):
             for k in range(boxes.shape[1]):
                 low[k, c], high[k, c] = -inf, inf
             continue
@@ -645,7 +649,7 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch, unit):
             cells = head[k, start:end]
             lo, hi = low[k, c], high[k, c]
             for n in range(cells.size):
-                w = cells[n] * scales[n] if unit else cells[n]
+                w = cells[n] * scales[n] if unit is not None else cells[n]
                 lo, hi = min(lo, w), max(hi, w)
             low[k, c], high[k, c] = lo, hi
         if width == 0:
@@ -656,9 +660,9 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch, unit):
             tail_low[k], tail_high[k] = low[split + k, c], high[split + k, c]
         for n in range(start, end):
             row = tail[n, :width]
-            scale = scales[n - start] if unit else tail.dtype.type(1.0)
+            scale = scales[n - start] if unit is not None else tail.dtype.type(1.0)
             for k in range(width):
-                w = row[k] * scale if unit else row[k]
+                w = row[k] * scale if unit is not None else row[k]
                 tail_low[k], tail_high[k] = min(tail_low[k], w), max(tail_high[k], w)
         for k in range(width):
             low[split + k, c], high[split + k, c] = tail_low[k], tail_high[k]
@@ -1255,7 +1259,7 @@ def refresh_window(head, tail, bmu, sigma, rows, cols, is_torus, neighborhood, t
                    topology, boxes, cosine_norms):  # fmt: skip
     """After a step's update (:func:`update_window` at ``bmu`` and ``sigma``), for every cell
     it can have moved: grow the ``ChunkBoxes`` to take in its vector (``boxes``: ``(bounds,
-    scratch, unit)``, its unit vector with ``unit``; or None) and refresh its
+    scratch, unit)``, its unit vector where ``unit`` is not None; or None) and refresh its
     :func:`refresh_cosine_norms` (``cosine_norms``, or None).
 
     Apart from the update, so that its loops stay as they were (growing inside them made maps
@@ -1509,8 +1513,8 @@ def train_online(
     present = np.zeros(x.size, dtype)
     present[:dim] = 1.0
     norms = np.empty(head.shape[1], dtype)
-    # cosine steps' boxes bound unit vectors (ChunkBoxes)
-    unit = boxes is not None and metric == COSINE
+    # cosine steps' boxes bound unit vectors (ChunkBoxes.unit)
+    unit = boxes is not None and boxes[3] is not None
     x_unit = np.zeros(x.size, dtype)
     # each chunk's box distance; allocated here, not with the boxes: LLVM then knows it
     # aliases no codebook array (passed in, it made the large lattice 4 % slower)
@@ -1617,10 +1621,10 @@ def train_online(
                 reach = 2.0 * window_radius(neighborhood, sigmas[t], truncate) + 1.0
                 # the share of the map (BOX_BUILD_SHARE or SCAN_BOX_BUILD_SHARE)
                 if state[5] * reach * reach <= n_cells:
-                    build_boxes(head, tail, bounds, scratch, state, unit)
+                    build_boxes(head, tail, bounds, scratch, state, boxes[3])
             elif state[1] * BOX_REBUILD_RATE >= n_cells:
                 # takes in the moved cells itself, and ends a pause with a new trial
-                build_boxes(head, tail, bounds, scratch, state, unit)
+                build_boxes(head, tail, bounds, scratch, state, boxes[3])
             elif state[0] == 1:
                 scan = n_cells * state[4]  # features the plain search reads
                 if state[1] == trial_steps and state[2] * state[3] > trial_steps * scan:
@@ -1644,7 +1648,7 @@ def train_online(
                     bound_on = bound_visits <= COSINE_MAX_SHARE * bound_served * n_chunks
                     bound_steps, bound_served, bound_visits = 0, 0, 0
         elif boxes is not None and grow:
-            refresh_window(head, tail, *window, (boxes[0], boxes[1], unit), None)
+            refresh_window(head, tail, *window, (boxes[0], boxes[1], boxes[3]), None)
 
 
 #: Scores are scanned in chunks of this many cells: a chunk whose smallest score is above the
