@@ -557,7 +557,9 @@ def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
     if metric != "cosine" and data.draw(st.booleans()):  # missing features: x is 0 there
         present[rng.permutation(dim)[: rng.integers(0, dim)]] = 0.0
         x *= present
-    norms, full = np.empty(n_cells, dtype), np.empty(n_cells, dtype)
+    # the cosine distances' scratch, None for the sums (kernels.chunk_distances)
+    norms = np.empty(n_cells, dtype) if metric == "cosine" else None
+    full = np.empty(n_cells, dtype)
     kernels.metric_distances(head, tail, x, present, code, norms, full)
     expected = int(np.argmin(full))
     with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
@@ -906,12 +908,16 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
 @pytest.mark.parametrize(
     ("options", "dim", "pruned"),
     [
-        ({}, 3, {"topology", "missing", "boxes", "pruned"}),
-        ({}, 40, {"topology", "missing", "boxes", "nearest"}),
-        ({"topology": "hexagonal"}, 3, {"missing", "boxes", "pruned"}),
+        ({}, 3, {"topology", "missing", "boxes", "cosine_scratch", "pruned"}),
+        ({}, 40, {"topology", "missing", "boxes", "cosine_scratch", "nearest"}),
+        ({"topology": "hexagonal"}, 3, {"missing", "boxes", "cosine_scratch", "pruned"}),
         ({"metric": "cosine"}, 3, {"topology", "boxes", "nearest", "pruned"}),
-        ({"metric": "manhattan"}, 40, {"topology", "boxes", "nearest", "pruned"}),
-        ({"nan_policy": "ignore", "missing": True}, 3, {"topology", "boxes", "pruned"}),
+        ({"metric": "manhattan"}, 40, {"topology", "boxes", "cosine_scratch", "nearest", "pruned"}),
+        (
+            {"nan_policy": "ignore", "missing": True},
+            3,
+            {"topology", "boxes", "cosine_scratch", "pruned"},
+        ),
     ],
 )
 def test_cpu_online_run_passes_none_for_the_paths_it_does_not_take(rng, options, dim, pruned):
@@ -929,7 +935,7 @@ def test_cpu_online_run_passes_none_for_the_paths_it_does_not_take(rng, options,
     with mock.patch("gpusom.cpu._train_online", wraps=kernels.train_online) as kernel:
         SOM((4, 5), seed=0, verbose=False, **options).train(data, 30)
     passed = dict(zip(arguments, kernel.call_args.args, strict=True))
-    names = ("topology", "missing", "boxes", "nearest", "pruned")
+    names = ("topology", "missing", "boxes", "cosine_scratch", "nearest", "pruned")
     assert {name for name in names if passed[name] is None} == pruned
 
 

@@ -107,8 +107,8 @@ class CPUEngine(Engine):
         bmus = np.empty(order.size, dtype=np.int64)
         # None compiles a path out of the kernel (kernels.train_online): the metric path for
         # Euclidean steps on complete data, the plain step's searches but the map's own (all of
-        # them for other metrics), the boxes where there are none, the hexagonal update on the
-        # rectangular lattice.
+        # them for other metrics), the cosine distances for other metrics, the boxes where there
+        # are none, the hexagonal update on the rectangular lattice.
         missing = None if metric == EUCLIDEAN and data.complete else data.missing
         whole_head = codebook.tail.shape[1] == 0
         nearest = head_rows(codebook.head.shape[0]) if metric == EUCLIDEAN and whole_head else None
@@ -134,6 +134,7 @@ class CPUEngine(Engine):
             bmus,
             boxes,
             codebook.cosine_norms(metric),
+            np.empty(codebook.head.shape[1], codebook.head.dtype) if metric == COSINE else None,
             nearest,
             pruned,
         )

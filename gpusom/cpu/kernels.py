@@ -801,7 +801,8 @@ def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bo
     (``ChunkBoxes`` of ``metric``, which must hold). ``x_box``: the sample as the boxes see it,
     ``x`` itself or, for cosine distances (complete samples only), its unit vector;
     ``norm_x``: :func:`sample_norm_sq` (cosine). ``bounds`` is scratch, one per chunk;
-    ``distances`` and ``norms`` are :func:`chunk_distances`' for the chunks it visits.
+    ``distances`` and ``norms`` are :func:`chunk_distances`' for the chunks it visits
+    (``norms`` None for the sums: their search then compiles without the cosine's code).
 
     Sums of squares or of absolute differences over the present features take
     :func:`boxed_argmin`, which also skips the tails of cells whose head is already too far.
@@ -816,10 +817,43 @@ def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bo
     BMU ``guess`` or, when it is ``-1``, the nearest cell in the nearest box. Returns ``(bmu,
     visited)``, ``visited`` the chunks whose box did not rule them out.
     """
-    if metric != COSINE:
-        return boxed_argmin(
-            head, tail, x, boxes, bounds, distances, guess, present, metric == EUCLIDEAN
+    return _boxed_metric_search(
+        head, tail, x, x_box, norm_x, present, metric, boxes, bounds, distances, norms, guess
+    )
+
+
+def _boxed_metric_search(head, tail, x, x_box, norm_x, present, metric, boxes, bounds,
+                         distances, norms, guess):  # fmt: skip
+    """:func:`boxed_metric_argmin` of the sums (``norms`` None) or of cosine distances."""
+
+
+# chosen by the type of ``norms`` when typed: numba prunes a branch on an argument typed None
+# only, so a cosine run (``norms`` an array) compiled the sums' search too
+@overload(_boxed_metric_search, inline="always")
+def _boxed_metric_search_jit(head, tail, x, x_box, norm_x, present, metric, boxes, bounds,
+                             distances, norms, guess):  # fmt: skip
+    if isinstance(norms, types.NoneType):
+
+        def sums(head, tail, x, x_box, norm_x, present, metric, boxes, bounds, distances,
+                 norms, guess):  # fmt: skip
+            euclidean = metric == EUCLIDEAN
+            return boxed_argmin(head, tail, x, boxes, bounds, distances, guess, present, euclidean)
+
+        return sums
+
+    def cosine(head, tail, x, x_box, norm_x, present, metric, boxes, bounds, distances, norms,
+               guess):  # fmt: skip
+        return _boxed_cosine_argmin(
+            head, tail, x, x_box, norm_x, present, boxes, bounds, distances, norms, guess
         )
+
+    return cosine
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _boxed_cosine_argmin(head, tail, x, x_box, norm_x, present, boxes, bounds, distances,
+                         norms, guess):  # fmt: skip
+    """:func:`boxed_metric_argmin` of cosine distances."""
     n_cells = head.shape[1]
     dim = boxes.shape[1]
     info = np.finfo(distances.dtype)
@@ -829,12 +863,12 @@ def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bo
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        chunk_distances(head, tail, x, present, metric, norm_x, norms, distances, start, stop)
+        chunk_distances(head, tail, x, present, COSINE, norm_x, norms, distances, start, stop)
         guess = start + argmin_first(distances[start:stop])
     else:
         start = guess - guess % PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        chunk_distances(head, tail, x, present, metric, norm_x, norms, distances, start, stop)
+        chunk_distances(head, tail, x, present, COSINE, norm_x, norms, distances, start, stop)
     best_n, best = guess, distances[guess]
     visited = 0
     for c in range(bounds.size):
@@ -842,7 +876,7 @@ def boxed_metric_argmin(head, tail, x, x_box, norm_x, present, metric, boxes, bo
             continue
         visited += 1
         best, best_n = _visit_chunk(
-            head, tail, x, present, metric, norm_x, norms, distances, c * PRUNE_CHUNK, best,
+            head, tail, x, present, COSINE, norm_x, norms, distances, c * PRUNE_CHUNK, best,
             best_n,
         )  # fmt: skip
     return best_n, visited
@@ -869,26 +903,35 @@ def metric_distances(head, tail, x, present, metric, norms, out):
     Euclidean, Manhattan or cosine, over the features where ``present`` is 1 (``x`` holds 0
     where it is 0, so products with it vanish), a chunk at a time (:func:`chunk_distances`).
     The boxed search (:func:`boxed_metric_argmin`) skips chunks of it. ``norms`` (``n_cells``)
-    is scratch.
+    is the cosine distances' scratch, None for the sums (:func:`chunk_distances`).
     """
     n_cells = head.shape[1]
-    norm_x = sample_norm_sq(x) if metric == COSINE else 0.0
+    norm_x = sample_norm_sq(x) if norms is not None else 0.0
     for start in range(0, n_cells, PRUNE_CHUNK):
         stop = min(start + PRUNE_CHUNK, n_cells)
         chunk_distances(head, tail, x, present, metric, norm_x, norms, out, start, stop)
 
 
-@njit(cache=True, fastmath=FASTMATH)
 def chunk_distances(head, tail, x, present, metric, norm_x, norms, out, start, stop):
-    """``out[n]`` for the cells ``start`` to ``stop``: :func:`cosine_distances` or
-    :func:`sum_distances`. Every step off the plain Euclidean path computes its distances here,
-    a chunk of ``PRUNE_CHUNK`` cells at a time: the full scan (:func:`metric_distances`) and
-    the boxed search (:func:`boxed_metric_argmin`) run the same code on the same chunks, so
-    they compare the same distances bit for bit."""
-    if metric == COSINE:
-        cosine_distances(head, tail, x, present, norm_x, norms, out, start, stop)
-    else:
-        sum_distances(head, tail, x, present, metric == EUCLIDEAN, out, start, stop)
+    """``out[n]`` for the cells ``start`` to ``stop``: :func:`cosine_distances` (``metric``
+    cosine, ``norms`` its scratch) or :func:`sum_distances` (``norms`` None). Every step off the
+    plain Euclidean path computes its distances here, a chunk of ``PRUNE_CHUNK`` cells at a
+    time: the full scan (:func:`metric_distances`) and the boxed search
+    (:func:`boxed_metric_argmin`) run the same code on the same chunks, so they compare the
+    same distances bit for bit."""
+
+
+# chosen by the type of ``norms`` when typed, so that a run compiles only its own distances'
+# code (benchmarks/RESULTS.md)
+@overload(chunk_distances, inline="always")
+def _chunk_distances_jit(head, tail, x, present, metric, norm_x, norms, out, start, stop):
+    if isinstance(norms, types.NoneType):
+        return lambda head, tail, x, present, metric, norm_x, norms, out, start, stop: (
+            sum_distances(head, tail, x, present, metric == EUCLIDEAN, out, start, stop)
+        )
+    return lambda head, tail, x, present, metric, norm_x, norms, out, start, stop: cosine_distances(
+        head, tail, x, present, norm_x, norms, out, start, stop
+    )
 
 
 @njit(cache=True, fastmath=TAIL_FASTMATH)
@@ -1198,6 +1241,30 @@ def _unboxed_argmin_jit(head, tail, x, distances, guess, nearest):
     return partial
 
 
+def _partial_sums_argmin(head, tail, x, present, metric, distances, guess, cosine_scratch):
+    """The partial distance search of a sum metric's step (``cosine_scratch`` None):
+    :func:`head_sums`, then :func:`pruned_argmin` from ``guess`` (or, when it is ``-1``, the
+    cell of the smallest partial distance). Runs of cosine steps never take it."""
+
+
+# chosen by the type of ``cosine_scratch`` when typed: numba prunes the branch that leads here
+# only where that is None, so a cosine run compiled this search too (benchmarks/RESULTS.md)
+@overload(_partial_sums_argmin, inline="always")
+def _partial_sums_argmin_jit(head, tail, x, present, metric, distances, guess, cosine_scratch):
+    if not isinstance(cosine_scratch, types.NoneType):
+        return lambda head, tail, x, present, metric, distances, guess, cosine_scratch: -1
+
+    def partial(head, tail, x, present, metric, distances, guess, cosine_scratch):
+        split = head.shape[0]
+        euclidean = metric == EUCLIDEAN
+        head_sums(head, x, present, euclidean, distances, 0, distances.size)
+        if guess < 0:
+            guess = argmin_first(distances)
+        return pruned_argmin(distances, tail, x[split:], guess, present[split:], euclidean)
+
+    return partial
+
+
 # The runs come back as a tuple of integers: compiled apart and passed two arrays to fill, each
 # grid row of the window paid about 50 ns, and (a)'s whole-map update took 4.3 us a step instead
 # of 3.3 (benchmarks/RESULTS.md).
@@ -1468,6 +1535,7 @@ def train_online(
     bmus,
     boxes,
     cosine_norms,
+    cosine_scratch,
     nearest,
     pruned,
 ):
@@ -1486,6 +1554,8 @@ def train_online(
 
     ``cosine_norms`` (``(2, n_cells)`` scratch, or None) serves the cosine steps' bound
     (:func:`pruned_cosine_argmin`): filled here, then refreshed after every update.
+    ``cosine_scratch`` (``n_cells``) is the cosine distances' scratch (:func:`chunk_distances`'
+    ``norms``) on cosine runs, None on the others.
 
     ``nearest`` (a head of every feature: its :func:`head_rows`, or None) and ``pruned`` (True
     or None) choose the search of a plain step, Euclidean on a complete sample
@@ -1493,10 +1563,10 @@ def train_online(
     other metrics, whose steps all take the metric path.
 
     ``missing=None`` (Euclidean steps on complete data), ``boxes=None`` (no boxes),
-    ``cosine_norms=None`` (other metrics), ``topology=None`` (the rectangular lattice) and
-    ``nearest`` or ``pruned`` None compile the other paths out: numba prunes a branch on an
-    argument that is None, and a first call compiles only what the run uses
-    (benchmarks/RESULTS.md).
+    ``cosine_norms=None`` and ``cosine_scratch=None`` (other metrics), ``topology=None`` (the
+    rectangular lattice) and ``nearest`` or ``pruned`` None compile the other paths out: numba
+    prunes a branch on an argument that is None, and a first call compiles only what the run
+    uses (benchmarks/RESULTS.md).
     """
     # topology=None: the rectangular lattice, without the hexagonal update (update_window)
     lattice = RECTANGULAR if topology is None else topology
@@ -1512,7 +1582,6 @@ def train_online(
     gain = np.empty(cols, dtype)
     present = np.zeros(x.size, dtype)
     present[:dim] = 1.0
-    norms = np.empty(head.shape[1], dtype)
     # cosine steps' boxes bound unit vectors (ChunkBoxes.unit)
     unit = boxes is not None and boxes[3] is not None
     x_unit = np.zeros(x.size, dtype)
@@ -1559,29 +1628,25 @@ def train_online(
                 norm_x = sample_norm_sq(x) if unit else 0.0
                 bmu, visited = boxed_metric_argmin(
                     head, tail, x, x_box, norm_x, present, metric, boxes[0], chunk_gaps,
-                    distances, norms, guesses[sample],
+                    distances, cosine_scratch, guesses[sample],
                 )  # fmt: skip
                 boxes[2][2] += visited
-            elif metric != COSINE and tail.shape[1] > 0:
+            elif cosine_scratch is None and tail.shape[1] > 0:
                 # sums of non-negative terms: the partial distance search, as on the plain step
-                head_sums(head, x, present, metric == EUCLIDEAN, distances, 0, n_cells)
-                guess = guesses[sample]
-                if guess < 0:
-                    guess = argmin_first(distances)
-                bmu = pruned_argmin(
-                    distances, tail, x[split:], guess, present[split:], metric == EUCLIDEAN
+                bmu = _partial_sums_argmin(
+                    head, tail, x, present, metric, distances, guesses[sample], cosine_scratch
                 )
             elif (
                 cosine_norms is not None and bound_on and not masked and unit_vector(x, dim, x_unit)
             ):
                 bmu, visited = pruned_cosine_argmin(
                     head, tail, x, present, sample_norm_sq(x), cosine_norms, scores,
-                    distances, norms, guesses[sample],
+                    distances, cosine_scratch, guesses[sample],
                 )  # fmt: skip
                 bound_served += 1
                 bound_visits += visited
             else:
-                metric_distances(head, tail, x, present, metric, norms, distances)
+                metric_distances(head, tail, x, present, metric, cosine_scratch, distances)
                 bmu = argmin_first(distances)
             guesses[sample] = bmu
         else:
