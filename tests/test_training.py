@@ -483,7 +483,7 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
         boxes = kernels.ChunkBoxes.where_they_pay(head, tail, dim)
     n_chunks = boxes.bounds.shape[2]
     assert n_chunks == -(-n_cells // 32)
-    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, False)
+    kernels.build_boxes(head, tail, boxes.bounds, boxes.scratch, boxes.state, boxes.unit)
     for c in range(n_chunks):
         chunk = cells[c * 32 : (c + 1) * 32]
         np.testing.assert_array_equal(boxes.bounds[0, :, c], chunk.min(axis=0))
