@@ -366,14 +366,14 @@ def test_cpu_nearest_cell_is_the_lowest_index_argmin(dtype, dim, n_cells):
     """The CPU kernel's small-map search (chunk minima, then the first chunk with the smallest
     computed again) against the argmin of the whole map's distances, ties across and within
     chunks (of SEARCH_CHUNK cells) included. It compiles for the head's rows, a constant
-    (``head_rows``: 1-4, or 5 for more)."""
+    (``head_rows``: 1-4, 8 as itself for the boxed search, or 5 for more)."""
     from numba import typeof, types
 
     from gpusom.cpu.kernels import SEARCH_CHUNK, head_rows, nearest_cell, squared_distances
 
     rows = head_rows(dim)
-    assert rows == min(dim, 5)
-    assert typeof(rows) == types.IntegerLiteral(min(dim, 5))
+    assert rows == (8 if dim == 8 else min(dim, 5))
+    assert typeof(rows) == types.IntegerLiteral(int(rows))
     search = njit(lambda head, x, out, rows: nearest_cell(head, x, out, rows))  # the overload
 
     def nearest(head, x, out):
@@ -433,9 +433,15 @@ def test_cpu_argmin_first_is_the_lowest_index_argmin(dtype, pool, picks):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 8, 13, 31])
 def test_cpu_chunk_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
-    """The boxed search's distances chunk by chunk (unsigned indices, no slices) and the
-    partial distance search's head pass (eight rows) sum as the whole map's pass does."""
-    from gpusom.cpu.kernels import chunk_head_distances, head_distances, squared_distances
+    """The boxed search's distances chunk by chunk (unsigned indices, no slices; the last chunk
+    short) and the partial distance search's head pass (eight rows) sum as the whole map's
+    pass does."""
+    from gpusom.cpu.kernels import (
+        cell_distances,
+        eight_head_distances,
+        head_distances,
+        squared_distances,
+    )
 
     rng = np.random.default_rng(rows)
     head = rng.normal(size=(rows, 257)).astype(dtype)
@@ -443,10 +449,14 @@ def test_cpu_chunk_distances_are_the_squared_distances_bit_for_bit(dtype, rows):
     expected, got, chunked = np.empty(257, dtype), np.empty(257, dtype), np.empty(257, dtype)
     squared_distances(head, x, expected)
     for start in range(0, 257, 32):
-        chunk_head_distances(head, x, chunked, start, min(start + 32, 257))
+        cell_distances(head, x, chunked, np.uint64(start), min(32, 257 - start))
     np.testing.assert_array_equal(chunked, expected)
     np.testing.assert_allclose(expected, ((head - x[:rows, None]) ** 2).sum(axis=0), rtol=1e-5)
     if rows == 8:  # the head of the partial distance search (PDS_HEAD_DIM)
+        chunked[:] = np.nan
+        for start in range(0, 257, 32):
+            eight_head_distances(head, x, chunked, start, min(start + 32, 257))
+        np.testing.assert_array_equal(chunked, expected)
         head_distances(head, x, got, 0, 257)
         np.testing.assert_array_equal(got, expected)
 
@@ -493,8 +503,10 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
         boxes.bounds[1] += rng.integers(0, 2, boxes.bounds[1].shape)
     guess = data.draw(st.integers(-1, n_cells - 1))
     partial, gaps = np.empty(n_cells, dtype), np.empty(n_chunks, dtype)
+    # a head of eight rows takes its own chunk distances (eight_rows True), or cell_distances
+    eight_rows = True if head_rows == 8 and data.draw(st.booleans()) else None
     bmu, visited = kernels.boxed_argmin(
-        head, tail, x, boxes.bounds, gaps, partial, guess, None, True
+        head, tail, x, boxes.bounds, gaps, partial, guess, None, True, eight_rows
     )
     assert bmu == expected
     assert 1 <= visited <= n_chunks  # at least the chunk of the BMU

@@ -56,7 +56,7 @@ TAIL_LANES = 32
 TAIL_FASTMATH = FASTMATH | {"reassoc"}
 
 
-# head_distances and chunk_head_distances are written for a head of eight features.
+# head_distances and eight_head_distances are written for a head of eight features.
 assert PDS_HEAD_DIM == 2 * LANES, "the partial distance search's head passes take 8 features"
 
 
@@ -85,7 +85,7 @@ def _cell_index_jit(base, n):
 
 # The sums of one pass of cell_distances over one, two, three or four features, also those of
 # nearest_cell's last pass, so that the two agree bit for bit. Inlined (numba IR), so that
-# their loops vectorise. head_distances and chunk_head_distances write out the two passes of
+# their loops vectorise. head_distances and eight_head_distances write out the two passes of
 # a head of eight features themselves (tested bit for bit against cell_distances): with the
 # rows as views, the boxed search of L took 11 % longer (benchmarks/RESULTS.md).
 @register_jitable(inline="always")
@@ -187,19 +187,19 @@ def head_distances(head, x, out, start, stop):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def chunk_head_distances(head, x, out, start, stop):
-    """:func:`squared_distances` of the cells ``start`` to ``stop`` over the ``head``
-    features, for one chunk of the boxed search (:func:`boxed_argmin`), the same sums in the
-    same order.
+def eight_head_distances(head, x, out, start, stop):
+    """:func:`squared_distances` of the cells ``start`` to ``stop`` (at most ``PRUNE_CHUNK``)
+    over a head of eight features (``PDS_HEAD_DIM``), for one chunk of the boxed search
+    (:func:`boxed_argmin`): one pass like :func:`head_distances`, the same sums in the same
+    order, which also serves the map's last chunk when it is short. Other heads take
+    :func:`cell_distances` (``_chunk_partials``).
 
-    A whole chunk of a head of eight features (``PDS_HEAD_DIM``) takes one pass like
-    :func:`head_distances`; other heads (every feature, below ``PDS_MIN_DIM``) and the last,
-    short chunk take :func:`cell_distances`. Both index without slices: numba guards a signed
-    index against negative values and builds each slice with its own checks; over a chunk of 32
-    cells that cost 60 ns, three times the arithmetic (benchmarks/RESULTS.md).
+    A whole chunk is indexed without slices: numba guards a signed index against negative
+    values and builds each slice with its own checks; over a chunk of 32 cells that cost 60 ns,
+    three times the arithmetic (benchmarks/RESULTS.md).
     """
-    if head.shape[0] != PDS_HEAD_DIM or stop - start != PRUNE_CHUNK:
-        cell_distances(head, x, out, np.uint64(start), stop - start)
+    if stop - start < PRUNE_CHUNK:
+        head_distances(head, x, out, start, stop)
         return
     base = np.uint64(start)
     x0, x1, x2, x3, x4, x5, x6, x7 = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
@@ -246,13 +246,14 @@ def _typeof_compiled_int(value, context):
 
 def head_rows(split):
     """:func:`train_online`'s ``nearest`` for a head of every feature, ``split`` rows: the rows
-    as :func:`nearest_cell` compiles them, 1-4 or 5 for more than four.
+    as :func:`nearest_cell` compiles them, 1-4 or 5 for more than four, but eight
+    (``PDS_HEAD_DIM``) as itself, for the boxed search's chunks (:func:`plain_argmin`).
 
     A constant of the compiled kernel, so that a run compiles only its own width's loops: with
     the width a run-time value, every map compiled all five, about 3 s of the walk-through's
     first training (benchmarks/RESULTS.md).
     """
-    return CompiledInt(min(split, LANES + 1))
+    return CompiledInt(split if split == PDS_HEAD_DIM else min(split, LANES + 1))
 
 
 def nearest_cell(head, x, out, rows):
@@ -275,7 +276,7 @@ def _nearest_cell_jit(head, x, out, rows):
     if not isinstance(rows, types.IntegerLiteral):
         return None  # head_rows gives a constant
     top = KEY32_MAX if out.dtype == types.float32 else np.int64(np.iinfo(np.int64).max)
-    last_sum = _LAST_SUMS[rows.literal_value]
+    last_sum = _LAST_SUMS[min(rows.literal_value, LANES + 1)]
     leading = rows.literal_value > LANES  # passes before the last, into ``out``
 
     def nearest(head, x, out, rows):
@@ -718,7 +719,7 @@ def pruned_argmin(partial, tail, x_tail, guess, present_tail, euclidean):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidean):
+def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidean, eight_rows):
     """:func:`pruned_argmin` of ``x`` (zero-padded) that also skips whole chunks by their
     bounding boxes (``ChunkBoxes``, which must hold), computing partial distances only for
     the chunks it visits (into ``partial``; ``bounds`` is scratch, one per chunk).
@@ -733,7 +734,9 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
 
     ``present`` is None on the plain Euclidean step; otherwise the distances are
     :func:`sum_distances`' over the present features (Manhattan when not ``euclidean``), as in
-    :func:`pruned_argmin`. Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not
+    :func:`pruned_argmin`. ``eight_rows`` is True where the plain step's head has eight rows
+    (``PDS_HEAD_DIM``), else None: numba then compiles only that head's chunk distances
+    (``_chunk_partials``). Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not
     rule them out.
     """
     split, n_cells = head.shape
@@ -750,12 +753,12 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        _chunk_partials(head, x, present, euclidean, partial, start, stop)
+        _chunk_partials(head, x, present, euclidean, eight_rows, partial, start, stop)
         guess = start + argmin_first(partial[start:stop])
     else:
         start = guess - guess % PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        _chunk_partials(head, x, present, euclidean, partial, start, stop)
+        _chunk_partials(head, x, present, euclidean, eight_rows, partial, start, stop)
     best_n = guess
     best = partial[guess] + _tail_cost(tail[guess], x_tail, present_tail, euclidean)
     visited = 0
@@ -765,26 +768,33 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
         visited += 1
         start = c * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        _chunk_partials(head, x, present, euclidean, partial, start, stop)
+        _chunk_partials(head, x, present, euclidean, eight_rows, partial, start, stop)
         best, best_n = _chunk_argmin(
             partial[start:stop], tail, x_tail, start, best, best_n, present_tail, euclidean
         )
     return best_n, visited
 
 
-def _chunk_partials(head, x, present, euclidean, out, start, stop):
-    """One chunk's partial distances in the boxed search: :func:`chunk_head_distances` when
-    ``present`` is None (the plain Euclidean step), else :func:`head_sums`."""
+def _chunk_partials(head, x, present, euclidean, eight_rows, out, start, stop):
+    """One chunk's partial distances in the boxed search. The plain Euclidean step
+    (``present`` None): :func:`eight_head_distances` for a head of eight rows (``eight_rows``
+    True), else :func:`cell_distances`; chosen when typed, so that a run of eight head rows
+    does not compile :func:`cell_distances` (1.3 s of the large lattice's first call,
+    benchmarks/RESULTS.md). Other steps: :func:`head_sums`."""
 
 
 @overload(_chunk_partials, inline="always")
-def _chunk_partials_jit(head, x, present, euclidean, out, start, stop):
-    if isinstance(present, types.NoneType):
-        return lambda head, x, present, euclidean, out, start, stop: chunk_head_distances(
-            head, x, out, start, stop
+def _chunk_partials_jit(head, x, present, euclidean, eight_rows, out, start, stop):
+    if not isinstance(present, types.NoneType):
+        return lambda head, x, present, euclidean, eight_rows, out, start, stop: head_sums(
+            head, x, present, euclidean, out, start, stop
         )
-    return lambda head, x, present, euclidean, out, start, stop: head_sums(
-        head, x, present, euclidean, out, start, stop
+    if not isinstance(eight_rows, types.NoneType):
+        return lambda head, x, present, euclidean, eight_rows, out, start, stop: (
+            eight_head_distances(head, x, out, start, stop)
+        )
+    return lambda head, x, present, euclidean, eight_rows, out, start, stop: cell_distances(
+        head, x, out, np.uint64(start), stop - start
     )
 
 
@@ -837,7 +847,9 @@ def _boxed_metric_search_jit(head, tail, x, x_box, norm_x, present, metric, boxe
         def sums(head, tail, x, x_box, norm_x, present, metric, boxes, bounds, distances,
                  norms, guess):  # fmt: skip
             euclidean = metric == EUCLIDEAN
-            return boxed_argmin(head, tail, x, boxes, bounds, distances, guess, present, euclidean)
+            return boxed_argmin(
+                head, tail, x, boxes, bounds, distances, guess, present, euclidean, None
+            )
 
         return sums
 
@@ -1210,10 +1222,18 @@ def _plain_argmin_jit(head, tail, x, boxes, bounds, distances, guess, nearest, p
             _unboxed_argmin(head, tail, x, distances, guess, nearest)
         )
 
+    # the partial distance search's head, or a head of every feature that has eight rows
+    eight = not isinstance(pruned, types.NoneType) or (
+        isinstance(nearest, types.IntegerLiteral) and nearest.literal_value == PDS_HEAD_DIM
+    )
+    eight_rows = True if eight else None
+
     def argmin(head, tail, x, boxes, bounds, distances, guess, nearest, pruned):
         if boxes[2][0] != 1:
             return _unboxed_argmin(head, tail, x, distances, guess, nearest)
-        bmu, visited = boxed_argmin(head, tail, x, boxes[0], bounds, distances, guess, None, True)
+        bmu, visited = boxed_argmin(
+            head, tail, x, boxes[0], bounds, distances, guess, None, True, eight_rows
+        )
         boxes[2][2] += visited
         return bmu
 
@@ -1233,7 +1253,8 @@ def _unboxed_argmin_jit(head, tail, x, distances, guess, nearest):
         )
 
     def partial(head, tail, x, distances, guess, nearest):
-        head_distances(head, x, distances, 0, distances.size)
+        # an int64 start, as eight_head_distances passes: a literal 0 compiles it a second time
+        head_distances(head, x, distances, np.int64(0), distances.size)
         if guess < 0:
             guess = argmin_first(distances)
         return pruned_argmin(distances, tail, x[head.shape[0] :], guess, None, True)
