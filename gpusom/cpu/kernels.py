@@ -191,19 +191,16 @@ def eight_head_distances(head, x, out, start, stop):
     """:func:`squared_distances` of the cells ``start`` to ``stop`` (at most ``PRUNE_CHUNK``)
     over a head of eight features (``PDS_HEAD_DIM``), for one chunk of the boxed search
     (:func:`boxed_argmin`): one pass like :func:`head_distances`, the same sums in the same
-    order, which also serves the map's last chunk when it is short. Other heads take
-    :func:`cell_distances` (``_chunk_partials``).
+    order. Other heads take :func:`cell_distances` (``_chunk_partials``).
 
-    A whole chunk is indexed without slices: numba guards a signed index against negative
-    values and builds each slice with its own checks; over a chunk of 32 cells that cost 60 ns,
-    three times the arithmetic (benchmarks/RESULTS.md).
+    Indexed without slices: numba guards a signed index against negative values and builds each
+    slice with its own checks; over a chunk of 32 cells that cost 60 ns, three times the
+    arithmetic (benchmarks/RESULTS.md). The count is the chunk's, 32 but on a short last chunk:
+    as fast as a constant 32 (benchmarks/RESULTS.md), and one loop to compile.
     """
-    if stop - start < PRUNE_CHUNK:
-        head_distances(head, x, out, start, stop)
-        return
     base = np.uint64(start)
     x0, x1, x2, x3, x4, x5, x6, x7 = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
-    for n in range(PRUNE_CHUNK):
+    for n in range(stop - start):
         i = base + np.uint64(n)
         d0, d1, d2, d3 = head[0, i] - x0, head[1, i] - x1, head[2, i] - x2, head[3, i] - x3
         d4, d5, d6, d7 = head[4, i] - x4, head[5, i] - x5, head[6, i] - x6, head[7, i] - x7
@@ -1253,8 +1250,7 @@ def _unboxed_argmin_jit(head, tail, x, distances, guess, nearest):
         )
 
     def partial(head, tail, x, distances, guess, nearest):
-        # an int64 start, as eight_head_distances passes: a literal 0 compiles it a second time
-        head_distances(head, x, distances, np.int64(0), distances.size)
+        head_distances(head, x, distances, 0, distances.size)
         if guess < 0:
             guess = argmin_first(distances)
         return pruned_argmin(distances, tail, x[head.shape[0] :], guess, None, True)
