@@ -506,14 +506,14 @@ def test_cpu_pruned_argmin_is_the_lowest_index_argmin(n_cells, split_width, dtyp
     # a head of eight rows takes its own chunk distances (eight_rows True), or cell_distances
     eight_rows = True if head_rows == 8 and data.draw(st.booleans()) else None
     bmu, visited = kernels.boxed_argmin(
-        head, tail, x, boxes.bounds, gaps, partial, guess, None, True, eight_rows
+        head, tail, x, boxes.bounds, gaps, partial, guess, None, None, eight_rows
     )
     assert bmu == expected
     assert 1 <= visited <= n_chunks  # at least the chunk of the BMU
     if width:
         kernels.head_distances(head, x, partial, 0, n_cells)
         first = int(np.argmin(partial)) if guess < 0 else guess
-        assert kernels.pruned_argmin(partial, tail, x[head_rows:], first, None, True) == expected
+        assert kernels.pruned_argmin(partial, tail, x[head_rows:], first, None, None) == expected
 
 
 def direction_runs(rng, n_cells, dim, dtype, degenerate):
@@ -572,7 +572,8 @@ def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
     # the cosine distances' scratch, None for the sums (kernels.chunk_distances)
     norms = np.empty(n_cells, dtype) if metric == "cosine" else None
     full = np.empty(n_cells, dtype)
-    kernels.metric_distances(head, tail, x, present, code, norms, full)
+    # the kernels compile for the metric, a constant (kernels.CompiledInt)
+    kernels.metric_distances(head, tail, x, present, kernels.CompiledInt(code), norms, full)
     expected = int(np.argmin(full))
     with mock.patch.object(kernels, "boxes_pay", lambda n_cells, dim, itemsize, scanned: True):
         boxes = kernels.ChunkBoxes.where_they_pay(head, tail, dim, code)
@@ -598,16 +599,18 @@ def test_cpu_boxed_metric_argmin_is_the_full_scans_lowest_index_argmin(
         norm_x = kernels.sample_norm_sq(x)
     gaps, distances = np.empty(n_chunks, dtype), np.empty(n_cells, dtype)
     bmu, visited = kernels.boxed_metric_argmin(
-        head, tail, x, x_box, norm_x, present, code, boxes.bounds, gaps, distances, norms, guess
-    )
+        head, tail, x, x_box, norm_x, present, kernels.CompiledInt(code), boxes.bounds, gaps,
+        distances, norms, guess,
+    )  # fmt: skip
     assert bmu == expected
     assert 1 <= visited <= n_chunks  # at least the chunk of the BMU
     if metric != "cosine" and width:  # the partial distance search of a step without boxes
-        euclidean = metric == "euclidean"
-        kernels.head_sums(head, x, present, euclidean, distances, 0, n_cells)
+        manhattan = kernels.sums_marker(code)
+        assert (manhattan is None) == (metric == "euclidean")
+        kernels.head_sums(head, x, present, manhattan, distances, 0, n_cells)
         first = int(np.argmin(distances)) if guess < 0 else guess
         got = kernels.pruned_argmin(
-            distances, tail, x[head_rows:], first, present[head_rows:], euclidean
+            distances, tail, x[head_rows:], first, present[head_rows:], manhattan
         )
         assert got == expected
 
@@ -638,7 +641,9 @@ def test_cpu_pruned_cosine_argmin_is_the_full_scans_lowest_index_argmin(
     x[0] += not x.any()
     present = np.ones(dim, dtype)
     norms, full = np.empty(n_cells, dtype), np.empty(n_cells, dtype)
-    kernels.metric_distances(head, tail, x, present, METRICS["cosine"], norms, full)
+    kernels.metric_distances(
+        head, tail, x, present, kernels.CompiledInt(METRICS["cosine"]), norms, full
+    )
     cosine_norms = np.empty((2, n_cells), dtype)
     kernels.refresh_cosine_norms(head, tail, 0, n_cells, cosine_norms)
     norms_sq = (cells.astype(np.float64) ** 2).sum(axis=1)
@@ -744,7 +749,7 @@ def test_cpu_unit_boxes_skip_chunks_of_other_directions(rng):
     scratch = np.empty(n_chunks, np.float32), *np.empty((2, len(cells)), np.float32)
     bmu, visited = kernels.boxed_metric_argmin(
         codebook.head, codebook.tail, x, x_unit, kernels.sample_norm_sq(x), present,
-        METRICS["cosine"], boxes.bounds, *scratch, -1,
+        kernels.CompiledInt(METRICS["cosine"]), boxes.bounds, *scratch, -1,
     )  # fmt: skip
     assert bmu // 32 == 7
     assert visited == 1

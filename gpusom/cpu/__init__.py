@@ -11,7 +11,7 @@ from .._engine import Engine
 from .._math import COSINE, EUCLIDEAN, RECTANGULAR
 from . import batch as batch_kernels
 from . import search
-from .kernels import TAIL_LANES, ChunkBoxes, head_rows, split_dim
+from .kernels import TAIL_LANES, ChunkBoxes, CompiledInt, head_rows, split_dim
 from .kernels import train_online as _train_online
 
 
@@ -129,7 +129,7 @@ class CPUEngine(Engine):
             neighborhood,
             truncate,
             None if topology == RECTANGULAR else topology,
-            metric,
+            CompiledInt(metric),  # a constant: the sums' kernels compile one metric's sums
             missing,
             bmus,
             boxes,

@@ -22,7 +22,7 @@ head is read (:func:`boxed_argmin`), with a tail or with every feature in the he
 
 import numpy as np
 from numba import njit
-from numba.core import types
+from numba.core import errors, types
 from numba.extending import intrinsic, overload, register_jitable, typeof_impl
 
 from .._config import FASTMATH, FINITE_FASTMATH, PDS_HEAD_DIM, PDS_MIN_DIM
@@ -411,28 +411,39 @@ def present_absolutes(cell, x, present):
     return total
 
 
-# Two functions, not one with a flag: with both loops in one function neither vectorised (a
-# 64-feature row took 90 ns instead of 7-12, benchmarks/RESULTS.md).
-@register_jitable(inline="always")
-def sum_tail_distance(cell, x, present, euclidean):
-    """A ``tail`` row's part of :func:`sum_distances`: :func:`present_squares` when
-    ``euclidean``, else :func:`present_absolutes`."""
-    if euclidean:
-        return present_squares(cell, x, present)
-    return present_absolutes(cell, x, present)
+def _tail_cost(cell, x, present, manhattan):
+    """A cell's tail distance: :func:`tail_distance` when ``present`` is None (the plain
+    Euclidean step), else its part of :func:`sum_distances`, :func:`present_squares` when
+    ``manhattan`` is None and :func:`present_absolutes` when it is True."""
 
 
-def _tail_cost(cell, x, present, euclidean):
-    """A cell's tail distance in the partial distance search: :func:`tail_distance` when
-    ``present`` is None (the plain Euclidean step), else :func:`sum_tail_distance`."""
-
-
+# Chosen when the caller is typed, so the plain step's loops do not test a flag and a run
+# compiles only its metric's sum. Two functions, not one with a flag: with both loops in one
+# function neither vectorised (a 64-feature row took 90 ns instead of 7-12,
+# benchmarks/RESULTS.md).
 @overload(_tail_cost, inline="always")
-def _tail_cost_jit(cell, x, present, euclidean):
-    # chosen when the caller is typed, so the plain step's loops do not test a flag
+def _tail_cost_jit(cell, x, present, manhattan):
     if isinstance(present, types.NoneType):
-        return lambda cell, x, present, euclidean: tail_distance(cell, x)
-    return lambda cell, x, present, euclidean: sum_tail_distance(cell, x, present, euclidean)
+        return lambda cell, x, present, manhattan: tail_distance(cell, x)
+    if isinstance(manhattan, types.NoneType):
+        return lambda cell, x, present, manhattan: present_squares(cell, x, present)
+    return lambda cell, x, present, manhattan: present_absolutes(cell, x, present)
+
+
+def sums_marker(metric):
+    """The ``manhattan`` argument of the sums' kernels for ``metric``, a compile-time constant
+    (:class:`CompiledInt`) there: True for Manhattan, None for squared Euclidean, so that a run
+    compiles only its own sums (overloads choose by its type). A numpy True: typed ``bool``
+    wherever it is passed on, where a Python True is a literal in some calls and not in
+    others, and each type compiled the callee again."""
+    return np.True_ if metric == MANHATTAN else None
+
+
+def _typed_sums_marker(metric):
+    """:func:`sums_marker` of ``metric``'s numba type, when an overload is typed."""
+    if not isinstance(metric, types.IntegerLiteral):
+        raise errors.TypingError("metric must be a compile-time constant (CompiledInt)")
+    return sums_marker(metric.literal_value)
 
 
 #: The partial distance search takes the cells in chunks of this many consecutive indices: a
@@ -551,16 +562,17 @@ class ChunkBoxes:
 
 @njit(cache=True, fastmath=FASTMATH)
 def box_distances(low, high, x, present, manhattan, out):
-    """``out[c]``: squared Euclidean (Manhattan with ``manhattan``) distance of ``x`` to the
-    box ``low[:, c]``-``high[:, c]``, over the features where ``present`` is 1 (every feature
-    with ``present=None``, which numba compiles out)."""
+    """``out[c]``: squared Euclidean (Manhattan where ``manhattan`` is True, not None)
+    distance of ``x`` to the box ``low[:, c]``-``high[:, c]``, over the features where
+    ``present`` is 1 (every feature with ``present=None``); numba compiles out the branches of
+    the arguments that are None."""
     zero = out.dtype.type(0.0)
     out[:] = zero
     for k in range(low.shape[0]):
         if present is not None and present[k] == 0:
             continue
         lo, hi, xk = low[k], high[k], x[k]
-        if manhattan:
+        if manhattan is not None:
             for c in range(out.size):
                 out[c] += max(lo[c] - xk, xk - hi[c], zero)
         else:
@@ -667,7 +679,7 @@ def _grow_boxes(head, tail, first, stop, boxes, scratch, unit):
 
 
 @njit(fastmath=FASTMATH, inline="always")
-def _chunk_argmin(chunk, tail, x_tail, start, best, best_n, present_tail, euclidean):
+def _chunk_argmin(chunk, tail, x_tail, start, best, best_n, present_tail, manhattan):
     """``(best, best_n)`` after the cells ``start`` on, whose partial distances are ``chunk``:
     the tails of those not above ``best`` are read (see :func:`pruned_argmin`)."""
     # Loops over a slice count from zero: numba's negative-index wraparound then folds away and
@@ -681,14 +693,14 @@ def _chunk_argmin(chunk, tail, x_tail, start, best, best_n, present_tail, euclid
         p = chunk[n]
         if p <= best:
             cell = start + n
-            d = p + _tail_cost(tail[cell], x_tail, present_tail, euclidean)
+            d = p + _tail_cost(tail[cell], x_tail, present_tail, manhattan)
             if d < best or (d == best and cell < best_n):
                 best, best_n = d, cell
     return best, best_n
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def pruned_argmin(partial, tail, x_tail, guess, present_tail, euclidean):
+def pruned_argmin(partial, tail, x_tail, guess, present_tail, manhattan):
     """Exact BMU from ``head`` partial distances, reading ``tail`` only where it can matter.
 
     The full distance of a cell is ``partial[n] + tail_distance(tail[n], x_tail)``, the same
@@ -699,24 +711,24 @@ def pruned_argmin(partial, tail, x_tail, guess, present_tail, euclidean):
     ``PRUNE_CHUNK``: a vectorised count skips a chunk without candidates. Returns the lowest
     index among the smallest full distances.
 
-    ``present_tail`` is None on the plain Euclidean step. Otherwise the distances are
-    :func:`sum_distances`' (squared Euclidean, or Manhattan when not ``euclidean``, over the
-    present features): ``partial`` from :func:`head_sums`, the tails by
-    :func:`sum_tail_distance`. Their terms are not negative either, so the same argument
+    ``present_tail`` (and ``manhattan``) is None on the plain Euclidean step. Otherwise the
+    distances are :func:`sum_distances`' (squared Euclidean, or Manhattan where ``manhattan``
+    is True, over the present features): ``partial`` from :func:`head_sums`, the tails by
+    ``_tail_cost``. Their terms are not negative either, so the same argument
     holds, and the BMU is the full scan's bit for bit.
     """
     best_n = guess
-    best = partial[guess] + _tail_cost(tail[guess], x_tail, present_tail, euclidean)
+    best = partial[guess] + _tail_cost(tail[guess], x_tail, present_tail, manhattan)
     for start in range(0, partial.size, PRUNE_CHUNK):
         chunk = partial[start : start + PRUNE_CHUNK]
         best, best_n = _chunk_argmin(
-            chunk, tail, x_tail, start, best, best_n, present_tail, euclidean
+            chunk, tail, x_tail, start, best, best_n, present_tail, manhattan
         )
     return best_n
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidean, eight_rows):
+def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, manhattan, eight_rows):
     """:func:`pruned_argmin` of ``x`` (zero-padded) that also skips whole chunks by their
     bounding boxes (``ChunkBoxes``, which must hold), computing partial distances only for
     the chunks it visits (into ``partial``; ``bounds`` is scratch, one per chunk).
@@ -729,12 +741,12 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
     it is ``-1``, the cell with the smallest partial distance in the nearest box. Without a
     tail every feature is in the head: the partial distances are the full ones.
 
-    ``present`` is None on the plain Euclidean step; otherwise the distances are
-    :func:`sum_distances`' over the present features (Manhattan when not ``euclidean``), as in
-    :func:`pruned_argmin`. ``eight_rows`` is True where the plain step's head has eight rows
-    (``PDS_HEAD_DIM``), else None: numba then compiles only that head's chunk distances
-    (``_chunk_partials``). Returns ``(bmu, visited)``, ``visited`` the chunks whose box did not
-    rule them out.
+    ``present`` and ``manhattan`` are None on the plain Euclidean step; otherwise the
+    distances are :func:`sum_distances`' over the present features (Manhattan where
+    ``manhattan`` is True), as in :func:`pruned_argmin`. ``eight_rows`` is True where the
+    plain step's head has eight rows (``PDS_HEAD_DIM``), else None: numba then compiles only
+    that head's chunk distances (``_chunk_partials``). Returns ``(bmu, visited)``, ``visited``
+    the chunks whose box did not rule them out.
     """
     split, n_cells = head.shape
     x_tail = x[split:]
@@ -742,22 +754,18 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
     dim = boxes.shape[1]
     margin = partial.dtype.type(1.0 - 4.0 * (dim + 4) * np.finfo(partial.dtype).eps)
     floor = partial.dtype.type(dim * np.finfo(partial.dtype).tiny)
-    if present is None:
-        # a literal False: numba compiles the Euclidean box pass without the Manhattan branch
-        box_distances(boxes[0], boxes[1], x, None, False, bounds)
-    else:
-        box_distances(boxes[0], boxes[1], x, present, not euclidean, bounds)
+    box_distances(boxes[0], boxes[1], x, present, manhattan, bounds)
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        _chunk_partials(head, x, present, euclidean, eight_rows, partial, start, stop)
+        _chunk_partials(head, x, present, manhattan, eight_rows, partial, start, stop)
         guess = start + argmin_first(partial[start:stop])
     else:
         start = guess - guess % PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        _chunk_partials(head, x, present, euclidean, eight_rows, partial, start, stop)
+        _chunk_partials(head, x, present, manhattan, eight_rows, partial, start, stop)
     best_n = guess
-    best = partial[guess] + _tail_cost(tail[guess], x_tail, present_tail, euclidean)
+    best = partial[guess] + _tail_cost(tail[guess], x_tail, present_tail, manhattan)
     visited = 0
     for c in range(bounds.size):
         if bounds[c] * margin > best + floor:
@@ -765,14 +773,14 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, euclidea
         visited += 1
         start = c * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
-        _chunk_partials(head, x, present, euclidean, eight_rows, partial, start, stop)
+        _chunk_partials(head, x, present, manhattan, eight_rows, partial, start, stop)
         best, best_n = _chunk_argmin(
-            partial[start:stop], tail, x_tail, start, best, best_n, present_tail, euclidean
+            partial[start:stop], tail, x_tail, start, best, best_n, present_tail, manhattan
         )
     return best_n, visited
 
 
-def _chunk_partials(head, x, present, euclidean, eight_rows, out, start, stop):
+def _chunk_partials(head, x, present, manhattan, eight_rows, out, start, stop):
     """One chunk's partial distances in the boxed search. The plain Euclidean step
     (``present`` None): :func:`eight_head_distances` for a head of eight rows (``eight_rows``
     True), else :func:`cell_distances`; chosen when typed, so that a run of eight head rows
@@ -781,16 +789,16 @@ def _chunk_partials(head, x, present, euclidean, eight_rows, out, start, stop):
 
 
 @overload(_chunk_partials, inline="always")
-def _chunk_partials_jit(head, x, present, euclidean, eight_rows, out, start, stop):
+def _chunk_partials_jit(head, x, present, manhattan, eight_rows, out, start, stop):
     if not isinstance(present, types.NoneType):
-        return lambda head, x, present, euclidean, eight_rows, out, start, stop: head_sums(
-            head, x, present, euclidean, out, start, stop
+        return lambda head, x, present, manhattan, eight_rows, out, start, stop: head_sums(
+            head, x, present, manhattan, out, start, stop
         )
     if not isinstance(eight_rows, types.NoneType):
-        return lambda head, x, present, euclidean, eight_rows, out, start, stop: (
+        return lambda head, x, present, manhattan, eight_rows, out, start, stop: (
             eight_head_distances(head, x, out, start, stop)
         )
-    return lambda head, x, present, euclidean, eight_rows, out, start, stop: cell_distances(
+    return lambda head, x, present, manhattan, eight_rows, out, start, stop: cell_distances(
         head, x, out, np.uint64(start), stop - start
     )
 
@@ -840,12 +848,12 @@ def _boxed_metric_search(head, tail, x, x_box, norm_x, present, metric, boxes, b
 def _boxed_metric_search_jit(head, tail, x, x_box, norm_x, present, metric, boxes, bounds,
                              distances, norms, guess):  # fmt: skip
     if isinstance(norms, types.NoneType):
+        manhattan = _typed_sums_marker(metric)
 
         def sums(head, tail, x, x_box, norm_x, present, metric, boxes, bounds, distances,
                  norms, guess):  # fmt: skip
-            euclidean = metric == EUCLIDEAN
             return boxed_argmin(
-                head, tail, x, boxes, bounds, distances, guess, present, euclidean, None
+                head, tail, x, boxes, bounds, distances, guess, present, manhattan, None
             )
 
         return sums
@@ -868,7 +876,7 @@ def _boxed_cosine_argmin(head, tail, x, x_box, norm_x, present, boxes, bounds, d
     info = np.finfo(distances.dtype)
     margin = distances.dtype.type(1.0 - 4.0 * (dim + 4) * info.eps)
     slack = cosine_slack(dim, distances.dtype)
-    box_distances(boxes[0], boxes[1], x_box, present, False, bounds)
+    box_distances(boxes[0], boxes[1], x_box, present, None, bounds)
     if guess < 0:
         start = argmin_first(bounds) * PRUNE_CHUNK
         stop = min(start + PRUNE_CHUNK, n_cells)
@@ -935,8 +943,9 @@ def chunk_distances(head, tail, x, present, metric, norm_x, norms, out, start, s
 @overload(chunk_distances, inline="always")
 def _chunk_distances_jit(head, tail, x, present, metric, norm_x, norms, out, start, stop):
     if isinstance(norms, types.NoneType):
+        manhattan = _typed_sums_marker(metric)
         return lambda head, tail, x, present, metric, norm_x, norms, out, start, stop: (
-            sum_distances(head, tail, x, present, metric == EUCLIDEAN, out, start, stop)
+            sum_distances(head, tail, x, present, manhattan, out, start, stop)
         )
     return lambda head, tail, x, present, metric, norm_x, norms, out, start, stop: cosine_distances(
         head, tail, x, present, norm_x, norms, out, start, stop
@@ -944,28 +953,29 @@ def _chunk_distances_jit(head, tail, x, present, metric, norm_x, norms, out, sta
 
 
 @njit(cache=True, fastmath=TAIL_FASTMATH)
-def sum_distances(head, tail, x, present, euclidean, out, start, stop):
-    """``out[n]``, cells ``start`` to ``stop``: the squared Euclidean (``euclidean``) or the
-    Manhattan distance of cell ``n`` to ``x`` over the features where ``present`` is 1.
+def sum_distances(head, tail, x, present, manhattan, out, start, stop):
+    """``out[n]``, cells ``start`` to ``stop``: the squared Euclidean (``manhattan`` None) or
+    the Manhattan distance (True; :func:`sums_marker`) of cell ``n`` to ``x`` over the features
+    where ``present`` is 1.
 
-    The head's sums by :func:`head_sums`, the tail's by :func:`sum_tail_distance`, whose sums
+    The head's sums by :func:`head_sums`, the tail's by ``_tail_cost``, whose sums
     are reassociated (``TAIL_FASTMATH``) so that they vectorise: a scan of the large lattice
     took 0.98 ms before, 0.31 ms after (benchmarks/RESULTS.md). The partial distance searches
     add the same two parts (:func:`pruned_argmin`). Indices are unsigned from ``start``, as in
     :func:`cell_distances`.
     """
-    head_sums(head, x, present, euclidean, out, start, stop)
+    head_sums(head, x, present, manhattan, out, start, stop)
     if tail.shape[1] > 0:
         split = head.shape[0]
         x_tail, present_tail = x[split:], present[split:]
         base = np.uint64(start)
         for n in range(stop - start):
             i = base + np.uint64(n)
-            out[i] += sum_tail_distance(tail[i], x_tail, present_tail, euclidean)
+            out[i] += _tail_cost(tail[i], x_tail, present_tail, manhattan)
 
 
 @njit(cache=True, fastmath=TAIL_FASTMATH)
-def head_sums(head, x, present, euclidean, out, start, stop):
+def head_sums(head, x, present, manhattan, out, start, stop):
     """``out[n]``, cells ``start`` to ``stop``: :func:`sum_distances` over the ``head``
     features only, a feature at a time across the cells (the partial distances of
     :func:`pruned_argmin` off the plain Euclidean step)."""
@@ -978,7 +988,7 @@ def head_sums(head, x, present, euclidean, out, start, stop):
         if present[k] == 0:
             continue
         xk = x[k]
-        if euclidean:
+        if manhattan is None:
             for n in range(count):
                 i = base + np.uint64(n)
                 d = head[k, i] - xk
@@ -1229,7 +1239,7 @@ def _plain_argmin_jit(head, tail, x, boxes, bounds, distances, guess, nearest, p
         if boxes[2][0] != 1:
             return _unboxed_argmin(head, tail, x, distances, guess, nearest)
         bmu, visited = boxed_argmin(
-            head, tail, x, boxes[0], bounds, distances, guess, None, True, eight_rows
+            head, tail, x, boxes[0], bounds, distances, guess, None, None, eight_rows
         )
         boxes[2][2] += visited
         return bmu
@@ -1253,7 +1263,7 @@ def _unboxed_argmin_jit(head, tail, x, distances, guess, nearest):
         head_distances(head, x, distances, 0, distances.size)
         if guess < 0:
             guess = argmin_first(distances)
-        return pruned_argmin(distances, tail, x[head.shape[0] :], guess, None, True)
+        return pruned_argmin(distances, tail, x[head.shape[0] :], guess, None, None)
 
     return partial
 
@@ -1271,13 +1281,14 @@ def _partial_sums_argmin_jit(head, tail, x, present, metric, distances, guess, c
     if not isinstance(cosine_scratch, types.NoneType):
         return lambda head, tail, x, present, metric, distances, guess, cosine_scratch: -1
 
+    manhattan = _typed_sums_marker(metric)
+
     def partial(head, tail, x, present, metric, distances, guess, cosine_scratch):
         split = head.shape[0]
-        euclidean = metric == EUCLIDEAN
-        head_sums(head, x, present, euclidean, distances, 0, distances.size)
+        head_sums(head, x, present, manhattan, distances, 0, distances.size)
         if guess < 0:
             guess = argmin_first(distances)
-        return pruned_argmin(distances, tail, x[split:], guess, present[split:], euclidean)
+        return pruned_argmin(distances, tail, x[split:], guess, present[split:], manhattan)
 
     return partial
 
@@ -1573,6 +1584,9 @@ def train_online(
     (:func:`pruned_cosine_argmin`): filled here, then refreshed after every update.
     ``cosine_scratch`` (``n_cells``) is the cosine distances' scratch (:func:`chunk_distances`'
     ``norms``) on cosine runs, None on the others.
+
+    ``metric`` is a :class:`CompiledInt`: the sums' searches compile for its own sum only
+    (:func:`sums_marker`).
 
     ``nearest`` (a head of every feature: its :func:`head_rows`, or None) and ``pruned`` (True
     or None) choose the search of a plain step, Euclidean on a complete sample
