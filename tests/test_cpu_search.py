@@ -308,6 +308,23 @@ def test_count_below_is_numpys_searchsorted(values, value, inclusive):
     )
 
 
+@given(
+    ranges=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 6)), max_size=8),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=200, deadline=None)
+def test_kept_cells_concatenates_the_groups_ranges(ranges, seed):
+    """The kept cells are ``by_reach[first[g]:last[g]]`` group after group, empty ranges and
+    empty runs included."""
+    by_reach = np.random.default_rng(seed).permutation(20).astype(np.int64)
+    first = np.array([start for start, _ in ranges], dtype=np.int64)
+    last = np.array([start + length for start, length in ranges], dtype=np.int64)
+    want = [by_reach[start : start + length] for start, length in ranges]
+    cells = search.kept_cells(by_reach, first, last)
+    assert cells.dtype == np.int64
+    np.testing.assert_array_equal(cells, np.concatenate([np.empty(0, np.int64), *want]))
+
+
 @pytest.mark.parametrize("metric", [EUCLIDEAN, COSINE, MANHATTAN])
 @pytest.mark.parametrize("dtypes", ["mixed", "swapped", "float32"])
 def test_small_float32_inputs_meet_the_rerank_as_float64(monkeypatch, metric, dtypes):

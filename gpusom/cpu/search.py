@@ -398,15 +398,15 @@ def count_below(values, value, inclusive):
     return low
 
 
-@njit(cache=True)
 def kept_cells(by_reach, first, last):
     """The cells ``by_reach[first[g]:last[g]]`` of every group, group after group (the groups'
     ranges are disjoint: each cell is in one). Sorted by the caller, with numpy's sort: numba's
-    took 1.2-1.4 s of a first call (benchmarks/RESULTS.md)."""
-    cells = np.empty((last - first).sum(), dtype=np.int64)
-    n = 0
-    for g in range(first.size):
-        for p in range(first[g], last[g]):
-            cells[n] = by_reach[p]
-            n += 1
-    return cells
+    took 1.2-1.4 s of a first call (benchmarks/RESULTS.md). numpy's index arithmetic, not a
+    compiled loop: only a trained map's search takes this path, so a compiled one was compiled
+    in the first large training, not before it (0.3 s of the large lattice's,
+    benchmarks/RESULTS.md)."""
+    lengths = np.maximum(last - first, 0)
+    ends = np.cumsum(lengths)
+    # output position t of group g's range holds by_reach[t + first[g] - (ends[g] - lengths[g])]
+    shifts = np.repeat(first - ends + lengths, lengths)
+    return by_reach[np.arange(shifts.size) + shifts]
