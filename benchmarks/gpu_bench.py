@@ -17,7 +17,8 @@ Workloads (gpusom's default schedules without the closing step, float32, seed 0)
 
 Each row times ``SOM.train`` (``verbose=False``, ``backend`` and, for CUDA, the driver set):
 per step = (time of the run - time of a one-step run) / (steps - 1), so initialisation, uploads
-and the kernels' compilation (a warm-up run first) are not counted. A CPU step on the big map
+and the kernels' compilation (a short warm-up run on the same map first, ``WARMUP_STEPS``) are
+not counted. A CPU step on the big map
 costs tens of milliseconds, so its row times a run of ``--cpu-steps`` steps: the schedule is a
 function of t / (T - 1), so that run samples the same radii and rates evenly.
 
@@ -96,10 +97,17 @@ def train_seconds(backend, data, shape, steps, dtype="float32", **options):
     return time.perf_counter() - start
 
 
+#: Steps of the warm-up run on each workload's own map, at most the timed run's: a short run
+#: goes through the whole schedule, so what the map's size and the late steps choose compiles
+#: there (the CPU's boxed search, the device's batched late steps), not in the timed runs. A
+#: warm-up on a 2x3 map compiled neither (benchmarks/RESULTS.md).
+WARMUP_STEPS = {"cuda": 1_000, "cpu": 20}
+
+
 def per_step_us(backend, data, shape, steps, **options):
     """Microseconds per step of a ``steps``-step run, set-up excluded, and the cost model's
     (:class:`StepModel`)."""
-    train_seconds(backend, data[:8], (2, 3), 5, **options)  # compiles what this backend runs
+    train_seconds(backend, data, shape, min(steps, WARMUP_STEPS[backend]), **options)
     overhead = train_seconds(backend, data, shape, 1, **options)
     with StepModel() as model:
         seconds = train_seconds(backend, data, shape, steps, **options)
