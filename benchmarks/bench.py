@@ -35,9 +35,8 @@ full lattice and 8 samples), which includes numba's compilation or its cache loa
 ``--cold-cache`` to force compilation). The lattice and the data are the workload's, not small
 ones, because their sizes pick what compiles: with a small lattice a cold cache put L's boxed
 search's compilation into the timed call, and with 8 samples the closing step's search of all
-the samples (its re-rank on (b), 0.6 s). Then the real
-call is timed ``--repeat`` times and the best is reported; for training the timed call is
-construction + initialisation + training.
+the samples (its re-rank on (b), 0.6 s). Then the real call is timed ``--repeat`` times and the
+best is reported; for training the timed call is construction + initialisation + training.
 ``--rounds N`` runs every library of a workload N times in turn (round 1: gpusom, numbasom, ...;
 round 2: the same again), each time in a fresh process: the table gives each library's best
 time over all rounds, and a list below it the ratios to gpusom round by round with their
@@ -350,9 +349,9 @@ def run_worker(spec):
         args = (work["shape"], work["iterations"], work["torus"], spec)
         # the workload's lattice and data: their sizes pick the compiled paths (L's boxed
         # search, the closing step's search of every sample)
-        first_call, (tiny, settings) = _timed(train, data, work["shape"], 20, work["torus"], spec)
+        first_call, (warm, settings) = _timed(train, data, work["shape"], 20, work["torus"], spec)
         row["settings"] = settings
-        if tiny is None:
+        if warm is None:
             row["skipped"] = settings
             return row
         row["first_call_s"] = first_call

@@ -18,9 +18,9 @@ Workloads (gpusom's default schedules without the closing step, float32, seed 0)
 Each row times ``SOM.train`` (``verbose=False``, ``backend`` and, for CUDA, the driver set):
 per step = (time of the run - time of a one-step run) / (steps - 1), so initialisation, uploads
 and the kernels' compilation (a short warm-up run on the same map first, ``WARMUP_STEPS``) are
-not counted. A CPU step on the big map
-costs tens of milliseconds, so its row times a run of ``--cpu-steps`` steps: the schedule is a
-function of t / (T - 1), so that run samples the same radii and rates evenly.
+not counted. A CPU step on the big map costs tens of milliseconds, so its row times a run of
+``--cpu-steps`` steps: the schedule is a function of t / (T - 1), so that run samples the same
+radii and rates evenly.
 
 The floor is the time to read the codebook once per step (every step's BMU search must) at the
 device-to-device copy bandwidth measured here; early steps also write the cells of a wide window.

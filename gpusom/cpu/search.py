@@ -402,8 +402,8 @@ def kept_cells(by_reach, first, last):
     """The cells ``by_reach[first[g]:last[g]]`` of every group, group after group (the groups'
     ranges are disjoint: each cell is in one). Sorted by the caller, with numpy's sort: numba's
     took 1.2-1.4 s of a first call (benchmarks/RESULTS.md). numpy's index arithmetic, not a
-    compiled loop: only a trained map's search takes this path, so a compiled one was compiled
-    in the first large training, not before it (0.3 s of the large lattice's,
+    compiled loop: only the search of an ordered map takes this path, so a compiled loop
+    compiled in the middle of a first large training (0.3 s of the large lattice's,
     benchmarks/RESULTS.md)."""
     lengths = np.maximum(last - first, 0)
     ends = np.cumsum(lengths)
