@@ -210,7 +210,7 @@ def run_worker(spec):
     n, dim, rows, cols = WORKLOADS[spec["workload"]]
     data = clustered(n, dim=dim, sample_seed=spec["data_seed"])
     train = TRAINERS[spec["lib"]]
-    if spec["lib"].startswith("gpusom"):
+    if DISTS[spec["lib"]] == "gpusom":
         train(data, rows, cols, 1)  # numba's cache load or compilation of the run's own paths
     else:
         train(data[:8], 3, 4, 1)  # somoclu's OpenMP start-up, the others' imports
