@@ -167,6 +167,25 @@ class CentredProducts:
         return self.bound_scale * (x_norm + norm_max) ** 2 + self.underflow
 
 
+def _block_products(new, n_cells, dtype):
+    """``take(n)``: an ``(n, n_cells)`` array of ``dtype`` made by ``new`` (``xp.empty`` or
+    ``xp.zeros``) for one block's scores, the same memory for every block of a search
+    (:func:`blocked_bmus` makes its first block the largest; a larger one would take new memory).
+
+    With a fresh array per block the closing step of bench.py's (b) took 41-49 ms inside a
+    training, with this one 24-30 ms (benchmarks/RESULTS.md, "The closing step's product
+    block"): the blocks are megabytes, and each new one is new pages to the operating system.
+    """
+    held = []
+
+    def take(n):
+        if not held or held[0].shape[0] < n:
+            held[:] = [new((n, n_cells), dtype=dtype)]
+        return held[0][:n]
+
+    return take
+
+
 def euclidean_scores(codebook, data, xp, missing):
     """Per-block scores for squared Euclidean distances: centred matrix products.
 
@@ -182,9 +201,12 @@ def euclidean_scores(codebook, data, xp, missing):
     if missing:
         cb_squares = (products.codebook.astype(np.float64) ** 2).astype(products.dtype)
 
+    block_products = _block_products(xp.empty, codebook.shape[0], products.dtype)
+
     def scores(chunk):
         centred, x_norm = products.samples(chunk)
-        dots = centred @ products.codebook.T
+        dots = block_products(chunk.shape[0])
+        xp.matmul(centred, products.codebook.T, out=dots)
         tolerance = products.tolerance(x_norm, products.cb_norm_max)
         if not missing:
             return dots, cb_sq_product, tolerance
@@ -212,6 +234,7 @@ def _cosine_scores(codebook, data, xp, missing):
     # Unit vectors: each cosine is within (dim + 4) eps of exact; scores are twice that,
     # doubled because two are compared, safety factor 2.
     tolerance_value = 8.0 * (dim + 4) * np.finfo(np.float64).eps
+    block_products = _block_products(xp.empty, codebook.shape[0], np.float64)
 
     def scores(chunk):
         x = chunk.astype(np.float64)
@@ -224,7 +247,8 @@ def _cosine_scores(codebook, data, xp, missing):
             norms = xp.sqrt((~holes).astype(np.float64) @ cb_squares.T)
             cosines = (x @ cb.T) / xp.where(norms > 0, norms, xp.inf)
         else:
-            cosines = x @ unit_cb.T
+            cosines = block_products(x.shape[0])
+            xp.matmul(x, unit_cb.T, out=cosines)
         return cosines, no_cb_sq, xp.full(x.shape[0], tolerance_value)
 
     return scores
@@ -234,10 +258,12 @@ def _manhattan_scores(codebook, data, xp, missing):
     """No product orders Manhattan distances: every cell is a candidate (zero scores, infinite
     tolerance), so the kernel's direct distances decide alone."""
     zeros = xp.zeros(codebook.shape[0], dtype=np.float32)
+    # the re-rank only reads the scores: one block of zeros serves every block
+    block_zeros = _block_products(xp.zeros, codebook.shape[0], np.float32)
 
     def scores(chunk):
         n = chunk.shape[0]
-        return xp.zeros((n, codebook.shape[0]), dtype=np.float32), zeros, xp.full(n, xp.inf)
+        return block_zeros(n), zeros, xp.full(n, xp.inf)
 
     return scores
 
