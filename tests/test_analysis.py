@@ -95,11 +95,17 @@ def test_quantization_error_equals_brute_force(engine, rng):
     assert got == pytest.approx(np.sqrt(d2.min(axis=1)).mean(), rel=1e-12)
 
 
-def test_blocks_do_not_change_the_result(rng, monkeypatch):
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan"])
+@pytest.mark.parametrize("holes", [False, True])
+def test_blocks_do_not_change_the_result(rng, monkeypatch, metric, holes):
+    # 43 blocks of 7 samples and a last one of 6, each block's scores written over the last's
     data, lattice = rng.random((300, 4)), rng.random((6, 7, 4))
-    whole = find_bmus(data, lattice)
+    if holes:
+        data[rng.random(data.shape) < 0.1] = np.nan
+    options = {"metric": metric, "nan_policy": "ignore"}
+    whole = find_bmus(data, lattice, **options)
     monkeypatch.setattr(gpusom._config, "ANALYSIS_BLOCK_BYTES", 8 * 42 * 7)
-    np.testing.assert_array_equal(find_bmus(data, lattice), whole)
+    np.testing.assert_array_equal(find_bmus(data, lattice, **options), whole)
 
 
 @given(data_and_lattice(), st.booleans())
