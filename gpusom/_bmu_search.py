@@ -29,7 +29,9 @@ def search_bytes(n_samples, n_cells, dim, k):
 
     Per codebook element: the float64 centred copy, its squares and their float64 copy, and the
     product-precision copies of the vectors and squares (8 + 8 + 8 + 8 + 8); per block row, the
-    same for the centred samples plus one row of products; per sample, the results; and the
+    same for the centred samples plus one row of products in float64, their widest dtype (one
+    block of them: every block is written into the same array, :func:`_block_products`; float32
+    products take half); per sample, the results; and the
     float64 copies of float32 inputs the CPU engine searches as float64 (at most
     ``_config.ONE_DTYPE_BYTES``). The CPU engine's pruned search (``gpusom.cpu.search``) stays
     within it (``tests/test_cpu_search.py``).
