@@ -98,7 +98,7 @@ def test_quantization_error_equals_brute_force(engine, rng):
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan"])
 @pytest.mark.parametrize("holes", [False, True])
 def test_blocks_do_not_change_the_result(rng, monkeypatch, metric, holes):
-    # 43 blocks of 7 samples and a last one of 6, each block's scores written over the last's
+    # 42 blocks of 7 samples and a last one of 6, each block's scores written over the last's
     data, lattice = rng.random((300, 4)), rng.random((6, 7, 4))
     if holes:
         data[rng.random(data.shape) < 0.1] = np.nan
