@@ -14,6 +14,23 @@ from . import search
 from .kernels import TAIL_LANES, ChunkBoxes, CompiledInt, head_rows, split_dim
 from .kernels import train_online as _train_online
 
+#: Bytes of a cache line, the alignment of the split codebook's arrays (``_aligned_zeros``).
+CACHE_LINE = 64
+
+
+def _aligned_zeros(shape, dtype):
+    """A C-contiguous array of zeros whose data starts on a cache line.
+
+    numpy aligns an array's data to 16 bytes only: (b)'s late steps took 2.04-2.11 us where the
+    head started 48 bytes into a line (the vector loads of every head row then split across
+    lines) and 1.80-1.93 us where it started on one, whichever the allocator gave the run
+    (benchmarks/RESULTS.md, "The codebook's alignment").
+    """
+    n_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(n_bytes + CACHE_LINE, np.uint8)
+    offset = -raw.ctypes.data % CACHE_LINE
+    return raw[offset : offset + n_bytes].view(dtype).reshape(shape)
+
 
 class Codebook:
     """The internal codebook: ``head`` ``(split, n_cells)`` and ``tail`` ``(n_cells, width)``.
@@ -28,10 +45,10 @@ class Codebook:
     def __init__(self, codebook):
         n_cells, dim = codebook.shape
         split = split_dim(dim)
-        # a copy always: with one feature the transpose is already contiguous (a view)
-        self.head = np.array(codebook[:, :split].T, order="C")
+        self.head = _aligned_zeros((split, n_cells), codebook.dtype)
+        self.head[...] = codebook[:, :split].T
         width = -(-(dim - split) // TAIL_LANES) * TAIL_LANES
-        self.tail = np.zeros((n_cells, width), dtype=codebook.dtype)
+        self.tail = _aligned_zeros((n_cells, width), codebook.dtype)
         self.tail[:, : dim - split] = codebook[:, split:]
         self.dim = dim
         self.boxes = {}
