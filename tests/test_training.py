@@ -1,6 +1,8 @@
 """Online training against the plain-numpy oracle, and the properties of the contract."""
 
 import functools
+import os
+import tempfile
 from unittest import mock
 
 import naive
@@ -914,7 +916,7 @@ def test_cpu_grown_boxes_hold_every_cell_an_update_moved(
     window = (bmu, sigma, rows, cols, is_torus, nbh, 2.0, lattice)
     kernels.refresh_window(head, tail, *window, (boxes.bounds, boxes.scratch, boxes.unit), None)
     kernels.refresh_window(head, tail, *window, None, cosine_norms)
-    cells = np.concatenate([head.T, tail[:, : dim - head.shape[0]]], axis=1)
+    cells = np.concatenate([head[:, :n_cells].T, tail[:, : dim - head.shape[0]]], axis=1)
     assert (cells[:, 1:] == 5.0).any()  # the update moved some cells (at least the BMU)
     assert_boxes_hold(boxes, cells)
     expected = np.empty_like(cosine_norms)
@@ -980,17 +982,107 @@ def test_cpu_rerank_passes_manhattan_scratch_only_for_manhattan(rng, metric):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (1600, 64), (97, 33), (12, 200)])
-def test_the_split_codebook_starts_on_cache_lines_and_holds_the_values(shape, dtype):
-    # numpy aligns to 16 bytes: a head 48 bytes into a line made (b)'s late steps 10 % slower
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (1600, 64), (1599, 64), (97, 33), (12, 200)])
+def test_the_split_codebook_rows_start_on_cache_lines_and_hold_the_values(shape, dtype):
+    # numpy aligns to 16 bytes: a head 48 bytes into a line made (b)'s late steps 10 % slower,
+    # and head rows off their lines (1599 cells) as much
     from gpusom.cpu import CACHE_LINE, Codebook
 
     cells = np.random.default_rng(0).random(shape).astype(dtype)
+    n_cells = shape[0]
     for _ in range(8):  # the allocator's next addresses
         codebook = Codebook(cells)
-        assert codebook.head.ctypes.data % CACHE_LINE == 0
-        assert codebook.tail.size == 0 or codebook.tail.ctypes.data % CACHE_LINE == 0
-        split = codebook.head.shape[0]
-        np.testing.assert_array_equal(codebook.head.T, cells[:, :split])
-        np.testing.assert_array_equal(codebook.tail[:, : shape[1] - split], cells[:, split:])
-        assert not codebook.tail[:, shape[1] - split :].any()
+        head, tail = codebook.head, codebook.tail
+        assert head.ctypes.data % CACHE_LINE == 0 and head.strides[0] % CACHE_LINE == 0
+        assert head.shape[1] - n_cells < CACHE_LINE // head.itemsize  # no more than a line
+        assert tail.size == 0 or tail.ctypes.data % CACHE_LINE == 0
+        assert tail.shape[0] == n_cells
+        split = head.shape[0]
+        np.testing.assert_array_equal(head[:, :n_cells].T, cells[:, :split])
+        assert not head[:, n_cells:].any()
+        np.testing.assert_array_equal(tail[:, : shape[1] - split], cells[:, split:])
+        assert not tail[:, shape[1] - split :].any()
+
+
+PADDING_CASES = [
+    (metric, dim, boxed, missing)
+    for metric in ("euclidean", "manhattan", "cosine")
+    for dim in (3, 8, 40)
+    for boxed in (False, True)
+    for missing in (False, True)
+]
+
+
+def search_past_the_map(metric, dim, boxed, missing, seed=0):
+    """Three steps of one sample on a 5x9 map (45 cells, its head padded to 48 columns) whose
+    head padding and tail rows past the map hold that sample: a search that read them as cells
+    would find a cell past the map. Asserts the steps' BMUs are the brute force's."""
+    from gpusom.cpu import ENGINE, Data, kernels
+
+    rng = np.random.default_rng(seed)
+    rows, cols = 5, 9  # chunks of 32 and 13 cells
+    n_cells = rows * cols
+    cells = rng.random((n_cells, dim)).astype(np.float32)
+    sample = rng.random(dim).astype(np.float32)
+    present = np.ones(dim, bool)
+    if missing:
+        present[1] = False
+    codebook, boxes = codebook_with_boxes(cells, metric)
+    split = codebook.head.shape[0]
+    assert codebook.head.shape[1] > n_cells
+    codebook.head[:, n_cells:] = sample[:split, None]
+    past_the_map = np.zeros((n_cells + 32, codebook.tail.shape[1]), np.float32)
+    past_the_map[:n_cells] = codebook.tail
+    past_the_map[n_cells:, : dim - split] = sample[split:]
+    codebook.tail = past_the_map[:n_cells]
+    if boxed:
+        kernels.build_boxes(codebook.head, codebook.tail, *boxes.arrays()[:3], boxes.unit)
+    else:
+        codebook.boxes[METRICS[metric]] = None
+    steps = 3  # a learning rate of 0: the map stays, the sample's guess changes after the first
+    searched = np.where(present, sample, np.nan).astype(np.float32)
+    bmus = ENGINE.train_online(
+        codebook, Data(searched[None], np.float32), np.zeros(steps, np.int64),
+        np.full(steps, 0.5), np.zeros(steps), rows, cols, False, NEIGHBORHOODS["gaussian"],
+        2.0, 0, METRICS[metric],
+    )  # fmt: skip
+    x, w = sample[present].astype(np.float64), cells[:, present].astype(np.float64)
+    expected = {
+        "euclidean": ((w - x) ** 2).sum(1),
+        "manhattan": np.abs(w - x).sum(1),
+        "cosine": -(w @ x) / np.linalg.norm(w, axis=1),
+    }[metric].argmin()
+    np.testing.assert_array_equal(bmus, expected)
+
+
+@pytest.mark.parametrize(("metric", "dim", "boxed", "missing"), PADDING_CASES)
+def test_cpu_searches_never_take_the_head_padding_for_a_cell(metric, dim, boxed, missing):
+    """The CPU codebook pads its head rows to whole cache lines (``gpusom.cpu.Codebook``): no
+    step's search, on any path, may take a padded column for a cell."""
+    search_past_the_map(metric, dim, boxed, missing)
+
+
+def test_cpu_searches_stay_within_the_map_with_bounds_checked():
+    """The same steps compiled with numba's bounds checks, in a process of their own: no
+    kernel indexes past its arrays. (The boxed search wrote its partial distances of the head
+    padding past their array, and the cosine bound its scores: heap corruption, found as an
+    abort of the suite, not by any result.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import test_training as t\n"
+        "for case in t.PADDING_CASES:\n"
+        "    t.search_past_the_map(*case)\n"
+        "print('within')\n"
+    )
+    tests = Path(__file__).parent
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache)
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=tests, env=env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("within")

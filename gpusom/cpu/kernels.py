@@ -4,7 +4,8 @@ Layout. The codebook is split by feature at ``split`` (see ``split_dim``):
 
 - ``head[k, n]``, features ``k < split`` as a structure of arrays, so distances vectorise across
   cells; four features are summed per pass, so the accumulator is read and
-  written ``split / 4`` times instead of ``split`` times.
+  written ``split / 4`` times instead of ``split`` times. Its rows may be longer than the map
+  (padding to whole cache lines, ``gpusom.cpu.Codebook``): the cell count is ``tail``'s rows.
 - ``tail[n, k]``, features ``split + k`` as an array of structures (one contiguous row per cell,
   zero-padded to a multiple of ``TAIL_LANES``), so updating a small window is a few long vector
   loops per cell instead of ``dim`` short loops per grid row.
@@ -67,8 +68,9 @@ def split_dim(dim):
 
 @njit(cache=True, fastmath=FASTMATH)
 def squared_distances(head, x, out):
-    """``out[n] = sum_k (head[k, n] - x[k])^2`` over the ``head`` features."""
-    cell_distances(head, x, out, None, head.shape[1])
+    """``out[n] = sum_k (head[k, n] - x[k])^2`` over the ``head`` features, for the
+    ``out.size`` cells (the head's columns past them are padding)."""
+    cell_distances(head, x, out, None, out.size)
 
 
 def _cell_index(base, n):
@@ -277,7 +279,7 @@ def _nearest_cell_jit(head, x, out, rows):
     leading = rows.literal_value > LANES  # passes before the last, into ``out``
 
     def nearest(head, x, out, rows):
-        n_rows, count = head.shape
+        n_rows, count = head.shape[0], out.size  # the head's columns past count are padding
         k = max(n_rows - LANES, 0)  # the last pass's first feature, of four or of n_rows
         if leading:
             cell_distances(head[:k], x, out, None, count)
@@ -547,7 +549,7 @@ class ChunkBoxes:
     def where_they_pay(cls, head, tail, dim, metric=EUCLIDEAN):
         """The boxes of a split codebook for steps under ``metric``; None where they do not pay
         (:func:`boxes_pay`)."""
-        n_cells = head.shape[1]
+        n_cells = tail.shape[0]
         # without boxes, a cosine step takes its bound: a pass over the head and two norms
         # (pruned_cosine_argmin); with them, a pause or a sample they do not serve the full scan
         scanned = split_dim(dim) + 2 if metric == COSINE else cls.scanned(dim, metric)
@@ -587,7 +589,7 @@ def build_boxes(head, tail, boxes, scratch, state, unit):
     they hold from here on."""
     inf = boxes.dtype.type(np.inf)
     for c in range(boxes.shape[2]):
-        start, stop = c * PRUNE_CHUNK, min((c + 1) * PRUNE_CHUNK, head.shape[1])
+        start, stop = c * PRUNE_CHUNK, min((c + 1) * PRUNE_CHUNK, tail.shape[0])
         for k in range(boxes.shape[1]):  # empty: the first cell sets them
             boxes[0, k, c], boxes[1, k, c] = inf, -inf
         _grow_boxes(head, tail, start, stop, boxes, scratch, unit)
@@ -748,7 +750,7 @@ def boxed_argmin(head, tail, x, boxes, bounds, partial, guess, present, manhatta
     that head's chunk distances (``_chunk_partials``). Returns ``(bmu, visited)``, ``visited``
     the chunks whose box did not rule them out.
     """
-    split, n_cells = head.shape
+    split, n_cells = head.shape[0], tail.shape[0]  # the head's columns past n_cells: padding
     x_tail = x[split:]
     present_tail = None if present is None else present[split:]
     dim = boxes.shape[1]
@@ -871,7 +873,7 @@ def _boxed_metric_search_jit(head, tail, x, x_box, norm_x, present, metric, boxe
 def _boxed_cosine_argmin(head, tail, x, x_box, norm_x, present, boxes, bounds, distances,
                          norms, guess):  # fmt: skip
     """:func:`boxed_metric_argmin` of cosine distances."""
-    n_cells = head.shape[1]
+    n_cells = tail.shape[0]
     dim = boxes.shape[1]
     info = np.finfo(distances.dtype)
     margin = distances.dtype.type(1.0 - 4.0 * (dim + 4) * info.eps)
@@ -903,7 +905,7 @@ def _boxed_cosine_argmin(head, tail, x, x_box, norm_x, present, boxes, bounds, d
 def _visit_chunk(head, tail, x, present, metric, norm_x, norms, distances, start, best, best_n):
     """``(best, best_n)`` after the chunk of cells from ``start``, whose distances it computes
     (:func:`chunk_distances`): the lowest index among the smallest distances."""
-    stop = min(start + PRUNE_CHUNK, head.shape[1])
+    stop = min(start + PRUNE_CHUNK, tail.shape[0])
     chunk_distances(head, tail, x, present, metric, norm_x, norms, distances, start, stop)
     for n in range(start, stop):
         d = distances[n]
@@ -922,7 +924,7 @@ def metric_distances(head, tail, x, present, metric, norms, out):
     The boxed search (:func:`boxed_metric_argmin`) skips chunks of it. ``norms`` (``n_cells``)
     is the cosine distances' scratch, None for the sums (:func:`chunk_distances`).
     """
-    n_cells = head.shape[1]
+    n_cells = tail.shape[0]
     norm_x = sample_norm_sq(x) if norms is not None else 0.0
     for start in range(0, n_cells, PRUNE_CHUNK):
         stop = min(start + PRUNE_CHUNK, n_cells)
@@ -1184,7 +1186,7 @@ def pruned_cosine_argmin(head, tail, x, present, norm_x, cosine_norms, scores, d
     it is ``-1``, the cell with the highest score. ``scores``, ``distances`` and ``norms``
     (``n_cells``) are scratch. Returns ``(bmu, visited)``, ``visited`` the chunks computed.
     """
-    split, n_cells = head.shape
+    split, n_cells = head.shape[0], tail.shape[0]  # the head's columns past n_cells: padding
     dtype = distances.dtype.type
     slack, x_norm = cosine_slack(x.size, distances.dtype), np.sqrt(norm_x)
     cosine_scores(head, x, sample_tail_norm(x, split), cosine_norms, scores, 0, n_cells)
@@ -1569,8 +1571,8 @@ def train_online(
 ):
     """Run ``order.size`` online steps in place; record each step's BMU in ``bmus``.
 
-    ``head`` ``(split, n_cells)`` and ``tail`` ``(n_cells, dim - split`` rounded up to a multiple
-    of ``TAIL_LANES``) are the split codebook (module docstring), ``boxes`` its
+    ``head`` ``(split, n_cells`` or more: padding) and ``tail`` ``(n_cells, dim - split`` rounded
+    up to a multiple of ``TAIL_LANES``) are the split codebook (module docstring), ``boxes`` its
     ``ChunkBoxes.arrays()``; ``data`` is ``(n_samples, dim)`` in their dtype, ``missing[i]``
     whether sample ``i`` has NaN features. ``guesses[i]`` is the BMU sample ``i`` had when last
     drawn: the first bound of the partial distance search, updated here. Any value in
@@ -1605,7 +1607,7 @@ def train_online(
     split = head.shape[0]
     dtype = head.dtype
     x = np.zeros(split + tail.shape[1], dtype)
-    distances = np.empty(head.shape[1], dtype)
+    distances = np.empty(tail.shape[0], dtype)
     # by grid distance (rectangular) or doubled horizontal offset (hexagonal)
     weight_by_delta = np.empty(max(rows, 2 * cols) + 1, dtype)
     col_weight = np.empty(2 * cols, dtype)
@@ -1622,7 +1624,7 @@ def train_online(
         chunk_gaps = np.empty(boxes[0].shape[2], dtype)
     else:
         chunk_gaps = np.empty(0, dtype)
-    n_cells = head.shape[1]
+    n_cells = tail.shape[0]
     trial_steps = max(BOX_MIN_TRIAL_STEPS, n_cells // BOX_TRIAL_RATE)
     # the cosine bound: whether it serves, the steps of its trial or pause so far, the steps it
     # served and the chunks it computed in the trial (COSINE_TRIAL_STEPS)
