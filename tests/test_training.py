@@ -1036,7 +1036,7 @@ def search_past_the_map(metric, dim, boxed, missing, seed=0):
     past_the_map[n_cells:, : dim - split] = sample[split:]
     codebook.tail = past_the_map[:n_cells]
     if boxed:
-        kernels.build_boxes(codebook.head, codebook.tail, *boxes.arrays()[:3], boxes.unit)
+        kernels.build_boxes(codebook.head, codebook.tail, *boxes.arrays())
     else:
         codebook.boxes[METRICS[metric]] = None
     steps = 3  # a learning rate of 0: the map stays, the sample's guess changes after the first
