@@ -2,7 +2,10 @@
 
 import functools
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 from unittest import mock
 
 import naive
@@ -1067,10 +1070,6 @@ def test_cpu_searches_stay_within_the_map_with_bounds_checked():
     kernel indexes past its arrays. (The boxed search wrote its partial distances of the head
     padding past their array, and the cosine bound its scores: heap corruption, found as an
     abort of the suite, not by any result.)"""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = (
         "import test_training as t\n"
         "for case in t.PADDING_CASES:\n"
